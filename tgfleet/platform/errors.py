@@ -1,0 +1,32 @@
+"""tgfleet's exception hierarchy: one root, narrow subclasses carrying data."""
+
+from __future__ import annotations
+
+
+class TgfleetError(Exception):
+    """Root of every error tgfleet raises on purpose."""
+
+
+class ConfigError(TgfleetError):
+    """A setting is missing or invalid; the message names the variable."""
+
+
+class ServiceError(TgfleetError):
+    """A local service (PostgreSQL, Redis) could not be started or reached."""
+
+
+class RetryLater(TgfleetError):
+    """An expected wait: the task should be retried after ``countdown`` seconds."""
+
+    def __init__(self, reason: str, countdown: float) -> None:
+        super().__init__(f"{reason} (retry in {countdown:.1f}s)")
+        self.reason = reason
+        self.countdown = countdown
+
+
+class PermanentError(TgfleetError):
+    """Retrying cannot help; the work item is failed with ``reason``."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason

@@ -1,0 +1,227 @@
+"""tgfleet's configuration: the one place that reads the environment.
+
+Build ``Settings`` once at an entry point (``load_settings()``) and pass it into
+factories such as ``make_celery(settings)``. Invalid or missing values stop the
+program with exit code 2 and one line per problem naming the variable and what a
+valid value looks like; secret values are never echoed.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import sys
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from tgfleet.platform.errors import ConfigError
+
+#: Variables whose values must never appear in messages.
+SECRET_FIELDS = frozenset(
+    {"secret_key", "tg_api_hash", "flower_password", "database_url", "migrate_database_url",
+     "redis_url", "result_backend"}
+)
+
+
+class LogFormat(StrEnum):
+    PLAIN = "plain"
+    JSON = "json"
+
+
+#: What a good value looks like, per field, for error messages.
+_EXAMPLES: dict[str, str] = {
+    "database_url": "postgresql://user:password@127.0.0.1:5432/tgfleet",
+    "migrate_database_url": "postgresql://owner:password@127.0.0.1:5432/tgfleet",
+    "redis_url": "redis://127.0.0.1:6379/0",
+    "result_backend": "redis://127.0.0.1:6379/1 (or leave unset)",
+    "secret_key": "a Fernet key: 32 url-safe base64 bytes, e.g. from "
+    "`python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())'`",
+    "tg_api_id": "the integer api_id from https://my.telegram.org, e.g. 123456",
+    "tg_api_hash": "the 32-character hex api_hash from https://my.telegram.org",
+    "tg_server": "host:port of an MTProto server, e.g. 149.154.167.40:443 (unset: Telegram)",
+    "tg_server_rsa_key_file": "path to the server's PKCS#1 RSA public key PEM file",
+    "tg_server_dc": "a DC id from 1 to 5, e.g. 2",
+    "log_format": "plain or json",
+}
+
+
+class Settings(BaseSettings):
+    """Every setting tgfleet reads; see the README's settings table."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        case_sensitive=False,
+        populate_by_name=True,
+    )
+
+    # --- services -------------------------------------------------------------
+    database_url: str = Field(alias="DATABASE_URL")
+    migrate_database_url: str | None = Field(default=None, alias="MIGRATE_DATABASE_URL")
+    redis_url: str = Field(alias="REDIS_URL")
+    result_backend: str | None = Field(default=None, alias="TGFLEET_RESULT_BACKEND")
+
+    # --- secrets --------------------------------------------------------------
+    secret_key: SecretStr = Field(alias="TGFLEET_SECRET_KEY")
+
+    # --- Telegram -------------------------------------------------------------
+    tg_api_id: Annotated[int, Field(gt=0)] = Field(alias="TG_API_ID")
+    tg_api_hash: SecretStr = Field(alias="TG_API_HASH")
+    tg_server: str | None = Field(default=None, alias="TG_SERVER")
+    tg_server_rsa_key_file: Path | None = Field(default=None, alias="TG_SERVER_RSA_KEY_FILE")
+    tg_server_dc: Annotated[int, Field(ge=1, le=5)] = Field(default=2, alias="TG_SERVER_DC")
+
+    # --- Flower ---------------------------------------------------------------
+    flower_user: str = Field(default="admin", alias="TGFLEET_FLOWER_USER")
+    flower_password: SecretStr | None = Field(default=None, alias="TGFLEET_FLOWER_PASSWORD")
+    flower_port: Annotated[int, Field(gt=0, lt=65536)] = Field(
+        default=5555, alias="TGFLEET_FLOWER_PORT"
+    )
+
+    # --- rate limits (Telegram's published limits) -----------------------------
+    rate_bot_per_s: Annotated[float, Field(gt=0)] = Field(default=30.0, alias="TGFLEET_RATE_BOT_PER_S")
+    rate_chat_per_s: Annotated[float, Field(gt=0)] = Field(
+        default=1.0, alias="TGFLEET_RATE_CHAT_PER_S"
+    )
+    rate_chat_burst: Annotated[int, Field(ge=1)] = Field(default=3, alias="TGFLEET_RATE_CHAT_BURST")
+    rate_group_per_min: Annotated[float, Field(gt=0)] = Field(
+        default=20.0, alias="TGFLEET_RATE_GROUP_PER_MIN"
+    )
+
+    # --- database layout --------------------------------------------------------
+    db_role_prefix: str = Field(default="tgfleet", alias="TGFLEET_DB_ROLE_PREFIX", pattern=r"^[a-z_][a-z0-9_]{0,40}$")
+    hash_partitions: Annotated[int, Field(ge=1, le=256)] = Field(
+        default=10, alias="TGFLEET_HASH_PARTITIONS"
+    )
+    partition_premake: Annotated[int, Field(ge=1, le=36)] = Field(
+        default=3, alias="TGFLEET_PARTITION_PREMAKE"
+    )
+    retention_months_messages: Annotated[int, Field(ge=1)] = Field(
+        default=12, alias="TGFLEET_RETENTION_MONTHS_MESSAGES"
+    )
+    retention_months_events: Annotated[int, Field(ge=1)] = Field(
+        default=24, alias="TGFLEET_RETENTION_MONTHS_EVENTS"
+    )
+    retention_months_audit: Annotated[int, Field(ge=1)] = Field(
+        default=36, alias="TGFLEET_RETENTION_MONTHS_AUDIT"
+    )
+    db_pool_size: Annotated[int, Field(ge=1, le=200)] = Field(default=5, alias="TGFLEET_DB_POOL_SIZE")
+
+    # --- Celery -----------------------------------------------------------------
+    #: Redis redelivers an unacked task after this many seconds; it must exceed
+    #: every countdown/ETA the code schedules (see celeryconfig.MAX_COUNTDOWN_S).
+    visibility_timeout_s: Annotated[int, Field(ge=600)] = Field(
+        default=43_200, alias="TGFLEET_VISIBILITY_TIMEOUT_S"
+    )
+
+    # --- logging ------------------------------------------------------------------
+    log_format: LogFormat = Field(default=LogFormat.PLAIN, alias="TGFLEET_LOG_FORMAT")
+    log_level: str = Field(default="INFO", alias="TGFLEET_LOG_LEVEL", pattern=r"(?i)^(DEBUG|INFO|WARNING|ERROR|CRITICAL)$")
+
+    # --- validators ---------------------------------------------------------------
+    @field_validator("database_url", "migrate_database_url")
+    @classmethod
+    def _postgres_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("postgresql://", "postgresql+psycopg2://")):
+            raise ValueError("must be a postgresql:// URL")
+        return value
+
+    @field_validator("redis_url", "result_backend")
+    @classmethod
+    def _redis_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must be a redis:// URL")
+        return value
+
+    @field_validator("secret_key")
+    @classmethod
+    def _fernet_key(cls, value: SecretStr) -> SecretStr:
+        try:
+            raw = base64.urlsafe_b64decode(value.get_secret_value().encode())
+        except (binascii.Error, ValueError):
+            raise ValueError("is not url-safe base64") from None
+        if len(raw) != 32:
+            raise ValueError("must decode to exactly 32 bytes")
+        return value
+
+    @field_validator("tg_api_hash")
+    @classmethod
+    def _api_hash(cls, value: SecretStr) -> SecretStr:
+        secret = value.get_secret_value()
+        if len(secret) != 32 or any(c not in "0123456789abcdefABCDEF" for c in secret):
+            raise ValueError("must be 32 hexadecimal characters")
+        return value
+
+    @field_validator("tg_server")
+    @classmethod
+    def _server(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError("must be host:port")
+        return value
+
+    # --- derived ------------------------------------------------------------------
+    @property
+    def owner_database_url(self) -> str:
+        """URL migrations run with (the schema owner); the app URL when unset."""
+        return self.migrate_database_url or self.database_url
+
+    @property
+    def tg_server_address(self) -> tuple[str, int] | None:
+        if self.tg_server is None:
+            return None
+        host, _, port = self.tg_server.rpartition(":")
+        return host, int(port)
+
+    def role(self, name: str) -> str:
+        """The PostgreSQL role name for ``name`` (super_admin, admin, bot, app_base)."""
+        return f"{self.db_role_prefix}_{name}"
+
+
+_FIELD_BY_ALIAS = {
+    (info.alias or name).upper(): name for name, info in Settings.model_fields.items()
+}
+
+
+def _describe(error: dict[str, Any]) -> str:
+    loc = error.get("loc") or ("?",)
+    variable = str(loc[0])
+    field = _FIELD_BY_ALIAS.get(variable.upper(), variable)
+    if field in Settings.model_fields:
+        variable = Settings.model_fields[field].alias or field.upper()
+    if error.get("type") == "missing":
+        problem = "is not set"
+    else:
+        msg = str(error.get("msg", "is invalid"))
+        problem = msg.removeprefix("Value error, ")
+        if field not in SECRET_FIELDS and "input" in error and error["type"] != "missing":
+            problem = f"{problem} (got {error['input']!r})"
+    example = _EXAMPLES.get(field)
+    hint = f"; expected {example}" if example else ""
+    return f"{variable} {problem}{hint}"
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build Settings from the environment, raising ConfigError with readable lines."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        lines = [_describe(dict(err)) for err in exc.errors(include_input=True)]
+        raise ConfigError("; ".join(lines)) from None
+
+
+def settings_or_exit(**overrides: Any) -> Settings:
+    """Entry-point helper: Settings, or exit code 2 with the problem on stderr."""
+    try:
+        return load_settings(**overrides)
+    except ConfigError as exc:
+        print(f"tgfleet: configuration error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
