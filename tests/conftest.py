@@ -8,12 +8,14 @@ Set TGFLEET_TEST_KEEP_SERVICES=1 to leave them running after the session.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from tgfleet.platform.devservices import DevServices
+from tgfleet.platform.processes import Child, ProcessGroup
 from tgfleet.platform.settings import Settings, load_settings
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -48,3 +50,47 @@ def subprocess_env(service_env: dict[str, str]) -> dict[str, str]:
     env.update(service_env)
     env["PYTHONPATH"] = str(REPO_ROOT)
     return env
+
+
+@pytest.fixture
+def start_worker(
+    subprocess_env: dict[str, str], tmp_path: Path
+) -> Iterator[Callable[..., Child]]:
+    """Factory: start a real ``celery -A tgfleet worker`` subprocess; all stop at teardown.
+
+    ``start_worker(queues="maintenance", concurrency=2, pool="prefork")`` returns
+    once the worker logged that it is ready.
+    """
+    group = ProcessGroup(tmp_path / "worker-logs", subprocess_env)
+    counter = 0
+
+    def start(
+        queues: str = "maintenance", concurrency: int = 1, pool: str = "prefork",
+        extra_env: dict[str, str] | None = None, ready_timeout: float = 60.0,
+    ) -> Child:
+        nonlocal counter
+        counter += 1
+        child = group.celery(
+            f"worker{counter}", "worker", "-Q", queues, "-c", str(concurrency), "-P", pool,
+            "-n", f"test{counter}-{os.getpid()}@%h", "--loglevel", "INFO",
+            "--without-mingle", "--without-gossip", extra_env=extra_env,
+        )
+        wait_for_log(child, "ready.", ready_timeout)
+        return child
+
+    yield start
+    group.stop()
+
+
+def wait_for_log(child: Child, needle: str, timeout: float) -> None:
+    """Wait until ``needle`` appears in the child's log; fail with the log tail if not."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        text = child.log_path.read_text(errors="replace")
+        if needle in text:
+            return
+        if not child.alive:
+            break
+        time.sleep(0.1)
+    tail = child.log_path.read_text(errors="replace")[-3000:]
+    raise AssertionError(f"{child.name} never logged {needle!r}; log tail:\n{tail}")

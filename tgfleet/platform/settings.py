@@ -46,6 +46,8 @@ _EXAMPLES: dict[str, str] = {
     "tg_server_rsa_key_file": "path to the server's PKCS#1 RSA public key PEM file",
     "tg_server_dc": "a DC id from 1 to 5, e.g. 2",
     "log_format": "plain or json",
+    "flower_password": "8+ characters without a comma",
+    "flower_user": "a user name without ',' or ':', e.g. admin",
 }
 
 
@@ -58,7 +60,6 @@ class Settings(BaseSettings):
         env_file_encoding="utf-8",
         extra="ignore",
         case_sensitive=False,
-        populate_by_name=True,
     )
 
     # --- services -------------------------------------------------------------
@@ -158,6 +159,20 @@ class Settings(BaseSettings):
             raise ValueError("must be 32 hexadecimal characters")
         return value
 
+    @field_validator("flower_password")
+    @classmethod
+    def _flower_password(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and ("," in value.get_secret_value() or len(value) < 8):
+            raise ValueError("must be at least 8 characters and contain no comma")
+        return value
+
+    @field_validator("flower_user")
+    @classmethod
+    def _flower_user(cls, value: str) -> str:
+        if not value or any(c in value for c in ",:"):
+            raise ValueError("must be non-empty, without ',' or ':'")
+        return value
+
     @field_validator("tg_server")
     @classmethod
     def _server(cls, value: str | None) -> str | None:
@@ -225,3 +240,11 @@ def settings_or_exit(**overrides: Any) -> Settings:
     except ConfigError as exc:
         print(f"tgfleet: configuration error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
+
+
+class DevSettings(BaseSettings):
+    """Settings of the embedded dev services; readable without the main ones."""
+
+    model_config = SettingsConfigDict(extra="ignore")
+
+    home: Path = Field(default=Path(".tgfleet"), alias="TGFLEET_HOME")

@@ -1,0 +1,43 @@
+"""Declarative Celery configuration for tgfleet.
+
+Values that depend on the deployment (broker URL, result backend, visibility
+timeout) come from ``Settings`` and are applied by ``make_celery(settings)``;
+everything here is static policy: serialisation, queues, routes, acks, prefetch.
+"""
+
+from kombu import Queue
+
+# JSON only: task arguments are JSON primitives and ids, never pickles.
+task_serializer = "json"
+result_serializer = "json"
+accept_content = ["json"]
+event_serializer = "json"
+timezone = "UTC"
+enable_utc = True
+
+# One queue per concern, so each can get its own workers, pool and concurrency.
+QUEUES = ("updates", "sends", "analytics", "migration", "maintenance")
+task_queues = tuple(Queue(name, routing_key=name) for name in QUEUES)
+task_default_queue = "maintenance"
+task_routes = {f"tgfleet.{area}.*": {"queue": area} for area in QUEUES}
+task_create_missing_queues = False
+
+# At-least-once: a task is acknowledged after it ran; a worker that dies mid-task
+# gives the message back. Every task is idempotent in effect (dedupe keys, row
+# claims, random_id), so a redelivery is harmless.
+task_acks_late = True
+task_reject_on_worker_lost = True
+worker_prefetch_multiplier = 1
+worker_cancel_long_running_tasks_on_connection_loss = True
+broker_connection_retry_on_startup = True
+task_track_started = False
+task_ignore_result = True
+result_expires = 3600
+
+# Countdowns the code may schedule never exceed this (FloodWait, backoff caps);
+# make_celery() checks it is below the Redis visibility timeout.
+MAX_COUNTDOWN_S = 6 * 3600
+
+worker_hijack_root_logger = False
+worker_send_task_events = False
+task_send_sent_event = False

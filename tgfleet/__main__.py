@@ -1,0 +1,5 @@
+import sys
+
+from tgfleet.platform.cli import main
+
+sys.exit(main())

@@ -1,0 +1,101 @@
+"""The Celery application: ``make_celery(settings)`` and the base task class.
+
+``celeryconfig`` holds the static policy; this module applies the deployment's
+values from ``Settings`` (broker, result backend, visibility timeout) and the
+cross-cutting task behaviour (log context, correlation id, typed retries) that
+every tgfleet task shares, like a dramatiq middleware.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from typing import Any
+
+import celeryconfig
+from celery import Celery, Task
+from celery.signals import setup_logging
+
+from tgfleet.platform.errors import ConfigError, PermanentError, RetryLater
+from tgfleet.platform.logconfig import configure_logging, log_context
+from tgfleet.platform.settings import Settings
+
+log = logging.getLogger(__name__)
+
+#: Modules whose tasks the worker registers.
+TASK_MODULES = (
+    "tgfleet.tasks.maintenance",
+)
+
+
+class TgfleetCelery(Celery):
+    """A Celery app that carries the Settings it was built from."""
+
+    settings: Settings
+
+
+class TgfleetTask(Task):  # type: ignore[misc]
+    """Base task: log context, correlation id, and typed retries.
+
+    * ``RetryLater(reason, countdown)`` -> retried after ``countdown`` (capped).
+    * ``PermanentError(reason)`` -> logged once, not retried.
+    * anything else propagates (Celery records the failure); no blanket retries.
+    """
+
+    abstract = True
+    max_retries: int | None = 12
+    #: Backoff cap for exponential retries, seconds.
+    backoff_cap_s: float = 300.0
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        request = self.request
+        queue = (request.delivery_info or {}).get("routing_key") if request else None
+        with log_context(task_id=request.id, queue=queue, bot_id=kwargs.get("bot_id")):
+            try:
+                return super().__call__(*args, **kwargs)
+            except RetryLater as exc:
+                countdown = min(exc.countdown, celeryconfig.MAX_COUNTDOWN_S)
+                log.info("retrying %s in %.1fs: %s", self.name, countdown, exc.reason)
+                raise self.retry(exc=exc, countdown=countdown) from None
+            except PermanentError as exc:
+                log.warning("%s failed permanently: %s", self.name, exc.reason)
+                return None
+
+    def backoff(self, attempt: int | None = None, base: float = 1.0) -> float:
+        """Capped exponential backoff with full jitter for retry ``attempt``."""
+        n = self.request.retries if attempt is None else attempt
+        return random.uniform(0, min(self.backoff_cap_s, base * 2**n))
+
+
+def make_celery(settings: Settings) -> TgfleetCelery:
+    """Build the Celery app for ``settings``; no connection is opened here."""
+    if settings.visibility_timeout_s <= celeryconfig.MAX_COUNTDOWN_S:
+        raise ConfigError(
+            f"TGFLEET_VISIBILITY_TIMEOUT_S must exceed the longest countdown "
+            f"({celeryconfig.MAX_COUNTDOWN_S}s), or delayed tasks are delivered twice"
+        )
+    app = TgfleetCelery("tgfleet", task_cls=TgfleetTask)
+    app.settings = settings
+    app.config_from_object(celeryconfig)
+    visibility = {"visibility_timeout": settings.visibility_timeout_s}
+    app.conf.update(
+        broker_url=settings.redis_url,
+        result_backend=settings.result_backend,
+        task_ignore_result=settings.result_backend is None,
+        # Celery reads the visibility timeout in three places; keep them identical.
+        broker_transport_options={**visibility, "fanout_prefix": True, "fanout_patterns": True},
+        result_backend_transport_options=visibility,
+        visibility_timeout=settings.visibility_timeout_s,
+        include=list(TASK_MODULES),
+    )
+    return app
+
+
+@setup_logging.connect
+def _celery_logging(**_: Any) -> None:
+    """Celery entry points (worker, beat, flower) use tgfleet's logging."""
+    from celery import current_app
+
+    settings = getattr(current_app, "settings", None)
+    if isinstance(settings, Settings):
+        configure_logging(settings)

@@ -1,0 +1,125 @@
+"""The ``tgfleet`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import shlex
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from tgfleet.platform.devservices import DevServices
+from tgfleet.platform.errors import TgfleetError
+from tgfleet.platform.settings import DevSettings, Settings, settings_or_exit
+
+log = logging.getLogger(__name__)
+
+
+def _dev_services() -> DevServices:
+    return DevServices(DevSettings().home)
+
+
+def cmd_dev(args: argparse.Namespace) -> int:
+    services = _dev_services()
+    if args.action == "up":
+        state = services.up()
+        print(f"PostgreSQL {state.pg_major} on 127.0.0.1:{state.pg_port} (pid {state.pg_pid})")
+        print(f"Redis on 127.0.0.1:{state.redis_port} (pid {state.redis_pid})")
+        print(f"Run `eval \"$(tgfleet dev env)\"` to point tgfleet at them ({services.home}).")
+    elif args.action == "down":
+        stopped = services.down()
+        print("stopped " + ", ".join(stopped) if stopped else "nothing was running")
+    elif args.action == "status":
+        status = services.status()
+        if args.json:
+            print(json.dumps(status))
+        else:
+            for name, info in status.items():
+                state = "running" if info["running"] else "stopped"
+                print(f"{name:<11} {state:<8} port {info['port'] or '-'} pid {info['pid'] or '-'}")
+        return 0 if all(info["running"] for info in status.values()) else 1
+    elif args.action == "env":
+        if not services.state_file.exists():
+            print("tgfleet: no dev services yet: run `tgfleet dev up` first", file=sys.stderr)
+            return 1
+        for key, value in services.env().items():
+            print(f"export {key}={shlex.quote(value)}")
+    return 0
+
+
+def cmd_ping(args: argparse.Namespace, settings: Settings) -> int:
+    from tgfleet.platform.celery_app import make_celery
+    from tgfleet.tasks.maintenance import ping_round_trip
+
+    seconds, answer = ping_round_trip(make_celery(settings), timeout=args.timeout)
+    print(f"{answer} ({seconds * 1000:.1f} ms round trip)")
+    return 0
+
+
+def cmd_flower(args: argparse.Namespace, settings: Settings) -> int:
+    from tgfleet.platform.flower import run_flower
+
+    return run_flower(settings, dev=args.dev, port=args.port, address=args.address)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from tgfleet.platform.demo import run_demo
+
+    return run_demo(home=DevSettings().home, duration=args.duration)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tgfleet", description="Run a fleet of Telegram bots on Celery."
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    dev = sub.add_parser("dev", help="project-local PostgreSQL + Redis under .tgfleet/")
+    dev.add_argument("action", choices=["up", "down", "status", "env"])
+    dev.add_argument("--json", action="store_true", help="status as JSON")
+    dev.set_defaults(func=cmd_dev, needs_settings=False)
+
+    demo = sub.add_parser("demo", help="start everything locally and show it working")
+    demo.add_argument("--duration", type=float, default=None,
+                      help="run unattended for S seconds, then print a summary and stop")
+    demo.set_defaults(func=cmd_demo, needs_settings=False)
+
+    ping = sub.add_parser("ping", help="round-trip a task through a worker")
+    ping.add_argument("--timeout", type=float, default=30.0)
+    ping.set_defaults(func=cmd_ping, needs_settings=True)
+
+    flower = sub.add_parser("flower", help="Flower monitoring with authentication")
+    flower.add_argument("--dev", action="store_true",
+                        help="generate and print credentials when none are configured")
+    flower.add_argument("--port", type=int, default=None)
+    flower.add_argument("--address", default="127.0.0.1")
+    flower.set_defaults(func=cmd_flower, needs_settings=True)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        if args.needs_settings:
+            settings = settings_or_exit()
+            from tgfleet.platform.logconfig import configure_logging
+
+            configure_logging(settings)
+            return int(args.func(args, settings))
+        return int(args.func(args))
+    except TgfleetError as exc:
+        print(f"tgfleet: {exc}", file=sys.stderr)
+        return 1
+    except TimeoutError as exc:
+        print(f"tgfleet: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,57 @@
+"""Maintenance queue tasks."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+import uuid
+
+import redis
+from celery import Celery, shared_task
+
+from tgfleet.platform.celery_app import TgfleetTask
+
+log = logging.getLogger(__name__)
+
+PING_KEY = "tgfleet:ping:{token}"
+
+
+@shared_task(name="tgfleet.maintenance.ping", bind=True, ignore_result=True)
+def ping(self: TgfleetTask, token: str) -> str:
+    """Round-trip check: record that a worker ran, where and when, under ``token``.
+
+    Works without a result backend: the caller polls ``PING_KEY`` in Redis.
+    """
+    answer = f"pong from {socket.gethostname()} pid {os.getpid()} at {time.time():.3f}"
+    client = redis.Redis.from_url(self.app.settings.redis_url)
+    try:
+        client.set(PING_KEY.format(token=token), answer, ex=300)
+    finally:
+        client.close()
+    log.info("ping %s answered", token)
+    return answer
+
+
+
+def ping_round_trip(app: Celery, timeout: float = 30.0) -> tuple[float, str]:
+    """Enqueue ``ping`` and wait for a worker's answer; returns (seconds, answer)."""
+    token = uuid.uuid4().hex
+    client = redis.Redis.from_url(app.conf.broker_url)
+    try:
+        started = time.monotonic()
+        app.send_task("tgfleet.maintenance.ping", args=[token])
+        key = PING_KEY.format(token=token)
+        while time.monotonic() - started < timeout:
+            answer = client.get(key)
+            if answer is not None:
+                client.delete(key)
+                return time.monotonic() - started, answer.decode()
+            time.sleep(0.02)
+    finally:
+        client.close()
+    raise TimeoutError(
+        f"no worker answered tgfleet.maintenance.ping within {timeout:.0f}s: is a worker "
+        "consuming the 'maintenance' queue? (celery -A tgfleet worker -Q maintenance)"
+    )
