@@ -67,11 +67,27 @@ def main() -> None:
             client = redis.Redis.from_url(env["REDIS_URL"])
             results: dict[str, float] = {}
             with ProcessGroup(Path(tmp) / "logs", env) as group:
-                group.start("worker", [
-                    sys.executable, "-m", "celery", "-A", "baseline_app", "worker", "-Q", "bench",
-                    "-c", "2", "-P", "prefork", "--without-mingle", "--without-gossip",
-                    "--loglevel", "WARNING",
-                ])
+                group.start(
+                    "worker",
+                    [
+                        sys.executable,
+                        "-m",
+                        "celery",
+                        "-A",
+                        "baseline_app",
+                        "worker",
+                        "-Q",
+                        "bench",
+                        "-c",
+                        "2",
+                        "-P",
+                        "prefork",
+                        "--without-mingle",
+                        "--without-gossip",
+                        "--loglevel",
+                        "WARNING",
+                    ],
+                )
                 # Warm-up: returns once the worker is up and has drained 200 tasks.
                 measure("noop", 200, env, client, db_url)
                 results["noop"] = measure("noop", args.tasks, env, client, db_url)
@@ -81,12 +97,22 @@ def main() -> None:
         finally:
             services.down()
     cores = os.cpu_count() or 0
-    print(f"celery baseline ({args.tasks} tasks each, 2 prefork workers, no result backend, "
-          f"task events off, {cores} cores)")
+    print(
+        f"celery baseline ({args.tasks} tasks each, 2 prefork workers, no result backend, "
+        f"task events off, {cores} cores)"
+    )
     print(f"  no-op tasks:      {results['noop']:8.0f} tasks/s")
     print(f"  one-INSERT tasks: {results['insert']:8.0f} tasks/s")
-    print(json.dumps({"bench": "celery_baseline", "noop_tasks_per_s": round(results["noop"], 1),
-                      "insert_tasks_per_s": round(results["insert"], 1), "cores": cores}))
+    print(
+        json.dumps(
+            {
+                "bench": "celery_baseline",
+                "noop_tasks_per_s": round(results["noop"], 1),
+                "insert_tasks_per_s": round(results["insert"], 1),
+                "cores": cores,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -53,9 +53,7 @@ def subprocess_env(service_env: dict[str, str]) -> dict[str, str]:
 
 
 @pytest.fixture
-def start_worker(
-    subprocess_env: dict[str, str], tmp_path: Path
-) -> Iterator[Callable[..., Child]]:
+def start_worker(subprocess_env: dict[str, str], tmp_path: Path) -> Iterator[Callable[..., Child]]:
     """Factory: start a real ``celery -A tgfleet worker`` subprocess; all stop at teardown.
 
     ``start_worker(queues="maintenance", concurrency=2, pool="prefork")`` returns
@@ -65,15 +63,30 @@ def start_worker(
     counter = 0
 
     def start(
-        queues: str = "maintenance", concurrency: int = 1, pool: str = "prefork",
-        extra_env: dict[str, str] | None = None, ready_timeout: float = 60.0,
+        queues: str = "maintenance",
+        concurrency: int = 1,
+        pool: str = "prefork",
+        extra_env: dict[str, str] | None = None,
+        ready_timeout: float = 60.0,
     ) -> Child:
         nonlocal counter
         counter += 1
         child = group.celery(
-            f"worker{counter}", "worker", "-Q", queues, "-c", str(concurrency), "-P", pool,
-            "-n", f"test{counter}-{os.getpid()}@%h", "--loglevel", "INFO",
-            "--without-mingle", "--without-gossip", extra_env=extra_env,
+            f"worker{counter}",
+            "worker",
+            "-Q",
+            queues,
+            "-c",
+            str(concurrency),
+            "-P",
+            pool,
+            "-n",
+            f"test{counter}-{os.getpid()}@%h",
+            "--loglevel",
+            "INFO",
+            "--without-mingle",
+            "--without-gossip",
+            extra_env=extra_env,
         )
         wait_for_log(child, "ready.", ready_timeout)
         return child

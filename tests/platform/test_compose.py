@@ -34,7 +34,10 @@ def config(directory: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [str(compose_binary()), "-f", str(directory / "docker-compose.yml"), "config", "-q"],
         env={"PATH": "/usr/bin:/bin", "HOME": str(directory), **ENV},
-        capture_output=True, text=True, timeout=60, cwd=directory,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=directory,
     )
 
 
@@ -52,10 +55,17 @@ def test_compose_file_validates(tmp_path: Path) -> None:
 
 def test_compose_lists_every_process(tmp_path: Path) -> None:
     done = subprocess.run(
-        [str(compose_binary()), "-f", str(copy_project(tmp_path) / "docker-compose.yml"),
-         "config", "--services"],
+        [
+            str(compose_binary()),
+            "-f",
+            str(copy_project(tmp_path) / "docker-compose.yml"),
+            "config",
+            "--services",
+        ],
         env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), **ENV},
-        capture_output=True, text=True, timeout=60,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert done.returncode == 0, done.stderr
     services = set(done.stdout.split())
@@ -67,8 +77,8 @@ def test_compose_lists_every_process(tmp_path: Path) -> None:
     [
         ("condition: service_healthy", "condition: service_wonderful"),
         ("  postgres:\n    image: postgres:16", "  postgres:\n    image: [postgres, 16"),
-        ("      - \"127.0.0.1:5555:5555\"", "      - \"127.0.0.1:notaport:5555\""),
-        ("    <<: *tgfleet\n    restart: \"no\"", "    <<: *tgfleet_typo\n    restart: \"no\""),
+        ('      - "127.0.0.1:5555:5555"', '      - "127.0.0.1:notaport:5555"'),
+        ('    <<: *tgfleet\n    restart: "no"', '    <<: *tgfleet_typo\n    restart: "no"'),
     ],
 )
 def test_broken_compose_file_is_rejected(tmp_path: Path, breakage: tuple[str, str]) -> None:
@@ -85,9 +95,15 @@ def test_missing_secret_is_rejected(tmp_path: Path) -> None:
     project = copy_project(tmp_path)
     done = subprocess.run(
         [str(compose_binary()), "-f", str(project / "docker-compose.yml"), "config", "-q"],
-        env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path),
-             **{k: v for k, v in ENV.items() if k != "TGFLEET_SECRET_KEY"}},
-        capture_output=True, text=True, timeout=60, cwd=project,
+        env={
+            "PATH": "/usr/bin:/bin",
+            "HOME": str(tmp_path),
+            **{k: v for k, v in ENV.items() if k != "TGFLEET_SECRET_KEY"},
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=project,
     )
     assert done.returncode != 0
     assert "TGFLEET_SECRET_KEY" in done.stderr

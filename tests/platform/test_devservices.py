@@ -26,7 +26,10 @@ def tgfleet(home: Path, *args: str, as_user: int | None = None) -> subprocess.Co
     env = {**os.environ, "TGFLEET_HOME": str(home), "PYTHONPATH": str(REPO)}
     return subprocess.run(
         [*prefix, sys.executable, "-m", "tgfleet", *args],
-        env=env, capture_output=True, text=True, timeout=180,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
     )
 
 

@@ -50,7 +50,12 @@ def test_flower_api_requires_credentials(subprocess_env: dict[str, str], tmp_pat
 
 def test_tgfleet_flower_refuses_without_credentials(subprocess_env: dict[str, str]) -> None:
     env = {k: v for k, v in subprocess_env.items() if k != "TGFLEET_FLOWER_PASSWORD"}
-    done = subprocess.run([sys.executable, "-m", "tgfleet", "flower"], env=env,
-                          capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-m", "tgfleet", "flower"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 2
     assert "TGFLEET_FLOWER_PASSWORD" in done.stderr and "--dev" in done.stderr

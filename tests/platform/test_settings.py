@@ -23,7 +23,10 @@ SECRETS = ("dbsecretpw", "redissecretpw", "x3o8lJmQ0uA3s9pZ", "0123456789abcdef0
 def run_cli(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "tgfleet", "ping", "--timeout", "0.1"],
-        env={"PATH": "/usr/bin:/bin", **env}, capture_output=True, text=True, timeout=60,
+        env={"PATH": "/usr/bin:/bin", **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
 
 

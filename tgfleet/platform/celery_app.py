@@ -12,10 +12,10 @@ import logging
 import random
 from typing import Any
 
-import celeryconfig
 from celery import Celery, Task
 from celery.signals import setup_logging
 
+import celeryconfig
 from tgfleet.platform.errors import ConfigError, PermanentError, RetryLater
 from tgfleet.platform.logconfig import configure_logging, log_context
 from tgfleet.platform.settings import Settings
@@ -23,9 +23,7 @@ from tgfleet.platform.settings import Settings
 log = logging.getLogger(__name__)
 
 #: Modules whose tasks the worker registers.
-TASK_MODULES = (
-    "tgfleet.tasks.maintenance",
-)
+TASK_MODULES = ("tgfleet.tasks.maintenance",)
 
 
 class TgfleetCelery(Celery):
@@ -34,7 +32,7 @@ class TgfleetCelery(Celery):
     settings: Settings
 
 
-class TgfleetTask(Task):  # type: ignore[misc]
+class TgfleetTask(Task):
     """Base task: log context, correlation id, and typed retries.
 
     * ``RetryLater(reason, countdown)`` -> retried after ``countdown`` (capped).

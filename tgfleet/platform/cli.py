@@ -8,7 +8,6 @@ import logging
 import shlex
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 
 from tgfleet.platform.devservices import DevServices
 from tgfleet.platform.errors import TgfleetError
@@ -27,7 +26,7 @@ def cmd_dev(args: argparse.Namespace) -> int:
         state = services.up()
         print(f"PostgreSQL {state.pg_major} on 127.0.0.1:{state.pg_port} (pid {state.pg_pid})")
         print(f"Redis on 127.0.0.1:{state.redis_port} (pid {state.redis_pid})")
-        print(f"Run `eval \"$(tgfleet dev env)\"` to point tgfleet at them ({services.home}).")
+        print(f'Run `eval "$(tgfleet dev env)"` to point tgfleet at them ({services.home}).')
     elif args.action == "down":
         stopped = services.down()
         print("stopped " + ", ".join(stopped) if stopped else "nothing was running")
@@ -37,8 +36,8 @@ def cmd_dev(args: argparse.Namespace) -> int:
             print(json.dumps(status))
         else:
             for name, info in status.items():
-                state = "running" if info["running"] else "stopped"
-                print(f"{name:<11} {state:<8} port {info['port'] or '-'} pid {info['pid'] or '-'}")
+                word = "running" if info["running"] else "stopped"
+                print(f"{name:<11} {word:<8} port {info['port'] or '-'} pid {info['pid'] or '-'}")
         return 0 if all(info["running"] for info in status.values()) else 1
     elif args.action == "env":
         if not services.state_file.exists():
@@ -82,8 +81,12 @@ def build_parser() -> argparse.ArgumentParser:
     dev.set_defaults(func=cmd_dev, needs_settings=False)
 
     demo = sub.add_parser("demo", help="start everything locally and show it working")
-    demo.add_argument("--duration", type=float, default=None,
-                      help="run unattended for S seconds, then print a summary and stop")
+    demo.add_argument(
+        "--duration",
+        type=float,
+        default=None,
+        help="run unattended for S seconds, then print a summary and stop",
+    )
     demo.set_defaults(func=cmd_demo, needs_settings=False)
 
     ping = sub.add_parser("ping", help="round-trip a task through a worker")
@@ -91,8 +94,9 @@ def build_parser() -> argparse.ArgumentParser:
     ping.set_defaults(func=cmd_ping, needs_settings=True)
 
     flower = sub.add_parser("flower", help="Flower monitoring with authentication")
-    flower.add_argument("--dev", action="store_true",
-                        help="generate and print credentials when none are configured")
+    flower.add_argument(
+        "--dev", action="store_true", help="generate and print credentials when none are configured"
+    )
     flower.add_argument("--port", type=int, default=None)
     flower.add_argument("--address", default="127.0.0.1")
     flower.set_defaults(func=cmd_flower, needs_settings=True)

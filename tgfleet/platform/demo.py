@@ -37,10 +37,12 @@ def _wait_port(port: int, timeout: float) -> bool:
 def run_demo(home: Path, duration: float | None) -> int:
     console = Console()
     services = DevServices(home)
-    with console.status("starting PostgreSQL and Redis under %s" % services.home):
+    with console.status(f"starting PostgreSQL and Redis under {services.home}"):
         state = services.up()
-    console.print(f"[green]✓[/] PostgreSQL {state.pg_major} :{state.pg_port}, "
-                  f"Redis :{state.redis_port} ({services.home})")
+    console.print(
+        f"[green]✓[/] PostgreSQL {state.pg_major} :{state.pg_port}, "
+        f"Redis :{state.redis_port} ({services.home})"
+    )
     env = {**os.environ, **services.env(state)}
     settings = load_settings(**services.env(state))
     flower_port = free_port()
@@ -54,24 +56,46 @@ def run_demo(home: Path, duration: float | None) -> int:
 
     signal.signal(signal.SIGTERM, _stop)
     with ProcessGroup(services.home / "logs", env) as group:
-        group.celery("worker", "worker", "-Q", WORKER_QUEUES, "-c", "2", "-n", "demo@%h",
-                     "--loglevel", "INFO")
-        group.celery("beat", "beat", "--schedule", str(services.home / "celerybeat-schedule"),
-                     "--loglevel", "INFO")
+        group.celery(
+            "worker",
+            "worker",
+            "-Q",
+            WORKER_QUEUES,
+            "-c",
+            "2",
+            "-n",
+            "demo@%h",
+            "--loglevel",
+            "INFO",
+        )
+        group.celery(
+            "beat",
+            "beat",
+            "--schedule",
+            str(services.home / "celerybeat-schedule"),
+            "--loglevel",
+            "INFO",
+        )
         group.start("flower", flower_argv(flower_port), flower_env(settings.flower_user, password))
         with console.status("waiting for a worker to answer a task"):
             seconds, answer = ping_round_trip(make_celery(settings), timeout=60)
         console.print(f"[green]✓[/] task round trip: {answer} in {seconds * 1000:.0f} ms")
         flower_up = _wait_port(flower_port, 30)
         mark = "[green]✓[/]" if flower_up else "[red]✗[/]"
-        console.print(f"{mark} Flower: http://127.0.0.1:{flower_port}  "
-                      f"user [bold]{settings.flower_user}[/] password [bold]{password}[/]")
+        console.print(
+            f"{mark} Flower: http://127.0.0.1:{flower_port}  "
+            f"user [bold]{settings.flower_user}[/] password [bold]{password}[/]"
+        )
         console.print(f"  logs: {group.log_dir}")
-        console.print("  shell: eval \"$(tgfleet dev env)\" then `tgfleet ping`, "
-                      "`celery -A tgfleet inspect active`")
-        console.print("Ctrl-C stops the demo's processes (the services keep running: "
-                      "`tgfleet dev down`)." if duration is None else
-                      f"running for {duration:.0f}s")
+        console.print(
+            '  shell: eval "$(tgfleet dev env)" then `tgfleet ping`, '
+            "`celery -A tgfleet inspect active`"
+        )
+        console.print(
+            "Ctrl-C stops the demo's processes (the services keep running: `tgfleet dev down`)."
+            if duration is None
+            else f"running for {duration:.0f}s"
+        )
         started = time.monotonic()
         try:
             while not stop and (duration is None or time.monotonic() - started < duration):

@@ -154,7 +154,7 @@ class _Demoter:
         self.preexec = demote
 
     def run(self, argv: Sequence[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(  # type: ignore[call-overload, no-any-return]
+        return subprocess.run(  # type: ignore[call-overload]
             [*self.prefix, *argv], preexec_fn=self.preexec, text=True, **kwargs
         )
 
@@ -210,8 +210,15 @@ class DevServices:
         if pid_alive(state.pg_pid) and state.pg_bin:
             demoter = _Demoter()
             demoter.run(
-                [f"{state.pg_bin}/pg_ctl", "-D", str(self._pg_data(state)), "-m", "fast",
-                 "-w", "stop"],
+                [
+                    f"{state.pg_bin}/pg_ctl",
+                    "-D",
+                    str(self._pg_data(state)),
+                    "-m",
+                    "fast",
+                    "-w",
+                    "stop",
+                ],
                 capture_output=True,
             )
             _wait_gone(state.pg_pid)
@@ -274,8 +281,19 @@ class DevServices:
             data.mkdir(parents=True, mode=0o700)
             demoter.own(data)
             done = demoter.run(
-                [str(pg_bin / "initdb"), "-D", str(data), "-U", PG_USER, "-A", "trust",
-                 "-E", "UTF8", "--locale=C", "--no-sync"],
+                [
+                    str(pg_bin / "initdb"),
+                    "-D",
+                    str(data),
+                    "-U",
+                    PG_USER,
+                    "-A",
+                    "trust",
+                    "-E",
+                    "UTF8",
+                    "--locale=C",
+                    "--no-sync",
+                ],
                 capture_output=True,
             )
             if done.returncode != 0:
@@ -291,8 +309,19 @@ class DevServices:
         log_file = self.home / f"postgresql{state.pg_major}.log"
         demoter.own(self.home) if demoter.uid is not None else None
         done = demoter.run(
-            [str(pg_bin / "pg_ctl"), "-D", str(data), "-l", str(log_file), "-o", options,
-             "-w", "-t", "60", "start"],
+            [
+                str(pg_bin / "pg_ctl"),
+                "-D",
+                str(data),
+                "-l",
+                str(log_file),
+                "-o",
+                options,
+                "-w",
+                "-t",
+                "60",
+                "start",
+            ],
             capture_output=True,
         )
         if done.returncode != 0:
@@ -302,21 +331,47 @@ class DevServices:
         self._bootstrap_database(pg_bin, state)
 
     def _bootstrap_database(self, pg_bin: Path, state: DevState) -> None:
-        psql = [str(pg_bin / "psql"), "-h", "127.0.0.1", "-p", str(state.pg_port), "-U", PG_USER,
-                "-v", "ON_ERROR_STOP=1", "-qAt"]
+        psql = [
+            str(pg_bin / "psql"),
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(state.pg_port),
+            "-U",
+            PG_USER,
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-qAt",
+        ]
         exists = subprocess.run(
-            [*psql, "-d", "postgres", "-c",
-             f"SELECT 1 FROM pg_database WHERE datname = '{PG_DATABASE}'"],
-            capture_output=True, text=True, check=True,
+            [
+                *psql,
+                "-d",
+                "postgres",
+                "-c",
+                f"SELECT 1 FROM pg_database WHERE datname = '{PG_DATABASE}'",
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
         ).stdout.strip()
         if not exists:
-            subprocess.run([*psql, "-d", "postgres", "-c", f"CREATE DATABASE {PG_DATABASE}"],
-                           capture_output=True, check=True)
+            subprocess.run(
+                [*psql, "-d", "postgres", "-c", f"CREATE DATABASE {PG_DATABASE}"],
+                capture_output=True,
+                check=True,
+            )
         subprocess.run(
-            [*psql, "-d", PG_DATABASE, "-c",
-             f"DO $$BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{APP_USER}') "
-             f"THEN CREATE ROLE {APP_USER} LOGIN; END IF; END$$"],
-            capture_output=True, check=True,
+            [
+                *psql,
+                "-d",
+                PG_DATABASE,
+                "-c",
+                f"DO $$BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{APP_USER}') "
+                f"THEN CREATE ROLE {APP_USER} LOGIN; END IF; END$$",
+            ],
+            capture_output=True,
+            check=True,
         )
 
     # -- Redis ----------------------------------------------------------------------
@@ -332,11 +387,31 @@ class DevServices:
         pidfile = data / "redis.pid"
         pidfile.unlink(missing_ok=True)
         done = subprocess.run(
-            [str(binary), "--port", str(state.redis_port), "--bind", "127.0.0.1",
-             "--daemonize", "yes", "--pidfile", str(pidfile), "--dir", str(data),
-             "--logfile", str(data / "redis.log"), "--save", "", "--appendonly", "yes",
-             "--appendfsync", "everysec", "--protected-mode", "no"],
-            capture_output=True, text=True,
+            [
+                str(binary),
+                "--port",
+                str(state.redis_port),
+                "--bind",
+                "127.0.0.1",
+                "--daemonize",
+                "yes",
+                "--pidfile",
+                str(pidfile),
+                "--dir",
+                str(data),
+                "--logfile",
+                str(data / "redis.log"),
+                "--save",
+                "",
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "everysec",
+                "--protected-mode",
+                "no",
+            ],
+            capture_output=True,
+            text=True,
         )
         if done.returncode != 0:
             raise ServiceError(f"redis-server did not start: {done.stderr.strip()[-500:]}")

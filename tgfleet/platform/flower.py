@@ -22,8 +22,16 @@ def generate_password() -> str:
 
 
 def flower_argv(port: int, address: str = "127.0.0.1") -> list[str]:
-    return [sys.executable, "-m", "celery", "-A", "tgfleet", "flower",
-            f"--port={port}", f"--address={address}"]
+    return [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "tgfleet",
+        "flower",
+        f"--port={port}",
+        f"--address={address}",
+    ]
 
 
 def run_flower(settings: Settings, *, dev: bool, port: int | None, address: str) -> int:

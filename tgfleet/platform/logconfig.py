@@ -15,13 +15,15 @@ import logging
 import re
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from types import MappingProxyType
 from typing import Any
 
 from tgfleet.platform.settings import LogFormat, Settings
 
-_CONTEXT: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar(
-    "tgfleet_log_context", default={}
+_EMPTY: Mapping[str, Any] = MappingProxyType({})
+_CONTEXT: contextvars.ContextVar[Mapping[str, Any]] = contextvars.ContextVar(
+    "tgfleet_log_context", default=_EMPTY
 )
 #: A Telegram bot token: "<bot id>:<35 url-safe chars>".
 _BOT_TOKEN = re.compile(r"\b\d{3,12}:[A-Za-z0-9_-]{30,}")

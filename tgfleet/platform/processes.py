@@ -37,7 +37,9 @@ class ProcessGroup:
         self.children: list[Child] = []
         log_dir.mkdir(parents=True, exist_ok=True)
 
-    def start(self, name: str, argv: Sequence[str], extra_env: Mapping[str, str] | None = None) -> Child:
+    def start(
+        self, name: str, argv: Sequence[str], extra_env: Mapping[str, str] | None = None
+    ) -> Child:
         log_path = self.log_dir / f"{name}.log"
         out: IO[bytes] = log_path.open("ab")
         process = subprocess.Popen(

@@ -22,8 +22,15 @@ from tgfleet.platform.errors import ConfigError
 
 #: Variables whose values must never appear in messages.
 SECRET_FIELDS = frozenset(
-    {"secret_key", "tg_api_hash", "flower_password", "database_url", "migrate_database_url",
-     "redis_url", "result_backend"}
+    {
+        "secret_key",
+        "tg_api_hash",
+        "flower_password",
+        "database_url",
+        "migrate_database_url",
+        "redis_url",
+        "result_backend",
+    }
 )
 
 
@@ -86,7 +93,9 @@ class Settings(BaseSettings):
     )
 
     # --- rate limits (Telegram's published limits) -----------------------------
-    rate_bot_per_s: Annotated[float, Field(gt=0)] = Field(default=30.0, alias="TGFLEET_RATE_BOT_PER_S")
+    rate_bot_per_s: Annotated[float, Field(gt=0)] = Field(
+        default=30.0, alias="TGFLEET_RATE_BOT_PER_S"
+    )
     rate_chat_per_s: Annotated[float, Field(gt=0)] = Field(
         default=1.0, alias="TGFLEET_RATE_CHAT_PER_S"
     )
@@ -96,7 +105,9 @@ class Settings(BaseSettings):
     )
 
     # --- database layout --------------------------------------------------------
-    db_role_prefix: str = Field(default="tgfleet", alias="TGFLEET_DB_ROLE_PREFIX", pattern=r"^[a-z_][a-z0-9_]{0,40}$")
+    db_role_prefix: str = Field(
+        default="tgfleet", alias="TGFLEET_DB_ROLE_PREFIX", pattern=r"^[a-z_][a-z0-9_]{0,40}$"
+    )
     hash_partitions: Annotated[int, Field(ge=1, le=256)] = Field(
         default=10, alias="TGFLEET_HASH_PARTITIONS"
     )
@@ -112,7 +123,9 @@ class Settings(BaseSettings):
     retention_months_audit: Annotated[int, Field(ge=1)] = Field(
         default=36, alias="TGFLEET_RETENTION_MONTHS_AUDIT"
     )
-    db_pool_size: Annotated[int, Field(ge=1, le=200)] = Field(default=5, alias="TGFLEET_DB_POOL_SIZE")
+    db_pool_size: Annotated[int, Field(ge=1, le=200)] = Field(
+        default=5, alias="TGFLEET_DB_POOL_SIZE"
+    )
 
     # --- Celery -----------------------------------------------------------------
     #: Redis redelivers an unacked task after this many seconds; it must exceed
@@ -123,7 +136,11 @@ class Settings(BaseSettings):
 
     # --- logging ------------------------------------------------------------------
     log_format: LogFormat = Field(default=LogFormat.PLAIN, alias="TGFLEET_LOG_FORMAT")
-    log_level: str = Field(default="INFO", alias="TGFLEET_LOG_LEVEL", pattern=r"(?i)^(DEBUG|INFO|WARNING|ERROR|CRITICAL)$")
+    log_level: str = Field(
+        default="INFO",
+        alias="TGFLEET_LOG_LEVEL",
+        pattern=r"(?i)^(DEBUG|INFO|WARNING|ERROR|CRITICAL)$",
+    )
 
     # --- validators ---------------------------------------------------------------
     @field_validator("database_url", "migrate_database_url")

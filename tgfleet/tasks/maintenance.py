@@ -34,7 +34,6 @@ def ping(self: TgfleetTask, token: str) -> str:
     return answer
 
 
-
 def ping_round_trip(app: Celery, timeout: float = 30.0) -> tuple[float, str]:
     """Enqueue ``ping`` and wait for a worker's answer; returns (seconds, answer)."""
     token = uuid.uuid4().hex
@@ -47,7 +46,8 @@ def ping_round_trip(app: Celery, timeout: float = 30.0) -> tuple[float, str]:
             answer = client.get(key)
             if answer is not None:
                 client.delete(key)
-                return time.monotonic() - started, answer.decode()
+                text = answer.decode() if isinstance(answer, bytes) else str(answer)
+                return time.monotonic() - started, text
             time.sleep(0.02)
     finally:
         client.close()
