@@ -1,0 +1,67 @@
+"""Fixtures for the simulator's tests: a simulator in a background thread, a bot and a
+user in it, and a factory of real (unmodified) Telethon clients connected to it."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Coroutine, Iterator
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import pytest
+from telethon import TelegramClient
+
+from tgfleet.simulator import SimulatorThread, new_client
+
+T = TypeVar("T")
+
+
+@pytest.fixture
+def sim() -> Iterator[SimulatorThread]:
+    with SimulatorThread() as simulator:
+        yield simulator
+
+
+@dataclass
+class World:
+    sim: SimulatorThread
+    bot: dict[str, Any]
+    user: dict[str, Any]
+
+    def client(self, **kwargs: Any) -> TelegramClient:
+        """A Telethon client for this simulator (create it inside the running loop)."""
+        kwargs.setdefault("flood_sleep_threshold", 0)
+        kwargs.setdefault("request_retries", 1)
+        return new_client(self.sim.host, self.sim.port, self.sim.public_pem, **kwargs)
+
+    async def bot_client(self, **kwargs: Any) -> TelegramClient:
+        client = self.client(**kwargs)
+        await client.start(bot_token=self.bot["token"])
+        return client
+
+
+@pytest.fixture
+def world(sim: SimulatorThread) -> World:
+    bot = sim.create_bot(username="test_bot")
+    user = sim.create_user("Ann", "Smith", username="ann_smith")
+    return World(sim, bot, user)
+
+
+@pytest.fixture
+def run() -> Callable[[Coroutine[Any, Any, T]], T]:
+    """Run a coroutine to completion on a fresh event loop (tests stay synchronous)."""
+
+    def runner(coro: Coroutine[Any, Any, T]) -> T:
+        return asyncio.run(coro)
+
+    return runner
+
+
+async def wait_until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
+    """Poll ``predicate`` without blocking the event loop; fail after ``timeout``."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not predicate():
+        if loop.time() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.02)

@@ -1,0 +1,163 @@
+"""A small synchronous client for the simulator's HTTP control API (stdlib urllib)."""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+
+class SimulatorApiError(Exception):
+    """The control API refused a request; ``status`` is the HTTP status."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(f"simulator control API: {status} {message}")
+        self.status = status
+        self.message = message
+
+
+class SimulatorClient:
+    """``SimulatorClient("http://127.0.0.1:PORT")``: drive a simulator from any process."""
+
+    def __init__(self, base_url: str, timeout: float = 10.0) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.timeout = timeout
+
+    def request(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(
+            self.base_url + path,
+            data=data,
+            method=method,
+            headers={"Content-Type": "application/json"},
+        )
+        try:
+            with urllib.request.urlopen(req, timeout=self.timeout) as resp:
+                return json.loads(resp.read())
+        except urllib.error.HTTPError as exc:
+            try:
+                message = json.loads(exc.read()).get("error", exc.reason)
+            except (ValueError, AttributeError):
+                message = str(exc.reason)
+            raise SimulatorApiError(exc.code, message) from None
+
+    # -- world -----------------------------------------------------------------------------
+
+    def health(self) -> dict[str, Any]:
+        result: dict[str, Any] = self.request("GET", "/health")
+        return result
+
+    @property
+    def address(self) -> tuple[str, int]:
+        """(host, port) of the MTProto server."""
+        info = self.health()
+        return info["host"], int(info["port"])
+
+    def create_bot(self, username: str | None = None, first_name: str | None = None) -> Any:
+        """Returns {"id", "token", "username", "first_name", "pts"}."""
+        return self.request("POST", "/bots", {"username": username, "first_name": first_name})
+
+    def bots(self) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self.request("GET", "/bots")["bots"]
+        return result
+
+    def create_user(
+        self, first_name: str, last_name: str | None = None, username: str | None = None
+    ) -> Any:
+        """Returns {"id", "first_name", "last_name", "username"}."""
+        body = {"first_name": first_name, "last_name": last_name, "username": username}
+        return self.request("POST", "/users", body)
+
+    def users(self) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self.request("GET", "/users")["users"]
+        return result
+
+    def send(
+        self,
+        user_id: int,
+        bot_id: int,
+        text: str = "",
+        *,
+        photo: bool = False,
+        reply_to: int | None = None,
+        count: int = 1,
+    ) -> list[dict[str, Any]]:
+        """The user writes to the bot; returns [{"id", "pts", "photo_id"}] (bot-side ids)."""
+        body = {"bot_id": bot_id, "text": text, "photo": photo, "reply_to": reply_to}
+        body["count"] = count
+        result: list[dict[str, Any]] = self.request("POST", f"/users/{user_id}/messages", body)[
+            "messages"
+        ]
+        return result
+
+    def received(
+        self, user_id: int, bot_id: int | None = None, offset: int = 0
+    ) -> list[dict[str, Any]]:
+        """What bots sent the user: [{"bot_id", "message_id", "date", "text", "reply_to",
+        "media", "edited_at"}], oldest first."""
+        query = f"?offset={offset}" + ("" if bot_id is None else f"&bot_id={bot_id}")
+        result: list[dict[str, Any]] = self.request("GET", f"/users/{user_id}/received{query}")[
+            "messages"
+        ]
+        return result
+
+    def wait_received(
+        self, user_id: int, count: int, bot_id: int | None = None, timeout: float = 10.0
+    ) -> list[dict[str, Any]]:
+        """Poll until the user has received at least ``count`` messages, or raise."""
+        deadline = time.monotonic() + timeout
+        while True:
+            items = self.received(user_id, bot_id)
+            if len(items) >= count:
+                return items
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"user {user_id} received {len(items)} of {count} messages")
+            time.sleep(0.05)
+
+    def block(self, user_id: int, bot_id: int, blocked: bool = True) -> None:
+        self.request("POST", f"/users/{user_id}/block", {"bot_id": bot_id, "blocked": blocked})
+
+    # -- limits, faults, stats -----------------------------------------------------------------
+
+    def limits(self) -> dict[str, Any]:
+        result: dict[str, Any] = self.request("GET", "/limits")
+        return result
+
+    def set_limits(self, **changes: Any) -> dict[str, Any]:
+        result: dict[str, Any] = self.request("POST", "/limits", changes)
+        return result
+
+    def drop_connections(self) -> int:
+        return int(self.request("POST", "/faults/drop-connections", {})["dropped"])
+
+    def stall(self, seconds: float) -> None:
+        self.request("POST", "/faults/stall", {"seconds": seconds})
+
+    def force_flood(self, bot_id: int, seconds: float) -> None:
+        self.request("POST", "/faults/flood", {"bot_id": bot_id, "seconds": seconds})
+
+    def lose_pushes(self, bot_id: int, count: int) -> None:
+        self.request("POST", "/faults/lose-pushes", {"bot_id": bot_id, "count": count})
+
+    def refuse_connections(self, seconds: float) -> None:
+        self.request("POST", "/faults/refuse-connections", {"seconds": seconds})
+
+    def restart(self, downtime: float = 0.0) -> None:
+        self.request("POST", "/faults/restart", {"downtime": downtime})
+
+    def save(self) -> None:
+        self.request("POST", "/save", {})
+
+    def stats(self) -> dict[str, Any]:
+        result: dict[str, Any] = self.request("GET", "/stats")
+        return result
+
+    def rsa_public_pem(self) -> str:
+        return str(self.request("GET", "/rsa-key")["pem"])
+
+    def write_rsa_key(self, path: str | Path) -> Path:
+        """Have the simulator write its PKCS#1 public key PEM to ``path``."""
+        return Path(self.request("POST", "/rsa-key", {"path": str(path)})["path"])

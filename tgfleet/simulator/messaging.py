@@ -1,0 +1,130 @@
+"""The messages.* methods: send, send a photo, edit, typing, get messages."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from telethon.tl import functions, types
+
+from tgfleet.simulator import mtproto
+from tgfleet.simulator.methods import RpcContext, handles
+from tgfleet.simulator.render import message_tl, message_updates, peer_users, when
+from tgfleet.simulator.world import Bot, Photo, StoredMessage, User, WorldError
+
+MAX_TEXT = 4096
+MAX_CAPTION = 1024
+
+
+def _reply_to(request: Any) -> int | None:
+    reply = request.reply_to
+    if isinstance(reply, types.InputReplyToMessage):
+        return int(reply.reply_to_msg_id)
+    return None
+
+
+def _check_flood(ctx: RpcContext, bot: Bot, user: User) -> None:
+    wait = ctx.sim.flood_wait(bot, user.id)
+    if wait:
+        raise WorldError(420, f"FLOOD_WAIT_{wait}")
+
+
+def _short_sent(message: StoredMessage) -> bytes:
+    return bytes(
+        types.UpdateShortSentMessage(
+            out=True, id=message.id, pts=message.pts, pts_count=1, date=when(message.date)
+        )
+    )
+
+
+@handles(functions.messages.SendMessageRequest)
+def send_message(ctx: RpcContext, request: Any) -> bytes:
+    bot = ctx.bot()
+    user = ctx.peer(bot, request.peer)
+    world = ctx.sim.world
+    original = world.duplicate(bot, request.random_id)
+    if original is not None:
+        ctx.sim.stats["duplicate_sends"] += 1
+        return _short_sent(original)
+    text = request.message
+    if not text or not text.strip():
+        raise WorldError(400, "MESSAGE_EMPTY")
+    if len(text) > MAX_TEXT:
+        raise WorldError(400, "MESSAGE_TOO_LONG")
+    _check_flood(ctx, bot, user)
+    message = world.bot_sends(bot, user, text, request.random_id, _reply_to(request))
+    ctx.sim.on_bot_message(bot, message, origin=ctx.conn)
+    return _short_sent(message)
+
+
+def _photo(ctx: RpcContext, media: Any) -> Photo:
+    if not isinstance(media, types.InputMediaPhoto) or not isinstance(media.id, types.InputPhoto):
+        raise WorldError(400, "MEDIA_INVALID")
+    photo = ctx.sim.world.photos.get(media.id.id)
+    if photo is None or photo.access_hash != media.id.access_hash:
+        raise WorldError(400, "MEDIA_INVALID")
+    if photo.file_reference != media.id.file_reference:
+        raise WorldError(400, "FILE_REFERENCE_EXPIRED")
+    return photo
+
+
+@handles(functions.messages.SendMediaRequest)
+def send_media(ctx: RpcContext, request: Any) -> bytes:
+    bot = ctx.bot()
+    user = ctx.peer(bot, request.peer)
+    world = ctx.sim.world
+    original = world.duplicate(bot, request.random_id)
+    if original is not None:
+        ctx.sim.stats["duplicate_sends"] += 1
+        return bytes(message_updates(world, bot, original, random_id=request.random_id))
+    photo = _photo(ctx, request.media)
+    if len(request.message or "") > MAX_CAPTION:
+        raise WorldError(400, "MEDIA_CAPTION_TOO_LONG")
+    _check_flood(ctx, bot, user)
+    message = world.bot_sends(
+        bot, user, request.message or "", request.random_id, _reply_to(request), photo
+    )
+    ctx.sim.on_bot_message(bot, message, origin=ctx.conn)
+    return bytes(message_updates(world, bot, message, random_id=request.random_id))
+
+
+@handles(functions.messages.EditMessageRequest)
+def edit_message(ctx: RpcContext, request: Any) -> bytes:
+    bot = ctx.bot()
+    user = ctx.peer(bot, request.peer)
+    if request.message is None:
+        raise WorldError(400, "MESSAGE_EMPTY")
+    message = bot.messages.get(request.id)
+    if message is None or message.peer_id != user.id:
+        raise WorldError(400, "MESSAGE_ID_INVALID")
+    edited = ctx.sim.world.bot_edits(bot, request.id, request.message)
+    ctx.sim.on_bot_message(bot, edited, origin=ctx.conn, edit=True)
+    return bytes(message_updates(ctx.sim.world, bot, edited, edit=True))
+
+
+@handles(functions.messages.SetTypingRequest)
+def set_typing(ctx: RpcContext, request: Any) -> bytes:
+    bot = ctx.bot()
+    ctx.peer(bot, request.peer)
+    ctx.sim.stats["typing"] += 1
+    return mtproto.BOOL_TRUE
+
+
+@handles(functions.messages.GetMessagesRequest)
+def get_messages(ctx: RpcContext, request: Any) -> bytes:
+    bot = ctx.bot()
+    world = ctx.sim.world
+    found: list[types.TypeMessage] = []
+    stored: list[StoredMessage] = []
+    for item in request.id:
+        message_id = item.id if isinstance(item, types.InputMessageID) else 0
+        message = bot.messages.get(message_id)
+        if message is None:
+            found.append(types.MessageEmpty(message_id, None))
+            continue
+        found.append(message_tl(world, bot, message))
+        stored.append(message)
+    return bytes(
+        types.messages.Messages(
+            messages=found, topics=[], chats=[], users=peer_users(world, bot, stored)
+        )
+    )

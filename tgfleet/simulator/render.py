@@ -1,0 +1,95 @@
+"""World objects rendered as Telethon TL objects, as one account (bot) sees them."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from telethon.tl import types
+
+from tgfleet.simulator.world import Bot, Photo, StoredMessage, User, World
+
+
+def when(timestamp: float) -> dt.datetime:
+    return dt.datetime.fromtimestamp(int(timestamp), tz=dt.UTC)
+
+
+def user_tl(world: World, account: Bot, peer: Bot | User) -> types.User:
+    """``peer`` as ``account`` sees it: with the access_hash that account must present."""
+    if isinstance(peer, Bot):
+        return types.User(
+            id=peer.id,
+            is_self=peer.id == account.id,
+            bot=True,
+            bot_info_version=1,
+            bot_nochats=True,
+            access_hash=world.access_hash(account.id, peer.id),
+            first_name=peer.first_name,
+            username=peer.username,
+        )
+    return types.User(
+        id=peer.id,
+        access_hash=world.access_hash(account.id, peer.id),
+        first_name=peer.first_name,
+        last_name=peer.last_name,
+        username=peer.username,
+    )
+
+
+def photo_tl(photo: Photo) -> types.Photo:
+    return types.Photo(
+        id=photo.id,
+        access_hash=photo.access_hash,
+        file_reference=photo.file_reference,
+        date=when(photo.date),
+        sizes=[types.PhotoSize(type="x", w=photo.width, h=photo.height, size=photo.size)],
+        dc_id=2,
+    )
+
+
+def message_tl(world: World, bot: Bot, message: StoredMessage) -> types.Message:
+    photo = None if message.photo_id is None else world.photos.get(message.photo_id)
+    sender = bot.id if message.out else message.peer_id
+    return types.Message(
+        id=message.id,
+        peer_id=types.PeerUser(message.peer_id),
+        from_id=types.PeerUser(sender),
+        date=when(message.date),
+        message=message.text,
+        out=message.out,
+        reply_to=(
+            None
+            if message.reply_to is None
+            else types.MessageReplyHeader(reply_to_msg_id=message.reply_to)
+        ),
+        media=None if photo is None else types.MessageMediaPhoto(photo=photo_tl(photo)),
+        edit_date=None if message.edit_date is None else when(message.edit_date),
+    )
+
+
+def peer_users(world: World, bot: Bot, messages: list[StoredMessage]) -> list[types.User]:
+    """The users the messages mention, with this bot's access hashes."""
+    seen: dict[int, types.User] = {}
+    for message in messages:
+        if message.peer_id not in seen:
+            peer = world.users.get(message.peer_id) or world.bots.get(message.peer_id)
+            if peer is not None:
+                seen[message.peer_id] = user_tl(world, bot, peer)
+    return list(seen.values())
+
+
+def message_updates(
+    world: World, bot: Bot, message: StoredMessage, edit: bool = False, random_id: int | None = None
+) -> types.Updates:
+    """``Updates`` carrying one new (or edited) message, as pushed and as sendMedia answers."""
+    update_cls = types.UpdateEditMessage if edit else types.UpdateNewMessage
+    updates: list[types.TypeUpdate] = []
+    if random_id is not None:
+        updates.append(types.UpdateMessageID(id=message.id, random_id=random_id))
+    updates.append(update_cls(message_tl(world, bot, message), pts=message.pts, pts_count=1))
+    return types.Updates(
+        updates=updates,
+        users=peer_users(world, bot, [message]),
+        chats=[],
+        date=when(message.date),
+        seq=0,
+    )

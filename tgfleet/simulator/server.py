@@ -1,0 +1,365 @@
+"""The simulator: an MTProto server on loopback plus the world it serves, faults and stats."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from telethon.crypto import aes as telethon_aes
+
+from tgfleet.simulator import messaging  # noqa: F401  (registers the messages.* handlers)
+from tgfleet.simulator.connection import ClientConnection
+from tgfleet.simulator.handshake import ServerKey
+from tgfleet.simulator.limits import FloodControl, FloodLimits
+from tgfleet.simulator.methods import Methods
+from tgfleet.simulator.render import message_updates
+from tgfleet.simulator.sessions import SessionStore
+from tgfleet.simulator.state import dump_state, load_state, read_state_file, write_state_file
+from tgfleet.simulator.world import (
+    DEFAULT_HISTORY_LIMIT,
+    DEFAULT_INBOX_LIMIT,
+    Bot,
+    Received,
+    StoredMessage,
+    User,
+    World,
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SimulatorConfig:
+    host: str = "127.0.0.1"
+    port: int = 0
+    control_port: int | None = 0
+    state_path: Path | None = None
+    rsa_key_out: Path | None = None
+    limits: FloodLimits = field(default_factory=FloodLimits)
+    history_limit: int = DEFAULT_HISTORY_LIMIT
+    inbox_limit: int = DEFAULT_INBOX_LIMIT
+    max_frame: int = 1024 * 1024
+    save_interval: float = 1.0
+
+
+def aes_backend() -> str:
+    """Which AES implementation Telethon (and so the simulator) uses."""
+    if telethon_aes.cryptg is not None:
+        return "cryptg"
+    if telethon_aes.libssl.encrypt_ige:
+        return "libssl"
+    return "pyaes"
+
+
+class Simulator:
+    """``async with Simulator() as sim:`` runs a server on a random loopback port."""
+
+    def __init__(self, config: SimulatorConfig | None = None, **overrides: Any) -> None:
+        self.config = config or SimulatorConfig(**overrides)
+        self.world = World(
+            history_limit=self.config.history_limit, inbox_limit=self.config.inbox_limit
+        )
+        self.sessions = SessionStore()
+        self.flood = FloodControl(self.config.limits)
+        self.rpc = Methods(self)
+        self.stats: Counter[str] = Counter()
+        self.server_key: ServerKey
+        self.stalled_until = 0.0
+        self._refuse_until = 0.0
+        self._connections: set[ClientConnection] = set()
+        self._by_bot: dict[int, set[ClientConnection]] = {}
+        self._lost_pushes: dict[int, int] = {}
+        self._server: asyncio.Server | None = None
+        self._control: Any = None
+        self._saver: asyncio.Task[None] | None = None
+        self._dirty = False
+        self.port = self.config.port
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        cfg = self.config
+        data = read_state_file(cfg.state_path) if cfg.state_path else None
+        if data is not None:
+            self.server_key = load_state(data, self.world, self.sessions, cfg.limits)
+        else:
+            self.server_key = ServerKey.generate()
+            self._dirty = True
+        if cfg.rsa_key_out is not None:
+            self.write_rsa_key(cfg.rsa_key_out)
+        backend = aes_backend()
+        if backend != "cryptg":
+            log.warning("simulator: AES backend is %s, not cryptg: expect low throughput", backend)
+        await self._listen()
+        if cfg.control_port is not None:
+            from tgfleet.simulator.control import ControlServer
+
+            self._control = ControlServer(self)
+            await self._control.start(cfg.host, cfg.control_port)
+        if cfg.state_path is not None:
+            self.save()
+            self._saver = asyncio.create_task(self._save_periodically())
+        log.info(
+            "simulator: MTProto on %s:%s, control API on %s, AES %s",
+            cfg.host,
+            self.port,
+            self.control_url or "(none)",
+            backend,
+        )
+
+    async def _listen(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            lambda: ClientConnection(self), self.config.host, self.port, reuse_address=True
+        )
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        if self._saver is not None:
+            self._saver.cancel()
+            self._saver = None
+        if self._control is not None:
+            await self._control.stop()
+            self._control = None
+        await self._close_listener()
+        if self.config.state_path is not None:
+            self.save()
+
+    async def _close_listener(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            self.drop_connections()
+            await self._server.wait_closed()
+            self._server = None
+
+    async def __aenter__(self) -> Simulator:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return self.config.host, self.port
+
+    @property
+    def control_url(self) -> str | None:
+        if self._control is None:
+            return None
+        return f"http://{self.config.host}:{self._control.port}"
+
+    @property
+    def public_pem(self) -> str:
+        return self.server_key.public_pem()
+
+    def write_rsa_key(self, path: str | Path) -> Path:
+        """Write the PKCS#1 public key PEM that clients register with Telethon."""
+        target = Path(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(self.public_pem, encoding="utf-8")
+        return target
+
+    # -- persistence ---------------------------------------------------------------------
+
+    def mark_dirty(self) -> None:
+        self._dirty = True
+
+    def save(self) -> None:
+        if self.config.state_path is None:
+            return
+        data = dump_state(self.world, self.sessions, self.server_key, self.config.limits)
+        write_state_file(self.config.state_path, data)
+        self._dirty = False
+
+    async def _save_periodically(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.save_interval)
+            if self._dirty:
+                try:
+                    self.save()
+                except OSError:
+                    log.exception("simulator: could not save state")
+
+    # -- connections (called by ClientConnection) ----------------------------------------
+
+    @property
+    def refusing(self) -> bool:
+        return time.monotonic() < self._refuse_until
+
+    def register(self, conn: ClientConnection) -> None:
+        self._connections.add(conn)
+        self.stats["connections_total"] += 1
+
+    def unregister(self, conn: ClientConnection) -> None:
+        self._connections.discard(conn)
+        for conns in self._by_bot.values():
+            conns.discard(conn)
+
+    def bind(self, conn: ClientConnection) -> None:
+        """Note which bot a connection's auth key is logged in as (for pushes)."""
+        for conns in self._by_bot.values():
+            conns.discard(conn)
+        if conn.session is not None and conn.session.bot_id is not None:
+            self._by_bot.setdefault(conn.session.bot_id, set()).add(conn)
+
+    def add_auth_key(self, key: bytes) -> None:
+        self.sessions.add(key)
+        self.stats["auth_keys_created"] += 1
+        self.mark_dirty()
+
+    # -- world events --------------------------------------------------------------------
+
+    def flood_wait(self, bot: Bot, chat_id: int) -> int:
+        """Seconds the bot must wait before sending to ``chat_id`` (0: send now)."""
+        forced = bot.flood_until - time.monotonic()
+        if forced > 0:
+            return max(1, int(forced + 0.999))
+        return self.flood.check(bot.id, chat_id)
+
+    def push(self, bot: Bot, body: bytes, exclude: ClientConnection | None = None) -> int:
+        """Send an Updates body to every listening connection of ``bot``."""
+        if self._lost_pushes.get(bot.id, 0) > 0:
+            self._lost_pushes[bot.id] -= 1
+            self.stats["lost_pushes"] += 1
+            return 0
+        sent = 0
+        for conn in self._by_bot.get(bot.id, ()):
+            if conn is not exclude and conn.session is not None and conn.session.listening:
+                conn.push(body)
+                sent += 1
+        self.stats["pushes"] += sent
+        return sent
+
+    def on_bot_message(
+        self,
+        bot: Bot,
+        message: StoredMessage,
+        origin: ClientConnection | None = None,
+        edit: bool = False,
+    ) -> None:
+        """A bot sent (or edited) a message: count it, tell the bot's other sessions."""
+        self.stats["edits" if edit else "sends"] += 1
+        self.mark_dirty()
+        if any(
+            c is not origin and c.session and c.session.listening
+            for c in self._by_bot.get(bot.id, ())
+        ):
+            body = bytes(message_updates(self.world, bot, message, edit=edit))
+            self.push(bot, body, exclude=origin)
+
+    # -- the control surface (Python API) ------------------------------------------------
+
+    def create_bot(self, username: str | None = None, first_name: str | None = None) -> Bot:
+        bot = self.world.create_bot(username, first_name)
+        self.mark_dirty()
+        return bot
+
+    def create_user(
+        self, first_name: str, last_name: str | None = None, username: str | None = None
+    ) -> User:
+        user = self.world.create_user(first_name, last_name, username)
+        self.mark_dirty()
+        return user
+
+    def user_send(
+        self,
+        user_id: int,
+        bot_id: int,
+        text: str = "",
+        photo: bool = False,
+        reply_to: int | None = None,
+    ) -> StoredMessage:
+        """A simulated user writes to a bot; pushes it to the bot's listening sessions."""
+        world = self.world
+        picture = world.add_photo() if photo else None
+        message = world.user_sends(user_id, bot_id, text, picture, reply_to)
+        bot = world.bots[bot_id]
+        self.stats["user_messages"] += 1
+        self.mark_dirty()
+        if self._by_bot.get(bot_id):
+            self.push(bot, bytes(message_updates(world, bot, message)))
+        return message
+
+    def received(self, user_id: int, bot_id: int | None = None) -> list[Received]:
+        """What bots sent to ``user_id`` (optionally only ``bot_id``), oldest first."""
+        items = self.world.user(user_id).received
+        return [r for r in items if bot_id is None or r.bot_id == bot_id]
+
+    def block(self, user_id: int, bot_id: int, blocked: bool = True) -> None:
+        user = self.world.user(user_id)
+        self.world.bot(bot_id)
+        (user.blocked_bots.add if blocked else user.blocked_bots.discard)(bot_id)
+        self.mark_dirty()
+
+    def set_limits(self, **changes: Any) -> FloodLimits:
+        self.config.limits.update(changes)
+        self.flood.reset()
+        self.mark_dirty()
+        return self.config.limits
+
+    # -- faults --------------------------------------------------------------------------
+
+    def drop_connections(self) -> int:
+        """Abort every client TCP connection (clients reconnect with their auth keys)."""
+        conns = list(self._connections)
+        for conn in conns:
+            conn.closed = True
+            if conn.transport is not None:
+                conn.transport.abort()
+        self.stats["dropped_connections"] += len(conns)
+        return len(conns)
+
+    def stall(self, seconds: float) -> None:
+        """Hold every reply and push for ``seconds`` (requests are still processed)."""
+        self.stalled_until = asyncio.get_running_loop().time() + seconds
+
+    def force_flood(self, bot_id: int, seconds: float) -> None:
+        """Every send of ``bot_id`` fails with FLOOD_WAIT for ``seconds``."""
+        self.world.bot(bot_id).flood_until = time.monotonic() + seconds
+
+    def lose_pushes(self, bot_id: int, count: int) -> None:
+        """Silently drop the bot's next ``count`` pushes (they stay in its history), so
+        its listener sees a pts gap and must recover with updates.getDifference."""
+        self.world.bot(bot_id)
+        self._lost_pushes[bot_id] = count
+
+    def refuse_connections(self, seconds: float) -> None:
+        """Close new connections at once for ``seconds`` (0 accepts again)."""
+        self._refuse_until = time.monotonic() + seconds
+
+    async def restart(self, downtime: float = 0.0) -> None:
+        """Stop listening, drop everyone, persist, listen again on the same port."""
+        await self._close_listener()
+        self.save()
+        await asyncio.sleep(downtime)
+        await self._listen()
+        self.stats["restarts"] += 1
+
+    def snapshot_stats(self) -> dict[str, Any]:
+        listening = sum(
+            1 for c in self._connections if c.session is not None and c.session.listening
+        )
+        return {
+            "connections": len(self._connections),
+            "listening_connections": listening,
+            "auth_keys": len(self.sessions),
+            "authorized_keys": sum(1 for s in self.sessions.all() if s.bot_id is not None),
+            "bots": len(self.world.bots),
+            "users": len(self.world.users),
+            "pushes": self.stats["pushes"],
+            "sends": self.stats["sends"],
+            "flood_errors": self.stats["flood_errors"],
+            "counters": dict(self.stats),
+        }

@@ -1,0 +1,326 @@
+"""The simulated world: bots (MTProto accounts), users, private chats, photos.
+
+Pure in-memory state with no I/O. Every bot has one pts sequence (+1 per message in and
+out, +1 per edit) and a bounded history that ``updates.getDifference`` answers from.
+Simulated users are not MTProto clients: they act through the control API and record what
+bots send them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import re
+import secrets
+import struct
+import time
+from collections import OrderedDict, deque
+from dataclasses import dataclass, field
+from typing import Any
+
+DEFAULT_HISTORY_LIMIT = 10_000
+DEFAULT_INBOX_LIMIT = 10_000
+_RANDOM_ID_MEMORY = 10_000
+_USERNAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{3,31}$")
+
+
+class WorldError(Exception):
+    """A request the world refuses; carries Telegram's error code and message."""
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(f"{code} {message}")
+        self.code = code
+        self.message = message
+
+
+@dataclass(slots=True)
+class Photo:
+    id: int
+    access_hash: int
+    file_reference: bytes
+    date: int
+    width: int = 800
+    height: int = 600
+    size: int = 54_321
+
+
+@dataclass(slots=True)
+class StoredMessage:
+    """A message in a bot's private chat with ``peer_id``, as the bot's account sees it."""
+
+    id: int
+    peer_id: int
+    out: bool
+    date: int
+    text: str
+    pts: int
+    reply_to: int | None = None
+    photo_id: int | None = None
+    edit_date: int | None = None
+    random_id: int | None = None
+
+
+@dataclass(slots=True)
+class HistoryEntry:
+    pts: int
+    kind: str  # "new" or "edit"
+    message_id: int
+
+
+@dataclass
+class Bot:
+    id: int
+    token: str
+    first_name: str
+    username: str
+    pts: int = 1
+    next_message_id: int = 1
+    messages: OrderedDict[int, StoredMessage] = field(default_factory=OrderedDict)
+    history: deque[HistoryEntry] = field(default_factory=deque)
+    random_ids: OrderedDict[int, int] = field(default_factory=OrderedDict)
+    flood_until: float = 0.0
+
+
+@dataclass(slots=True)
+class Received:
+    """A message a simulated user received from a bot."""
+
+    bot_id: int
+    message_id: int
+    date: float
+    text: str
+    reply_to: int | None = None
+    photo_id: int | None = None
+    edited_at: float | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "bot_id": self.bot_id,
+            "message_id": self.message_id,
+            "date": self.date,
+            "text": self.text,
+            "reply_to": self.reply_to,
+            "media": None if self.photo_id is None else {"type": "photo", "id": self.photo_id},
+            "edited_at": self.edited_at,
+        }
+
+
+@dataclass
+class User:
+    id: int
+    first_name: str
+    last_name: str | None = None
+    username: str | None = None
+    received: deque[Received] = field(default_factory=deque)
+    blocked_bots: set[int] = field(default_factory=set)
+
+
+class World:
+    """Bots, users, their chats and photos; ``access_hash`` is keyed by a server secret."""
+
+    def __init__(
+        self,
+        secret: bytes | None = None,
+        history_limit: int = DEFAULT_HISTORY_LIMIT,
+        inbox_limit: int = DEFAULT_INBOX_LIMIT,
+    ) -> None:
+        self.secret = secret or os.urandom(32)
+        self.history_limit = history_limit
+        self.inbox_limit = inbox_limit
+        self.next_id = 1_000_001
+        self.bots: dict[int, Bot] = {}
+        self.users: dict[int, User] = {}
+        self.photos: dict[int, Photo] = {}
+        self._tokens: dict[str, int] = {}
+        self._usernames: dict[str, int] = {}
+
+    # -- identities -------------------------------------------------------------------
+
+    def access_hash(self, account_id: int, peer_id: int) -> int:
+        """The hash ``account_id`` must present for ``peer_id``; never 0."""
+        digest = hmac.new(self.secret, struct.pack("<qq", account_id, peer_id), hashlib.sha256)
+        value: int = struct.unpack("<q", digest.digest()[:8])[0]
+        return value or 1
+
+    def _allocate_id(self) -> int:
+        self.next_id += 1
+        return self.next_id
+
+    def _claim_username(self, username: str | None, owner: int) -> None:
+        if username is None:
+            return
+        if not _USERNAME.match(username):
+            raise WorldError(400, "USERNAME_INVALID")
+        if username.lower() in self._usernames:
+            raise WorldError(400, "USERNAME_OCCUPIED")
+        self._usernames[username.lower()] = owner
+
+    def add_bot(self, bot: Bot) -> Bot:
+        self._claim_username(bot.username, bot.id)
+        self.bots[bot.id] = bot
+        self._tokens[bot.token] = bot.id
+        self.next_id = max(self.next_id, bot.id)
+        return bot
+
+    def add_user(self, user: User) -> User:
+        self._claim_username(user.username, user.id)
+        self.users[user.id] = user
+        self.next_id = max(self.next_id, user.id)
+        return user
+
+    def create_bot(self, username: str | None = None, first_name: str | None = None) -> Bot:
+        bot_id = self._allocate_id()
+        username = username or f"sim{bot_id}_bot"
+        token = f"{bot_id}:{secrets.token_urlsafe(26)}"
+        return self.add_bot(Bot(bot_id, token, first_name or username, username))
+
+    def create_user(
+        self, first_name: str, last_name: str | None = None, username: str | None = None
+    ) -> User:
+        user = User(self._allocate_id(), first_name, last_name, username)
+        user.received = deque(maxlen=self.inbox_limit)
+        return self.add_user(user)
+
+    def bot_by_token(self, token: str) -> Bot | None:
+        bot_id = self._tokens.get(token)
+        return None if bot_id is None else self.bots[bot_id]
+
+    def resolve_username(self, username: str) -> int | None:
+        return self._usernames.get(username.lower())
+
+    def bot(self, bot_id: int) -> Bot:
+        try:
+            return self.bots[bot_id]
+        except KeyError:
+            raise WorldError(404, f"no bot {bot_id}") from None
+
+    def user(self, user_id: int) -> User:
+        try:
+            return self.users[user_id]
+        except KeyError:
+            raise WorldError(404, f"no user {user_id}") from None
+
+    def add_photo(self, width: int = 800, height: int = 600) -> Photo:
+        photo_id = struct.unpack("<q", os.urandom(8))[0] & 0x7FFF_FFFF_FFFF_FFFF
+        photo = Photo(photo_id, self.access_hash(0, photo_id), os.urandom(16), int(time.time()))
+        photo.width, photo.height = width, height
+        self.photos[photo_id] = photo
+        return photo
+
+    # -- messages ---------------------------------------------------------------------
+
+    def _append(self, bot: Bot, message: StoredMessage) -> None:
+        bot.messages[message.id] = message
+        while len(bot.messages) > self.history_limit:
+            bot.messages.popitem(last=False)
+        self._record(bot, HistoryEntry(message.pts, "new", message.id))
+
+    def _record(self, bot: Bot, entry: HistoryEntry) -> None:
+        bot.history.append(entry)
+        while len(bot.history) > self.history_limit:
+            bot.history.popleft()
+
+    def user_sends(
+        self,
+        user_id: int,
+        bot_id: int,
+        text: str = "",
+        photo: Photo | None = None,
+        reply_to: int | None = None,
+    ) -> StoredMessage:
+        """A user writes to a bot; returns the message as the bot's account stores it."""
+        self.user(user_id)
+        bot = self.bot(bot_id)
+        bot.pts += 1
+        message = StoredMessage(
+            id=bot.next_message_id,
+            peer_id=user_id,
+            out=False,
+            date=int(time.time()),
+            text=text,
+            pts=bot.pts,
+            reply_to=reply_to,
+            photo_id=None if photo is None else photo.id,
+        )
+        bot.next_message_id += 1
+        self._append(bot, message)
+        return message
+
+    def check_peer(self, bot: Bot, user_id: int, access_hash: int) -> User:
+        user = self.users.get(user_id)
+        if user is None or access_hash != self.access_hash(bot.id, user_id):
+            raise WorldError(400, "PEER_ID_INVALID")
+        return user
+
+    def duplicate(self, bot: Bot, random_id: int) -> StoredMessage | None:
+        """The message an earlier request with this random_id created, if any."""
+        message_id = bot.random_ids.get(random_id)
+        if message_id is None:
+            return None
+        return bot.messages.get(message_id)
+
+    def bot_sends(
+        self,
+        bot: Bot,
+        user: User,
+        text: str,
+        random_id: int,
+        reply_to: int | None = None,
+        photo: Photo | None = None,
+    ) -> StoredMessage:
+        """A bot writes to a user (who records it in their inbox)."""
+        if bot.id in user.blocked_bots:
+            raise WorldError(403, "USER_IS_BLOCKED")
+        bot.pts += 1
+        now = time.time()
+        message = StoredMessage(
+            id=bot.next_message_id,
+            peer_id=user.id,
+            out=True,
+            date=int(now),
+            text=text,
+            pts=bot.pts,
+            reply_to=reply_to,
+            photo_id=None if photo is None else photo.id,
+            random_id=random_id,
+        )
+        bot.next_message_id += 1
+        self._append(bot, message)
+        bot.random_ids[random_id] = message.id
+        while len(bot.random_ids) > _RANDOM_ID_MEMORY:
+            bot.random_ids.popitem(last=False)
+        if user.received.maxlen is None:
+            user.received = deque(user.received, maxlen=self.inbox_limit)
+        user.received.append(Received(bot.id, message.id, now, text, reply_to, message.photo_id))
+        return message
+
+    def bot_edits(self, bot: Bot, message_id: int, text: str) -> StoredMessage:
+        message = bot.messages.get(message_id)
+        if message is None or not message.out:
+            raise WorldError(400, "MESSAGE_ID_INVALID")
+        if message.text == text:
+            raise WorldError(400, "MESSAGE_NOT_MODIFIED")
+        bot.pts += 1
+        now = time.time()
+        message.text, message.edit_date, message.pts = text, int(now), bot.pts
+        self._record(bot, HistoryEntry(bot.pts, "edit", message_id))
+        user = self.users.get(message.peer_id)
+        if user is not None:
+            for item in reversed(user.received):
+                if item.bot_id == bot.id and item.message_id == message_id:
+                    item.text, item.edited_at = text, now
+                    break
+        return message
+
+    def difference(self, bot: Bot, pts: int, limit: int) -> tuple[list[HistoryEntry], int] | None:
+        """History entries after ``pts`` (at most ``limit``) and the pts they lead to.
+
+        None means the history no longer reaches back to ``pts`` (DifferenceTooLong).
+        """
+        if pts >= bot.pts:
+            return [], bot.pts
+        if not bot.history or bot.history[0].pts > pts + 1:
+            return None
+        entries = [entry for entry in bot.history if entry.pts > pts][:limit]
+        return entries, entries[-1].pts
