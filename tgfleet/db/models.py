@@ -1,0 +1,433 @@
+"""SQLAlchemy 2 typed models: the schema tgfleet's migrations create.
+
+Layout (see docs/database.md):
+
+* Tenant tables carry ``bot_id`` in every primary key. The big ones are
+  ``PARTITION BY HASH (bot_id)`` (``HASH_PARTITIONED``); tiny per-bot tables
+  (one row per bot or node) are plain tables. All of them have row-level security.
+* ``messages``, ``events`` and ``audit_log`` are ``PARTITION BY RANGE`` on their
+  timestamp, one partition per month plus a DEFAULT partition (``tgfleet.db.partitions``).
+  Their primary keys include the timestamp (PostgreSQL requires the partition key in
+  every unique index), so uniqueness that must hold across months (dedupe keys) lives in
+  hash-partitioned tables such as ``processed_updates`` and ``outbox``.
+* Telegram ids (bots, users, chats, messages, access hashes) are BIGINT.
+* Time-series tables have no foreign keys: they are written at high rate and their
+  partitions are dropped by retention.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import (
+    ARRAY,
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    Enum,
+    ForeignKey,
+    Identity,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    SmallInteger,
+    Text,
+    UniqueConstraint,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from tgfleet.db.enums import (
+    PG_TYPE_NAMES,
+    BotKind,
+    BotStatus,
+    MessageDirection,
+    MetricBucket,
+    MigrationState,
+    OutboxStatus,
+    PeerType,
+    ProfileVisibility,
+)
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def pg_enum(enum_cls: type[StrEnum]) -> Enum:
+    """A native PostgreSQL enum storing the members' values."""
+    return Enum(
+        enum_cls,
+        name=PG_TYPE_NAMES[enum_cls],
+        values_callable=lambda members: [m.value for m in members],
+        validate_strings=True,
+    )
+
+
+def _hash_partitioned(column: str = "bot_id") -> dict[str, Any]:
+    return {"postgresql_partition_by": f"HASH ({column})", "info": {"partition": "hash"}}
+
+
+def _range_partitioned(column: str) -> dict[str, Any]:
+    return {"postgresql_partition_by": f"RANGE ({column})", "info": {"partition": "range"}}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+def _now_column() -> Mapped[datetime]:
+    return mapped_column(DateTime(timezone=True), server_default=func.now(), nullable=False)
+
+
+def _updated_column() -> Mapped[datetime]:
+    return mapped_column(
+        DateTime(timezone=True), server_default=func.now(), onupdate=func.now(), nullable=False
+    )
+
+
+def _bot_fk() -> Mapped[int]:
+    return mapped_column(BigInteger, ForeignKey("bots.id", ondelete="CASCADE"), primary_key=True)
+
+
+# --- the fleet ------------------------------------------------------------------------
+class Bot(Base):
+    """One Telegram bot (or user account) the fleet runs; ``id`` is its Telegram id."""
+
+    __tablename__ = "bots"
+    __table_args__ = (_hash_partitioned("id"),)
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    name: Mapped[str] = mapped_column(Text)
+    kind: Mapped[BotKind] = mapped_column(pg_enum(BotKind), server_default=BotKind.BOT.value)
+    status: Mapped[BotStatus] = mapped_column(
+        pg_enum(BotStatus), server_default=BotStatus.ACTIVE.value
+    )
+    admin_chat_ids: Mapped[list[int]] = mapped_column(
+        ARRAY(BigInteger), server_default=text("'{}'::bigint[]")
+    )
+    settings: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
+    #: Fernet ciphertext of the bot token (``tgfleet.db.crypto``); never the token itself.
+    token_encrypted: Mapped[bytes | None] = mapped_column(LargeBinary)
+    #: HMAC of the token, to recognise a token without decrypting anything.
+    token_fingerprint: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = _now_column()
+    updated_at: Mapped[datetime] = _updated_column()
+
+
+class BotSession(Base):
+    """A Telethon session (encrypted) per bot per sender node: never shared between nodes."""
+
+    __tablename__ = "bot_sessions"
+
+    bot_id: Mapped[int] = _bot_fk()
+    node: Mapped[str] = mapped_column(Text, primary_key=True)
+    session_encrypted: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = _now_column()
+    updated_at: Mapped[datetime] = _updated_column()
+
+
+class UpdateState(Base):
+    """The listener's update state (pts/qts/date/seq), saved after a publish succeeded."""
+
+    __tablename__ = "update_state"
+
+    bot_id: Mapped[int] = _bot_fk()
+    pts: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    qts: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    date: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    seq: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    updated_at: Mapped[datetime] = _updated_column()
+
+
+# --- people and chats ------------------------------------------------------------------
+class TgUser(Base):
+    """A person a bot has seen."""
+
+    __tablename__ = "tg_users"
+    __table_args__ = (_hash_partitioned(),)
+
+    bot_id: Mapped[int] = _bot_fk()
+    user_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    first_name: Mapped[str | None] = mapped_column(Text)
+    last_name: Mapped[str | None] = mapped_column(Text)
+    username: Mapped[str | None] = mapped_column(Text)
+    language_code: Mapped[str | None] = mapped_column(Text)
+    is_blocked: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
+    first_seen_at: Mapped[datetime] = _now_column()
+    last_seen_at: Mapped[datetime] = _now_column()
+
+
+class Profile(Base):
+    """A user's matchmaking profile with one bot. ``version`` is an optimistic lock."""
+
+    __tablename__ = "profiles"
+    __table_args__ = (
+        CheckConstraint("age IS NULL OR age BETWEEN 13 AND 120", name="age_range"),
+        _hash_partitioned(),
+    )
+
+    bot_id: Mapped[int] = _bot_fk()
+    user_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    display_name: Mapped[str | None] = mapped_column(Text)
+    age: Mapped[int | None] = mapped_column(SmallInteger)
+    city: Mapped[str | None] = mapped_column(Text)
+    bio: Mapped[str | None] = mapped_column(Text)
+    looking_for: Mapped[str | None] = mapped_column(Text)
+    visibility: Mapped[ProfileVisibility] = mapped_column(
+        pg_enum(ProfileVisibility), server_default=ProfileVisibility.VISIBLE.value
+    )
+    #: The profile photo as this bot saw it, enough to re-send it (InputPhoto).
+    photo_id: Mapped[int | None] = mapped_column(BigInteger)
+    photo_access_hash: Mapped[int | None] = mapped_column(BigInteger)
+    photo_file_reference: Mapped[bytes | None] = mapped_column(LargeBinary)
+    version: Mapped[int] = mapped_column(Integer, server_default="1")
+    created_at: Mapped[datetime] = _now_column()
+    updated_at: Mapped[datetime] = _updated_column()
+
+    __mapper_args__ = {"version_id_col": version}
+
+
+class Conversation(Base):
+    """Per-chat dialogue state; ``last_processed_message_id`` orders handler runs."""
+
+    __tablename__ = "conversations"
+    __table_args__ = (_hash_partitioned(),)
+
+    bot_id: Mapped[int] = _bot_fk()
+    chat_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    state: Mapped[str] = mapped_column(Text, server_default="start")
+    state_data: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
+    messages_in: Mapped[int] = mapped_column(Integer, server_default="0")
+    messages_out: Mapped[int] = mapped_column(Integer, server_default="0")
+    last_processed_message_id: Mapped[int | None] = mapped_column(BigInteger)
+    last_message_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = _now_column()
+    updated_at: Mapped[datetime] = _updated_column()
+
+
+class Entity(Base):
+    """Peer store: access hashes are per account and valid for every session of that bot."""
+
+    __tablename__ = "entities"
+    __table_args__ = (
+        Index("ix_entities_bot_id_username", "bot_id", text("lower(username)")),
+        _hash_partitioned(),
+    )
+
+    bot_id: Mapped[int] = _bot_fk()
+    peer_type: Mapped[PeerType] = mapped_column(pg_enum(PeerType), primary_key=True)
+    peer_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    access_hash: Mapped[int | None] = mapped_column(BigInteger)
+    username: Mapped[str | None] = mapped_column(Text)
+    updated_at: Mapped[datetime] = _updated_column()
+
+
+# --- delivery ------------------------------------------------------------------------
+class Outbox(Base):
+    """An outgoing message and its delivery state."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (
+        UniqueConstraint("bot_id", "dedupe_key"),
+        Index(
+            "ix_outbox_due",
+            "bot_id",
+            "next_attempt_at",
+            postgresql_where=text("status IN ('queued', 'retrying')"),
+        ),
+        Index("ix_outbox_bot_id_broadcast_id", "bot_id", "broadcast_id"),
+        _hash_partitioned(),
+    )
+
+    bot_id: Mapped[int] = _bot_fk()
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    chat_id: Mapped[int] = mapped_column(BigInteger)
+    text: Mapped[str] = mapped_column(Text)
+    parse_mode: Mapped[str | None] = mapped_column(Text)
+    reply_to: Mapped[int | None] = mapped_column(BigInteger)
+    status: Mapped[OutboxStatus] = mapped_column(
+        pg_enum(OutboxStatus), server_default=OutboxStatus.QUEUED.value
+    )
+    attempts: Mapped[int] = mapped_column(Integer, server_default="0")
+    last_error: Mapped[str | None] = mapped_column(Text)
+    #: messages.sendMessage random_id; derived from the outbox id so retries dedupe.
+    random_id: Mapped[int | None] = mapped_column(BigInteger)
+    tg_message_id: Mapped[int | None] = mapped_column(BigInteger)
+    broadcast_id: Mapped[int | None] = mapped_column(BigInteger)
+    dedupe_key: Mapped[str | None] = mapped_column(Text)
+    next_attempt_at: Mapped[datetime] = _now_column()
+    created_at: Mapped[datetime] = _now_column()
+    updated_at: Mapped[datetime] = _updated_column()
+    sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class ProcessedUpdate(Base):
+    """Dedupe keys of updates already handled (uniqueness across all time)."""
+
+    __tablename__ = "processed_updates"
+    __table_args__ = (
+        Index("ix_processed_updates_bot_id_processed_at", "bot_id", "processed_at"),
+        _hash_partitioned(),
+    )
+
+    bot_id: Mapped[int] = _bot_fk()
+    dedupe_key: Mapped[str] = mapped_column(Text, primary_key=True)
+    processed_at: Mapped[datetime] = _now_column()
+
+
+class DeadUpdate(Base):
+    """An update that could not be handled, kept with the reason for inspection/replay."""
+
+    __tablename__ = "dead_updates"
+    __table_args__ = (_hash_partitioned(),)
+
+    bot_id: Mapped[int] = _bot_fk()
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    dedupe_key: Mapped[str | None] = mapped_column(Text)
+    reason: Mapped[str] = mapped_column(Text)
+    payload: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    attempts: Mapped[int] = mapped_column(Integer, server_default="0")
+    created_at: Mapped[datetime] = _now_column()
+
+
+# --- time series ----------------------------------------------------------------------
+class Message(Base):
+    """An inbound or outbound message; inbound rows are handled in order per chat."""
+
+    __tablename__ = "messages"
+    __table_args__ = (
+        Index("ix_messages_bot_id_chat_id_tg_message_id", "bot_id", "chat_id", "tg_message_id"),
+        Index(
+            "ix_messages_unprocessed",
+            "bot_id",
+            "chat_id",
+            "id",
+            postgresql_where=text("processed_at IS NULL AND direction = 'in'"),
+        ),
+        _range_partitioned("created_at"),
+    )
+
+    bot_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    created_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), primary_key=True, server_default=func.now()
+    )
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    direction: Mapped[MessageDirection] = mapped_column(pg_enum(MessageDirection))
+    chat_id: Mapped[int] = mapped_column(BigInteger)
+    sender_id: Mapped[int | None] = mapped_column(BigInteger)
+    tg_message_id: Mapped[int | None] = mapped_column(BigInteger)
+    text: Mapped[str | None] = mapped_column(Text)
+    payload: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    processed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class Event(Base):
+    """An analytics fact (``kind`` plus free-form ``data``)."""
+
+    __tablename__ = "events"
+    __table_args__ = (
+        Index("ix_events_bot_id_kind_at", "bot_id", "kind", "at"),
+        _range_partitioned("at"),
+    )
+
+    bot_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), primary_key=True, server_default=func.now()
+    )
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    kind: Mapped[str] = mapped_column(Text)
+    user_id: Mapped[int | None] = mapped_column(BigInteger)
+    data: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
+
+
+class AuditLog(Base):
+    """Written only by the audit trigger; app roles may read their own bot's rows."""
+
+    __tablename__ = "audit_log"
+    __table_args__ = (
+        Index("ix_audit_log_bot_id_at", "bot_id", "at"),
+        Index("ix_audit_log_correlation_id", "correlation_id"),
+        _range_partitioned("at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), primary_key=True, server_default=func.now()
+    )
+    bot_id: Mapped[int] = mapped_column(BigInteger)
+    table_name: Mapped[str] = mapped_column(Text)
+    op: Mapped[str] = mapped_column(Text)
+    row_key: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    old_values: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    new_values: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    actor_role: Mapped[str] = mapped_column(Text)
+    login_role: Mapped[str] = mapped_column(Text)
+    txid: Mapped[int] = mapped_column(BigInteger)
+    correlation_id: Mapped[str | None] = mapped_column(Text)
+
+
+class BotMetric(Base):
+    """Roll-ups per bot per hour or day bucket."""
+
+    __tablename__ = "bot_metrics"
+
+    bot_id: Mapped[int] = _bot_fk()
+    bucket: Mapped[MetricBucket] = mapped_column(pg_enum(MetricBucket), primary_key=True)
+    bucket_start: Mapped[datetime] = mapped_column(DateTime(timezone=True), primary_key=True)
+    messages_in: Mapped[int] = mapped_column(Integer, server_default="0")
+    messages_out: Mapped[int] = mapped_column(Integer, server_default="0")
+    new_users: Mapped[int] = mapped_column(Integer, server_default="0")
+    active_users: Mapped[int] = mapped_column(Integer, server_default="0")
+    sends_ok: Mapped[int] = mapped_column(Integer, server_default="0")
+    sends_failed: Mapped[int] = mapped_column(Integer, server_default="0")
+    updated_at: Mapped[datetime] = _updated_column()
+
+
+# --- legacy JSON migration -------------------------------------------------------------
+class MigrationQuarantine(Base):
+    """A legacy record that failed validation, with where it came from and why."""
+
+    __tablename__ = "migration_quarantine"
+
+    bot_id: Mapped[int] = _bot_fk()
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    component: Mapped[str] = mapped_column(Text)
+    file: Mapped[str] = mapped_column(Text)
+    position: Mapped[int] = mapped_column(BigInteger)
+    record: Mapped[str] = mapped_column(Text)
+    reason: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = _now_column()
+
+
+class MigrationCheckpoint(Base):
+    """How far a component's legacy file has been loaded, and the component's state."""
+
+    __tablename__ = "migration_checkpoints"
+
+    bot_id: Mapped[int] = _bot_fk()
+    component: Mapped[str] = mapped_column(Text, primary_key=True)
+    file: Mapped[str] = mapped_column(Text, primary_key=True)
+    fingerprint: Mapped[str | None] = mapped_column(Text)
+    position: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    state: Mapped[MigrationState] = mapped_column(
+        pg_enum(MigrationState), server_default=MigrationState.JSON.value
+    )
+    updated_at: Mapped[datetime] = _updated_column()
+
+
+#: Every table with row-level security, and the column holding the tenant (bot) id.
+TENANT_COLUMNS: dict[str, str] = {
+    table.name: ("id" if table.name == "bots" else "bot_id")
+    for table in Base.metadata.sorted_tables
+}
