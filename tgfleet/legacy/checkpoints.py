@@ -1,0 +1,148 @@
+"""Checkpoints (per file) and component states (per bot), in ``migration_checkpoints``.
+
+A file's row says how far its current scan got (``position``), which version of the file
+that scan is reading (``fingerprint``), whether the scan reached the end (``complete``)
+and why it stopped early (``error``). The row with ``file = ''`` holds the component's
+state for that bot (json -> dual -> verify -> postgres) and, in ``details``, the last
+verification report. Rows are written in the same transaction as the batch they describe.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+from tgfleet.legacy.format import Component, ComponentState
+from tgfleet.platform.errors import TgfleetError
+
+COMPONENT_ROW = ""
+
+
+class ConcurrentBatchError(TgfleetError):
+    """Another batch moved this checkpoint first; this batch was rolled back."""
+
+
+@dataclass(frozen=True, slots=True)
+class FileCheckpoint:
+    file: str
+    fingerprint: str | None
+    position: int
+    complete: bool
+    error: str | None
+    records: int
+
+
+def load_checkpoints(
+    session: Session, bot_id: int, component: Component
+) -> dict[str, FileCheckpoint]:
+    rows = session.execute(
+        text(
+            "SELECT file, fingerprint, position, complete, error, records "
+            "FROM migration_checkpoints WHERE bot_id = :bot AND component = :c AND file <> ''"
+        ),
+        {"bot": bot_id, "c": component.value},
+    )
+    return {r.file: FileCheckpoint(*r) for r in rows}
+
+
+def save_checkpoint(
+    session: Session,
+    bot_id: int,
+    component: Component,
+    new: FileCheckpoint,
+    previous: FileCheckpoint | None,
+) -> None:
+    """Write ``new``; if the row moved since ``previous`` was read, raise ConcurrentBatchError."""
+    params = {
+        "bot": bot_id,
+        "c": component.value,
+        "file": new.file,
+        "fp": new.fingerprint,
+        "pos": new.position,
+        "complete": new.complete,
+        "error": new.error,
+        "records": new.records,
+        "old_pos": previous.position if previous else 0,
+        "old_fp": previous.fingerprint if previous else None,
+    }
+    row = session.execute(
+        text(
+            "INSERT INTO migration_checkpoints AS m (bot_id, component, file, fingerprint, "
+            "position, complete, error, records, state) "
+            "VALUES (:bot, :c, :file, :fp, :pos, :complete, :error, :records, 'dual') "
+            "ON CONFLICT (bot_id, component, file) DO UPDATE SET "
+            "fingerprint = excluded.fingerprint, position = excluded.position, "
+            "complete = excluded.complete, error = excluded.error, "
+            "records = excluded.records, updated_at = now() "
+            "WHERE m.position = :old_pos AND m.fingerprint IS NOT DISTINCT FROM :old_fp "
+            "RETURNING 1"
+        ),
+        params,
+    ).first()
+    if row is None:
+        raise ConcurrentBatchError(
+            f"checkpoint of {new.file} changed under this batch (another batch of "
+            f"{component.value} for bot {bot_id} ran at the same time); it was rolled back"
+        )
+
+
+def get_state(session: Session, bot_id: int, component: Component) -> ComponentState:
+    value = session.execute(
+        text(
+            "SELECT state FROM migration_checkpoints "
+            "WHERE bot_id = :bot AND component = :c AND file = ''"
+        ),
+        {"bot": bot_id, "c": component.value},
+    ).scalar_one_or_none()
+    return ComponentState(value) if value is not None else ComponentState.JSON
+
+
+def get_details(session: Session, bot_id: int, component: Component) -> dict[str, Any]:
+    value = session.execute(
+        text(
+            "SELECT details FROM migration_checkpoints "
+            "WHERE bot_id = :bot AND component = :c AND file = ''"
+        ),
+        {"bot": bot_id, "c": component.value},
+    ).scalar_one_or_none()
+    return dict(value or {})
+
+
+def set_state(
+    session: Session,
+    bot_id: int,
+    component: Component,
+    state: ComponentState,
+    details: dict[str, Any] | None = None,
+) -> None:
+    session.execute(
+        text(
+            "INSERT INTO migration_checkpoints AS m (bot_id, component, file, state, details) "
+            "VALUES (:bot, :c, '', :state, CAST(:details AS jsonb)) "
+            "ON CONFLICT (bot_id, component, file) DO UPDATE SET state = excluded.state, "
+            "details = coalesce(m.details, '{}'::jsonb) "
+            "|| coalesce(excluded.details, '{}'::jsonb), "
+            "updated_at = now()"
+        ),
+        {
+            "bot": bot_id,
+            "c": component.value,
+            "state": state.value,
+            "details": None if details is None else json.dumps(details),
+        },
+    )
+
+
+def reset_files(session: Session, bot_id: int, component: Component) -> None:
+    """Forget every file checkpoint of the component (the next scan starts over)."""
+    session.execute(
+        text(
+            "DELETE FROM migration_checkpoints "
+            "WHERE bot_id = :bot AND component = :c AND file <> ''"
+        ),
+        {"bot": bot_id, "c": component.value},
+    )

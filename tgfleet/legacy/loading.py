@@ -1,0 +1,215 @@
+"""The pieces a batch is made of: validate into a buffer, COPY to staging, quarantine.
+
+``LoadBuffer`` validates records as they are read, keeps valid rows (and, for
+first-time loads, the raw records, so a row PostgreSQL already has can be quarantined
+as a duplicate with its original text) and collects quarantine entries.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable, Iterator
+from datetime import date
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+from tgfleet.db.partitions import create_month_partition
+from tgfleet.db.session import owner_scope, session_scope
+from tgfleet.legacy.format import Component, SourceFile
+from tgfleet.legacy.reader import RecordStream, SourceRecord
+from tgfleet.legacy.targets import Target, copy_text
+from tgfleet.legacy.validate import InvalidRecord, Validator, record_key, validator_for
+from tgfleet.platform.settings import Settings
+
+log = logging.getLogger(__name__)
+
+COPY_CHUNK = 1 << 20
+
+
+def record_text(raw: Any) -> str:
+    """The record as JSON, for the quarantine table."""
+    try:
+        dumped = json.dumps(raw, ensure_ascii=False, default=str)
+        dumped.encode("utf-8")
+        return dumped
+    except UnicodeEncodeError:
+        return json.dumps(raw, default=str)
+
+
+class LoadBuffer:
+    """Valid rows and quarantine entries of one batch of one bot."""
+
+    def __init__(self, component: Component, bot_id: int, *, keep_raw: bool = True) -> None:
+        self.component, self.bot_id, self.keep_raw = component, bot_id, keep_raw
+        self.rows: list[tuple[Any, ...]] = []
+        self.raws: list[tuple[str, int, Any]] = []
+        self.quarantine: list[dict[str, Any]] = []
+        self._months: set[tuple[int, int]] = set()
+        self._seen: dict[tuple[int, ...], int] = {}
+        self._validate: Validator | None = None
+        self._rel = ""
+
+    def start_file(self, source: SourceFile, rel: str) -> None:
+        self._validate = validator_for(self.component, bot_id=source.bot_id, user_id=source.user_id)
+        self._rel = rel
+        self._seen = {}
+
+    def check(self, record: SourceRecord) -> tuple[Any, ...] | None:
+        """The valid row for ``record``, or None after quarantining it."""
+        assert self._validate is not None, "start_file() first"
+        try:
+            row = self._validate(record.value, record.key)
+        except InvalidRecord as exc:
+            self._reject(record.position, record.value, exc.reason)
+            return None
+        key = record_key(self.component, row)
+        first = self._seen.get(key)
+        if first is not None:
+            self._reject(
+                record.position,
+                record.value,
+                f"duplicate id {_key_text(key)}: the record at position {first} of "
+                "this file has the same id and was kept",
+            )
+            return None
+        self._seen[key] = record.position
+        if self.component is Component.CONVERSATIONS:
+            when = row[4]
+            self._months.add((when.year, when.month))
+        return row
+
+    def add(self, record: SourceRecord) -> None:
+        row = self.check(record)
+        if row is not None:
+            self.rows.append(row)
+            if self.keep_raw:
+                self.raws.append((self._rel, record.position, record.value))
+
+    def lines(self) -> Iterator[str]:
+        for row in self.rows:
+            yield "\t".join([copy_text(v) for v in row]) + "\n"
+
+    def streamed_lines(self, stream: RecordStream) -> Iterator[str]:
+        """Validate and emit COPY lines straight from a reader (whole-file re-scans)."""
+        for record in stream:
+            row = self.check(record)
+            if row is not None:
+                yield "\t".join([copy_text(v) for v in row]) + "\n"
+
+    def months(self) -> set[tuple[int, int]]:
+        return self._months
+
+    def quarantine_conflicts(self, inserted: set[tuple[Any, ...]]) -> None:
+        """Rows PostgreSQL already had (same id earlier in the file, in an earlier batch)."""
+        if len(inserted) == len(self.rows):
+            return
+        for row, (rel, position, raw) in zip(self.rows, self.raws, strict=True):
+            key = record_key(self.component, row)
+            if key not in inserted:
+                self.quarantine.append(
+                    {
+                        "file": rel,
+                        "position": position,
+                        "record": record_text(raw),
+                        "reason": f"duplicate id {_key_text(key)}: already loaded from an earlier "
+                        "position of this file (or already in PostgreSQL); kept that one",
+                    }
+                )
+
+    def _reject(self, position: int, raw: Any, reason: str) -> None:
+        self.quarantine.append(
+            {"file": self._rel, "position": position, "record": record_text(raw), "reason": reason}
+        )
+
+
+def _key_text(key: tuple[int, ...]) -> str:
+    return str(key[-1])
+
+
+class _LineReader:
+    """A file-like view of an iterator of lines, for ``cursor.copy_expert``."""
+
+    def __init__(self, lines: Iterable[str]) -> None:
+        self._lines = iter(lines)
+        self._rest = ""
+
+    def read(self, size: int = -1) -> str:
+        parts = [self._rest]
+        have = len(self._rest)
+        for line in self._lines:
+            parts.append(line)
+            have += len(line)
+            if 0 <= size <= have:
+                break
+        data = "".join(parts)
+        if size < 0:
+            self._rest = ""
+            return data
+        self._rest = data[size:]
+        return data[:size]
+
+    def readline(self) -> str:  # pragma: no cover - psycopg2 uses read()
+        return self.read(COPY_CHUNK)
+
+
+def copy_stage(session: Session, target: Target, lines: Iterable[str]) -> None:
+    """Create this transaction's staging table and COPY ``lines`` into it."""
+    cursor = session.connection().connection.driver_connection.cursor()  # type: ignore[union-attr]
+    try:
+        cursor.execute(target.stage_ddl())
+        cursor.copy_expert("COPY stage FROM STDIN", _LineReader(lines), size=COPY_CHUNK)
+    finally:
+        cursor.close()
+
+
+def insert_quarantine(
+    session: Session, bot_id: int, component: Component, entries: list[dict[str, Any]]
+) -> int:
+    if not entries:
+        return 0
+    session.execute(
+        text(
+            "INSERT INTO migration_quarantine (bot_id, component, file, position, record, reason)"
+            " VALUES (:bot, :component, :file, :position, :record, :reason)"
+        ),
+        [{"bot": bot_id, "component": component.value, **entry} for entry in entries],
+    )
+    return len(entries)
+
+
+def ensure_bot(settings: Settings, bot_id: int) -> None:
+    """The ``bots`` row every migrated row refers to (created as the admin role)."""
+    with session_scope(settings, bot_id=bot_id, role="admin") as session:
+        session.execute(
+            text("INSERT INTO bots (id, name) VALUES (:id, :name) ON CONFLICT (id) DO NOTHING"),
+            {"id": bot_id, "name": f"legacy bot {bot_id}"},
+        )
+
+
+_PARTITION_LOCK = "tgfleet.partitions"  # the key tgfleet.db.partitions serialises DDL with
+
+
+def ensure_month_partitions(
+    settings: Settings, months: set[tuple[int, int]], known: set[Any]
+) -> None:
+    """Monthly ``messages`` partitions for historical legacy dates, made ahead of the
+    insert (as the schema owner) so old messages do not pile up in the DEFAULT partition."""
+    missing = sorted(m for m in months if m not in known)
+    if not missing:
+        return
+    try:
+        with owner_scope(settings) as conn:
+            conn.execute(text("SELECT pg_advisory_xact_lock(hashtext(:k))"), {"k": _PARTITION_LOCK})
+            for year, month in missing:
+                create_month_partition(conn, "messages", date(year, month, 1))
+    except Exception as exc:
+        log.warning(
+            "could not create messages partitions for %s (%s); rows go to the "
+            "DEFAULT partition until `tgfleet db partitions` makes them",
+            ", ".join(f"{y}-{m:02d}" for y, m in missing),
+            exc,
+        )
+    known.update(missing)

@@ -1,0 +1,218 @@
+"""Where each legacy component lands in PostgreSQL, as SQL.
+
+Why raw SQL: the load path is COPY into a temporary staging table followed by one
+set-based INSERT/UPDATE/DELETE per batch, and checksums are computed by PostgreSQL
+over whole tables; the ORM has no constructs for COPY and would load rows one by one.
+
+Mapping (docs/legacy-json.md has the field definitions):
+
+* users         -> tg_users (user_id, username, first_name, language_code, first_seen_at)
+* profiles      -> profiles (user_id, display_name, age, city, bio, looking_for,
+                             photo_file_id, visibility 'visible'/'hidden')
+* conversations -> messages (chat_id = the user, tg_message_id, sender_id, direction,
+                             text, created_at, processed_at = created_at so handlers
+                             never run on history) + one conversations row per chat.
+
+Every statement runs inside the bot's RLS context and also filters on ``bot_id``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from tgfleet.legacy.format import Component
+
+_NULL = "'\\N'"
+
+
+def _hash_expr(*exprs: str) -> str:
+    """SQL for the signed 64-bit row hash of checksum.row_hash over ``exprs``."""
+    parts = ", ".join(f"coalesce(({e})::text, {_NULL})" for e in exprs)
+    return f"('x' || substr(md5(concat_ws(chr(31), {parts})), 1, 16))::bit(64)::bigint"
+
+
+def _us(column: str) -> str:
+    return f"((extract(epoch from {column}) * 1000000)::bigint)"
+
+
+def _tf(column: str) -> str:
+    return f"(CASE WHEN {column} THEN 't' WHEN NOT {column} THEN 'f' END)"
+
+
+@dataclass(frozen=True)
+class Target:
+    """The SQL that loads, compares and exports one component."""
+
+    component: Component
+    table: str
+    #: Staging table columns, in the validators' tuple order.
+    stage_columns: str
+    #: Key columns in the target table, and matching staging columns.
+    key: tuple[str, ...]
+    stage_key: tuple[str, ...]
+    #: The component's rows as validator-ordered tuples (for export/sample/checksum).
+    select: str
+    hash_expr: str
+    insert_new: str
+    update_changed: str
+    delete_missing: str
+
+    def stage_ddl(self) -> str:
+        return f"CREATE TEMP TABLE stage ({self.stage_columns}) ON COMMIT DROP"
+
+    def checksum_sql(self) -> str:
+        return (
+            f"SELECT count(*), coalesce(sum({self.hash_expr}::numeric), 0) "
+            f"FROM {self.table} t WHERE t.bot_id = :bot"
+        )
+
+    def key_hash_sql(self) -> str:
+        keys = ", ".join(f"t.{k}" for k in self.key)
+        return f"SELECT {keys}, {self.hash_expr} FROM {self.table} t WHERE t.bot_id = :bot"
+
+
+USERS = Target(
+    component=Component.USERS,
+    table="tg_users",
+    stage_columns="id bigint, username text, first_name text, language text, created timestamptz",
+    key=("user_id",),
+    stage_key=("id",),
+    select=(
+        "SELECT t.user_id, t.username, t.first_name, t.language_code, t.first_seen_at "
+        "FROM tg_users t WHERE t.bot_id = :bot"
+    ),
+    hash_expr=_hash_expr(
+        "t.user_id", "t.username", "t.first_name", "t.language_code", _us("t.first_seen_at")
+    ),
+    insert_new=(
+        "INSERT INTO tg_users AS t (bot_id, user_id, username, first_name, language_code, "
+        "first_seen_at, last_seen_at) "
+        "SELECT :bot, s.id, s.username, s.first_name, s.language, s.created, s.created "
+        "FROM stage s ON CONFLICT (bot_id, user_id) DO NOTHING RETURNING t.user_id"
+    ),
+    update_changed=(
+        "UPDATE tg_users t SET username = s.username, first_name = s.first_name, "
+        "language_code = s.language, first_seen_at = s.created FROM stage s "
+        "WHERE t.bot_id = :bot AND t.user_id = s.id AND (t.username, t.first_name, "
+        "t.language_code, t.first_seen_at) IS DISTINCT FROM "
+        "(s.username, s.first_name, s.language, s.created)"
+    ),
+    delete_missing=(
+        "DELETE FROM tg_users t WHERE t.bot_id = :bot "
+        "AND NOT EXISTS (SELECT 1 FROM stage s WHERE s.id = t.user_id)"
+    ),
+)
+
+PROFILES = Target(
+    component=Component.PROFILES,
+    table="profiles",
+    stage_columns=(
+        "user_id bigint, name text, age smallint, city text, bio text, looking_for text, "
+        "photo text, visible boolean"
+    ),
+    key=("user_id",),
+    stage_key=("user_id",),
+    select=(
+        "SELECT t.user_id, t.display_name, t.age, t.city, t.bio, t.looking_for, "
+        "t.photo_file_id, t.visibility = 'visible' FROM profiles t WHERE t.bot_id = :bot"
+    ),
+    hash_expr=_hash_expr(
+        "t.user_id",
+        "t.display_name",
+        "t.age",
+        "t.city",
+        "t.bio",
+        "t.looking_for",
+        "t.photo_file_id",
+        _tf("t.visibility = 'visible'"),
+    ),
+    insert_new=(
+        "INSERT INTO profiles AS t (bot_id, user_id, display_name, age, city, bio, "
+        "looking_for, photo_file_id, visibility) "
+        "SELECT :bot, s.user_id, s.name, s.age, s.city, s.bio, s.looking_for, s.photo, "
+        "(CASE WHEN s.visible THEN 'visible' ELSE 'hidden' END)::profile_visibility "
+        "FROM stage s ON CONFLICT (bot_id, user_id) DO NOTHING RETURNING t.user_id"
+    ),
+    update_changed=(
+        "UPDATE profiles t SET display_name = s.name, age = s.age, city = s.city, "
+        "bio = s.bio, looking_for = s.looking_for, photo_file_id = s.photo, "
+        "visibility = (CASE WHEN s.visible THEN 'visible' ELSE 'hidden' END)"
+        "::profile_visibility, version = t.version + 1, updated_at = now() FROM stage s "
+        "WHERE t.bot_id = :bot AND t.user_id = s.user_id AND (t.display_name, t.age, t.city, "
+        "t.bio, t.looking_for, t.photo_file_id, t.visibility = 'visible') IS DISTINCT FROM "
+        "(s.name, s.age, s.city, s.bio, s.looking_for, s.photo, s.visible)"
+    ),
+    delete_missing=(
+        "DELETE FROM profiles t WHERE t.bot_id = :bot "
+        "AND NOT EXISTS (SELECT 1 FROM stage s WHERE s.user_id = t.user_id)"
+    ),
+)
+
+_DIRECTION = "(CASE WHEN s.sender = :bot THEN 'out' ELSE 'in' END)::message_direction"
+
+MESSAGES = Target(
+    component=Component.CONVERSATIONS,
+    table="messages",
+    stage_columns="user_id bigint, id bigint, sender bigint, text text, date timestamptz",
+    key=("chat_id", "tg_message_id"),
+    stage_key=("user_id", "id"),
+    select=(
+        "SELECT t.chat_id, t.tg_message_id, t.sender_id, t.text, t.created_at "
+        "FROM messages t WHERE t.bot_id = :bot"
+    ),
+    hash_expr=_hash_expr(
+        "t.chat_id", "t.tg_message_id", "t.sender_id", "t.text", _us("t.created_at")
+    ),
+    insert_new=(
+        "INSERT INTO messages AS t (bot_id, created_at, direction, chat_id, sender_id, "
+        f"tg_message_id, text, processed_at) SELECT :bot, s.date, {_DIRECTION}, s.user_id, "
+        "s.sender, s.id, s.text, s.date FROM stage s WHERE NOT EXISTS (SELECT 1 FROM "
+        "messages m WHERE m.bot_id = :bot AND m.chat_id = s.user_id "
+        "AND m.tg_message_id = s.id) RETURNING t.chat_id, t.tg_message_id"
+    ),
+    update_changed=(
+        f"UPDATE messages t SET created_at = s.date, direction = {_DIRECTION}, "
+        "sender_id = s.sender, text = s.text, processed_at = s.date FROM stage s "
+        "WHERE t.bot_id = :bot AND t.chat_id = s.user_id AND t.tg_message_id = s.id "
+        "AND (t.created_at, t.sender_id, t.text) IS DISTINCT FROM (s.date, s.sender, s.text)"
+    ),
+    delete_missing=(
+        "DELETE FROM messages t WHERE t.bot_id = :bot AND t.chat_id = :chat "
+        "AND NOT EXISTS (SELECT 1 FROM stage s WHERE s.user_id = t.chat_id "
+        "AND s.id = t.tg_message_id)"
+    ),
+)
+
+#: Keeps the per-chat conversations row in step with the chat's messages.
+REFRESH_CONVERSATIONS = (
+    "INSERT INTO conversations AS c (bot_id, chat_id, messages_in, messages_out, "
+    "last_message_at, last_processed_message_id) "
+    "SELECT :bot, m.chat_id, count(*) FILTER (WHERE m.direction = 'in'), "
+    "count(*) FILTER (WHERE m.direction = 'out'), max(m.created_at), max(m.id) "
+    "FROM messages m WHERE m.bot_id = :bot AND m.chat_id = ANY(:chats) GROUP BY m.chat_id "
+    "ON CONFLICT (bot_id, chat_id) DO UPDATE SET messages_in = excluded.messages_in, "
+    "messages_out = excluded.messages_out, last_message_at = excluded.last_message_at, "
+    "updated_at = now()"
+)
+
+TARGETS: dict[Component, Target] = {t.component: t for t in (USERS, PROFILES, MESSAGES)}
+
+
+def copy_text(value: object) -> str:
+    """One field in PostgreSQL COPY text format."""
+    if value is None:
+        return "\\N"
+    if value is True:
+        return "t"
+    if value is False:
+        return "f"
+    if isinstance(value, str):
+        if "\\" in value:
+            value = value.replace("\\", "\\\\")
+        if "\t" in value or "\n" in value or "\r" in value:
+            value = value.replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+        return value
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return str(value)
