@@ -1,0 +1,202 @@
+"""session_scope: per-transaction role and tenant, pooled-connection safety."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import random
+import threading
+from collections import Counter
+from collections.abc import Callable
+
+import pytest
+from sqlalchemy import Engine, text
+from sqlalchemy.engine import make_url
+
+from tgfleet.db import (
+    SecretDecryptError,
+    decrypt_secret,
+    encrypt_secret,
+    get_engine,
+    session_scope,
+    token_fingerprint,
+)
+from tgfleet.platform.settings import Settings
+
+FUZZ_TRANSACTIONS = 1_000
+FUZZ_THREADS = 8
+
+
+def test_role_and_tenant_do_not_outlive_the_transaction(
+    db_settings: Settings, make_bots: Callable[[int], list[int]]
+) -> None:
+    # Given a pool of one connection
+    (bot_id,) = make_bots(1)
+    engine = get_engine(db_settings)
+    login = make_url(db_settings.database_url).username
+    # When a scope sets role, tenant and correlation id
+    with session_scope(engine, bot_id=bot_id, correlation_id="c-1") as session:
+        inside = session.execute(
+            text(
+                "SELECT current_user, current_setting('app.bot_id'), "
+                "current_setting('app.correlation_id')"
+            )
+        ).one()
+    # Then they hold inside, and the pooled connection is back to the bare login after
+    assert tuple(inside) == (db_settings.role("bot"), str(bot_id), "c-1")
+    with engine.connect() as conn:
+        after = conn.execute(
+            text(
+                "SELECT current_user, current_setting('app.bot_id', true), "
+                "current_setting('app.correlation_id', true)"
+            )
+        ).one()
+    assert after[0] == login and not after[1] and not after[2]
+
+
+def test_bot_role_requires_a_bot_id(db_settings: Settings) -> None:
+    with pytest.raises(ValueError, match="bot_id"), session_scope(db_settings):
+        pass
+    with pytest.raises(ValueError, match="role"), session_scope(db_settings, role="owner"):  # type: ignore[arg-type]
+        pass
+
+
+def test_exception_rolls_the_whole_scope_back(
+    db_settings: Settings, make_bots: Callable[[int], list[int]], owner_engine: Engine
+) -> None:
+    (bot_id,) = make_bots(1)
+    with pytest.raises(KeyError), session_scope(db_settings, bot_id=bot_id) as session:
+        session.execute(
+            text("INSERT INTO conversations (bot_id, chat_id) VALUES (:b, 1)"), {"b": bot_id}
+        )
+        raise KeyError("boom")
+    with owner_engine.connect() as conn:
+        count = conn.execute(
+            text("SELECT count(*) FROM conversations WHERE bot_id = :b"), {"b": bot_id}
+        ).scalar()
+    assert count == 0
+
+
+def test_engine_is_cached_per_process_and_replaced_after_fork(db_settings: Settings) -> None:
+    engine = get_engine(db_settings)
+    assert get_engine(db_settings) is engine
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child: a new engine, and it works
+        try:
+            child = get_engine(db_settings)
+            with session_scope(child, role="admin") as session:
+                session.execute(text("SELECT 1"))
+            os.write(write, b"new" if child is not engine else b"same")
+        finally:
+            os._exit(0)
+    os.waitpid(pid, 0)
+    assert os.read(read, 10) == b"new"
+    # and the parent's pooled connections still work
+    with session_scope(engine, role="admin") as session:
+        assert session.execute(text("SELECT 1")).scalar() == 1
+
+
+def test_secrets_round_trip_and_wrong_key_fails_cleanly(db_settings: Settings) -> None:
+    ciphertext = encrypt_secret(db_settings, "123:token")
+    assert b"token" not in ciphertext
+    assert decrypt_secret(db_settings, ciphertext) == b"123:token"
+    other = db_settings.model_copy(
+        update={"secret_key": type(db_settings.secret_key)("A" * 43 + "=")}
+    )
+    with pytest.raises(SecretDecryptError, match="TGFLEET_SECRET_KEY") as caught:
+        decrypt_secret(other, ciphertext)
+    assert "123:token" not in str(caught.value)
+    assert token_fingerprint(db_settings, "a") != token_fingerprint(db_settings, "b")
+
+
+def test_pooled_fuzz_never_crosses_bots(
+    db_settings: Settings, make_bots: Callable[[int], list[int]], owner_engine: Engine
+) -> None:
+    # Given 6 bots and one shared pool, used by 8 threads
+    bots = make_bots(6)
+    engine = get_engine(db_settings)
+    login = make_url(db_settings.database_url).username
+    chat_ids = itertools.count(1)
+    lock = threading.Lock()
+    violations: list[str] = []
+    inserted: Counter[int] = Counter()
+    ops: Counter[str] = Counter()
+
+    def transaction(rng: random.Random) -> None:
+        bot_id = rng.choice(bots)
+        op = rng.choice(["insert", "read", "update", "admin", "fail", "bare"])
+        with lock:
+            ops[op] += 1
+        if op == "bare":  # a pooled connection outside any scope: nothing left over
+            with engine.connect() as conn:
+                row = conn.execute(
+                    text("SELECT current_user, current_setting('app.bot_id', true)")
+                ).one()
+            if row[0] != login or row[1]:
+                violations.append(f"leftover context {tuple(row)}")
+            return
+        if op == "admin":
+            with session_scope(engine, role="admin") as session:
+                session.execute(text("SELECT count(*) FROM conversations")).scalar()
+            return
+        try:
+            with session_scope(engine, bot_id=bot_id) as session:
+                if op == "insert":
+                    with lock:
+                        chat_id = next(chat_ids)
+                    session.execute(
+                        text(
+                            "INSERT INTO conversations (bot_id, chat_id, state) VALUES (:b, :c, :s)"
+                        ),
+                        {"b": bot_id, "c": chat_id, "s": str(bot_id)},
+                    )
+                    with lock:
+                        inserted[bot_id] += 1
+                elif op in ("read", "fail"):
+                    rows = session.execute(text("SELECT bot_id, state FROM conversations"))
+                    for row_bot, state in rows:
+                        if row_bot != bot_id or state != str(bot_id):
+                            violations.append(f"bot {bot_id} read {row_bot}/{state}")
+                    if op == "fail":
+                        session.execute(text("UPDATE conversations SET state = 'poison'"))
+                        raise RuntimeError("rolled back")
+                else:
+                    touched = session.execute(
+                        text(
+                            "UPDATE conversations SET messages_in = messages_in + 1 "
+                            "RETURNING bot_id"
+                        )
+                    ).scalars()
+                    violations.extend(f"bot {bot_id} updated {b}" for b in touched if b != bot_id)
+        except RuntimeError:
+            pass
+
+    def worker(seed: int) -> None:
+        rng = random.Random(seed)
+        for _ in range(FUZZ_TRANSACTIONS // FUZZ_THREADS):
+            try:
+                transaction(rng)
+            except Exception as exc:
+                violations.append(f"error: {exc!r}")
+
+    # When 1,000 interleaved transactions run
+    threads = [threading.Thread(target=worker, args=(seed,)) for seed in range(FUZZ_THREADS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    # Then no transaction read or wrote another bot's rows, and the data agrees
+    assert violations == []
+    assert sum(ops.values()) == FUZZ_TRANSACTIONS and len(ops) == 6
+    with owner_engine.connect() as conn:
+        rows = conn.execute(
+            text(
+                "SELECT bot_id, state, count(*) FROM conversations "
+                "WHERE bot_id = ANY(:b) GROUP BY 1, 2"
+            ),
+            {"b": bots},
+        ).all()
+    assert all(state == str(bot_id) for bot_id, state, _ in rows)
+    assert {bot_id: n for bot_id, _, n in rows} == {b: n for b, n in inserted.items() if n}
