@@ -67,10 +67,6 @@ class Target:
             f"FROM {self.table} t WHERE t.bot_id = :bot"
         )
 
-    def key_hash_sql(self) -> str:
-        keys = ", ".join(f"t.{k}" for k in self.key)
-        return f"SELECT {keys}, {self.hash_expr} FROM {self.table} t WHERE t.bot_id = :bot"
-
 
 USERS = Target(
     component=Component.USERS,
