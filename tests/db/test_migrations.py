@@ -112,3 +112,16 @@ def test_plain_alembic_from_repo_root_uses_settings(
     # Then it finds the head revision through Settings
     assert done.returncode == 0, done.stderr
     assert f"{head_revision()} (head)" in done.stdout
+
+
+def test_cli_partitions_ensures_and_reports_coverage(
+    db_settings: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given a migrated database; When `tgfleet db partitions --ensure` runs
+    parser = argparse.ArgumentParser()
+    add_parser(parser.add_subparsers(dest="command"))
+    code = run(parser.parse_args(["db", "partitions", "--ensure"]), db_settings)
+    # Then it succeeds and lists every range-partitioned table
+    out = capsys.readouterr().out
+    assert code == 0
+    assert all(table in out for table in ("messages", "events", "audit_log"))

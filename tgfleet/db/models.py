@@ -191,6 +191,8 @@ class Profile(Base):
     photo_id: Mapped[int | None] = mapped_column(BigInteger)
     photo_access_hash: Mapped[int | None] = mapped_column(BigInteger)
     photo_file_reference: Mapped[bytes | None] = mapped_column(LargeBinary)
+    #: A Bot API file_id string (profiles migrated from the legacy JSON store).
+    photo_file_id: Mapped[str | None] = mapped_column(Text)
     version: Mapped[int] = mapped_column(Integer, server_default="1")
     created_at: Mapped[datetime] = _now_column()
     updated_at: Mapped[datetime] = _updated_column()
@@ -266,6 +268,8 @@ class Outbox(Base):
     tg_message_id: Mapped[int | None] = mapped_column(BigInteger)
     broadcast_id: Mapped[int | None] = mapped_column(BigInteger)
     dedupe_key: Mapped[str | None] = mapped_column(Text)
+    #: Media to send with the text, e.g. {"photo": [id, access_hash, file_reference_b64]}.
+    media: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     next_attempt_at: Mapped[datetime] = _now_column()
     created_at: Mapped[datetime] = _now_column()
     updated_at: Mapped[datetime] = _updated_column()
@@ -394,11 +398,32 @@ class BotMetric(Base):
     updated_at: Mapped[datetime] = _updated_column()
 
 
+# --- the matchmaking app ---------------------------------------------------------------
+class Like(Base):
+    """A user's verdict on another user's profile (``like`` or ``skip``) with one bot."""
+
+    __tablename__ = "likes"
+    __table_args__ = (
+        CheckConstraint("verdict IN ('like', 'skip')", name="verdict_kind"),
+        Index("ix_likes_bot_id_target_id", "bot_id", "target_id"),
+        _hash_partitioned(),
+    )
+
+    bot_id: Mapped[int] = _bot_fk()
+    user_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    target_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    verdict: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = _now_column()
+
+
 # --- legacy JSON migration -------------------------------------------------------------
 class MigrationQuarantine(Base):
     """A legacy record that failed validation, with where it came from and why."""
 
     __tablename__ = "migration_quarantine"
+    __table_args__ = (
+        Index("ix_migration_quarantine_bot_id_component_file", "bot_id", "component", "file"),
+    )
 
     bot_id: Mapped[int] = _bot_fk()
     id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
@@ -423,6 +448,12 @@ class MigrationCheckpoint(Base):
     state: Mapped[MigrationState] = mapped_column(
         pg_enum(MigrationState), server_default=MigrationState.JSON.value
     )
+    #: The scan reached the end of the file (``error`` says if it stopped early).
+    complete: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
+    error: Mapped[str | None] = mapped_column(Text)
+    records: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    #: On the component row (file ''): the store's path and the last verification.
+    details: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     updated_at: Mapped[datetime] = _updated_column()
 
 
