@@ -45,7 +45,9 @@ def upgrade() -> None:
         sa.Column("target_id", sa.BigInteger(), autoincrement=False, nullable=False),
         sa.Column("verdict", sa.Text(), nullable=False),
         sa.Column(
-            "created_at", sa.DateTime(timezone=True), server_default=sa.text("now()"),
+            "created_at",
+            sa.DateTime(timezone=True),
+            server_default=sa.text("now()"),
             nullable=False,
         ),
         sa.CheckConstraint("verdict IN ('like', 'skip')", name=op.f("ck_likes_verdict_kind")),
