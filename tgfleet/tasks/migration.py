@@ -1,0 +1,94 @@
+"""Migration queue: ``tgfleet.migration.run_batch``, one legacy JSON batch per call.
+
+A thin adapter over ``tgfleet.legacy.engine``: beat enqueues one task per component
+every ``MIGRATION_BEAT_S``; each runs one batch for every store whose component is
+migrating (state dual or verify) and, if work is left, enqueues itself again at once.
+The engine's advisory lock keeps to one batch per component at a time: a task that
+finds the lock held returns without doing anything.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from celery import shared_task
+
+from tgfleet.legacy.checkpoints import ConcurrentBatchError
+from tgfleet.legacy.engine import DEFAULT_BATCH_SIZE, Migrator
+from tgfleet.legacy.format import COMPONENT_ORDER, Component, LegacyStoreError
+from tgfleet.legacy.lifecycle import migrating_roots
+from tgfleet.platform.celery_app import TgfleetTask
+from tgfleet.platform.errors import PermanentError, RetryLater
+from tgfleet.platform.settings import Settings
+
+log = logging.getLogger(__name__)
+
+TASK_NAME = "tgfleet.migration.run_batch"
+#: How often beat offers each component a batch, seconds.
+MIGRATION_BEAT_S = 30.0
+
+#: Open readers survive between batches in one worker process (keyed by store).
+_migrators: dict[tuple[int, str], Migrator] = {}
+
+
+def _migrator(settings: Settings, root: Path) -> Migrator:
+    key = (id(settings), str(root))
+    migrator = _migrators.get(key)
+    if migrator is None:
+        migrator = _migrators[key] = Migrator(settings, root)
+    return migrator
+
+
+@shared_task(name=TASK_NAME, bind=True, ignore_result=True, max_retries=5)
+def run_batch(
+    self: TgfleetTask,
+    component: str,
+    root: str | None = None,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    follow: bool = True,
+) -> dict[str, Any]:
+    """Run one batch of ``component`` for ``root`` (default: every migrating store)."""
+    try:
+        comp = Component(component)
+    except ValueError:
+        raise PermanentError(
+            f"unknown component {component!r}; expected one of "
+            + ", ".join(c.value for c in Component)
+        ) from None
+    settings: Settings = self.app.settings  # type: ignore[attr-defined]
+    roots = [Path(root)] if root else migrating_roots(settings, comp)
+    results = []
+    for store in roots:
+        try:
+            result = _migrator(settings, store).run_batch(
+                comp, batch_size=batch_size, correlation_id=self.request.id
+            )
+        except ConcurrentBatchError as exc:
+            raise RetryLater(str(exc), countdown=5.0) from None
+        except LegacyStoreError as exc:
+            raise PermanentError(str(exc)) from None
+        results.append(result.as_dict() | {"root": str(store)})
+        if follow and not (result.idle or result.busy):
+            self.apply_async(
+                args=(component,),
+                kwargs={"root": str(store), "batch_size": batch_size, "follow": True},
+            )
+    return {"component": comp.value, "batches": results}
+
+
+def migration_beat_schedule(
+    settings: Settings, interval: float = MIGRATION_BEAT_S
+) -> dict[str, dict[str, Any]]:
+    """Beat entries offering each component a batch every ``interval`` seconds."""
+    del settings  # the schedule does not depend on the deployment yet
+    return {
+        f"migration-{component.value}": {
+            "task": TASK_NAME,
+            "schedule": interval,
+            "args": (component.value,),
+            "options": {"queue": "migration", "expires": interval},
+        }
+        for component in COMPONENT_ORDER
+    }
