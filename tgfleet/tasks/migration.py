@@ -57,7 +57,7 @@ def run_batch(
             f"unknown component {component!r}; expected one of "
             + ", ".join(c.value for c in Component)
         ) from None
-    settings: Settings = self.app.settings  # type: ignore[attr-defined]
+    settings: Settings = self.app.settings
     roots = [Path(root)] if root else migrating_roots(settings, comp)
     results = []
     for store in roots:
