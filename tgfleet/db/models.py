@@ -11,14 +11,13 @@ Layout (see docs/database.md):
   every unique index), so uniqueness that must hold across months (dedupe keys) lives in
   hash-partitioned tables such as ``processed_updates`` and ``outbox``.
 * Telegram ids (bots, users, chats, messages, access hashes) are BIGINT.
-* Time-series tables have no foreign keys: they are written at high rate and their
-  partitions are dropped by retention.
+* The time-series models live in ``tgfleet.db.timeseries`` (re-exported here); the
+  shared base and column helpers in ``tgfleet.db.base``.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
-from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import (
@@ -27,77 +26,58 @@ from sqlalchemy import (
     Boolean,
     CheckConstraint,
     DateTime,
-    Enum,
-    ForeignKey,
     Identity,
     Index,
     Integer,
     LargeBinary,
-    MetaData,
     SmallInteger,
     Text,
     UniqueConstraint,
-    func,
     text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column
 
+from tgfleet.db.base import (
+    Base,
+    bot_fk,
+    hash_partitioned,
+    now_column,
+    pg_enum,
+    updated_column,
+)
 from tgfleet.db.enums import (
-    PG_TYPE_NAMES,
     BotKind,
     BotStatus,
-    MessageDirection,
     MetricBucket,
     MigrationState,
     OutboxStatus,
     PeerType,
     ProfileVisibility,
 )
+from tgfleet.db.timeseries import AuditLog, Event, Message
 
-NAMING_CONVENTION = {
-    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
-    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
-    "ck": "ck_%(table_name)s_%(constraint_name)s",
-    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
-    "pk": "pk_%(table_name)s",
-}
-
-
-def pg_enum(enum_cls: type[StrEnum]) -> Enum:
-    """A native PostgreSQL enum storing the members' values."""
-    return Enum(
-        enum_cls,
-        name=PG_TYPE_NAMES[enum_cls],
-        values_callable=lambda members: [m.value for m in members],
-        validate_strings=True,
-    )
-
-
-def _hash_partitioned(column: str = "bot_id") -> dict[str, Any]:
-    return {"postgresql_partition_by": f"HASH ({column})", "info": {"partition": "hash"}}
-
-
-def _range_partitioned(column: str) -> dict[str, Any]:
-    return {"postgresql_partition_by": f"RANGE ({column})", "info": {"partition": "range"}}
-
-
-class Base(DeclarativeBase):
-    metadata = MetaData(naming_convention=NAMING_CONVENTION)
-
-
-def _now_column() -> Mapped[datetime]:
-    return mapped_column(DateTime(timezone=True), server_default=func.now(), nullable=False)
-
-
-def _updated_column() -> Mapped[datetime]:
-    return mapped_column(
-        DateTime(timezone=True), server_default=func.now(), onupdate=func.now(), nullable=False
-    )
-
-
-def _bot_fk() -> Mapped[int]:
-    return mapped_column(BigInteger, ForeignKey("bots.id", ondelete="CASCADE"), primary_key=True)
+__all__ = [
+    "TENANT_COLUMNS",
+    "AuditLog",
+    "Base",
+    "Bot",
+    "BotMetric",
+    "BotSession",
+    "Conversation",
+    "DeadUpdate",
+    "Entity",
+    "Event",
+    "Like",
+    "Message",
+    "MigrationCheckpoint",
+    "MigrationQuarantine",
+    "Outbox",
+    "ProcessedUpdate",
+    "Profile",
+    "TgUser",
+    "UpdateState",
+]
 
 
 # --- the fleet ------------------------------------------------------------------------
@@ -105,7 +85,7 @@ class Bot(Base):
     """One Telegram bot (or user account) the fleet runs; ``id`` is its Telegram id."""
 
     __tablename__ = "bots"
-    __table_args__ = (_hash_partitioned("id"),)
+    __table_args__ = (hash_partitioned("id"),)
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
     name: Mapped[str] = mapped_column(Text)
@@ -121,8 +101,8 @@ class Bot(Base):
     token_encrypted: Mapped[bytes | None] = mapped_column(LargeBinary)
     #: HMAC of the token, to recognise a token without decrypting anything.
     token_fingerprint: Mapped[str | None] = mapped_column(Text)
-    created_at: Mapped[datetime] = _now_column()
-    updated_at: Mapped[datetime] = _updated_column()
+    created_at: Mapped[datetime] = now_column()
+    updated_at: Mapped[datetime] = updated_column()
 
 
 class BotSession(Base):
@@ -130,11 +110,11 @@ class BotSession(Base):
 
     __tablename__ = "bot_sessions"
 
-    bot_id: Mapped[int] = _bot_fk()
+    bot_id: Mapped[int] = bot_fk()
     node: Mapped[str] = mapped_column(Text, primary_key=True)
     session_encrypted: Mapped[bytes] = mapped_column(LargeBinary)
-    created_at: Mapped[datetime] = _now_column()
-    updated_at: Mapped[datetime] = _updated_column()
+    created_at: Mapped[datetime] = now_column()
+    updated_at: Mapped[datetime] = updated_column()
 
 
 class UpdateState(Base):
@@ -142,12 +122,12 @@ class UpdateState(Base):
 
     __tablename__ = "update_state"
 
-    bot_id: Mapped[int] = _bot_fk()
+    bot_id: Mapped[int] = bot_fk()
     pts: Mapped[int] = mapped_column(BigInteger, server_default="0")
     qts: Mapped[int] = mapped_column(BigInteger, server_default="0")
     date: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     seq: Mapped[int] = mapped_column(BigInteger, server_default="0")
-    updated_at: Mapped[datetime] = _updated_column()
+    updated_at: Mapped[datetime] = updated_column()
 
 
 # --- people and chats ------------------------------------------------------------------
@@ -155,17 +135,17 @@ class TgUser(Base):
     """A person a bot has seen."""
 
     __tablename__ = "tg_users"
-    __table_args__ = (_hash_partitioned(),)
+    __table_args__ = (hash_partitioned(),)
 
-    bot_id: Mapped[int] = _bot_fk()
+    bot_id: Mapped[int] = bot_fk()
     user_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
     first_name: Mapped[str | None] = mapped_column(Text)
     last_name: Mapped[str | None] = mapped_column(Text)
     username: Mapped[str | None] = mapped_column(Text)
     language_code: Mapped[str | None] = mapped_column(Text)
     is_blocked: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
-    first_seen_at: Mapped[datetime] = _now_column()
-    last_seen_at: Mapped[datetime] = _now_column()
+    first_seen_at: Mapped[datetime] = now_column()
+    last_seen_at: Mapped[datetime] = now_column()
 
 
 class Profile(Base):
@@ -174,10 +154,10 @@ class Profile(Base):
     __tablename__ = "profiles"
     __table_args__ = (
         CheckConstraint("age IS NULL OR age BETWEEN 13 AND 120", name="age_range"),
-        _hash_partitioned(),
+        hash_partitioned(),
     )
 
-    bot_id: Mapped[int] = _bot_fk()
+    bot_id: Mapped[int] = bot_fk()
     user_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
     display_name: Mapped[str | None] = mapped_column(Text)
     age: Mapped[int | None] = mapped_column(SmallInteger)
@@ -194,8 +174,8 @@ class Profile(Base):
     #: A Bot API file_id string (profiles migrated from the legacy JSON store).
     photo_file_id: Mapped[str | None] = mapped_column(Text)
     version: Mapped[int] = mapped_column(Integer, server_default="1")
-    created_at: Mapped[datetime] = _now_column()
-    updated_at: Mapped[datetime] = _updated_column()
+    created_at: Mapped[datetime] = now_column()
+    updated_at: Mapped[datetime] = updated_column()
 
     __mapper_args__ = {"version_id_col": version}
 
@@ -204,9 +184,9 @@ class Conversation(Base):
     """Per-chat dialogue state; ``last_processed_message_id`` orders handler runs."""
 
     __tablename__ = "conversations"
-    __table_args__ = (_hash_partitioned(),)
+    __table_args__ = (hash_partitioned(),)
 
-    bot_id: Mapped[int] = _bot_fk()
+    bot_id: Mapped[int] = bot_fk()
     chat_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
     state: Mapped[str] = mapped_column(Text, server_default="start")
     state_data: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
@@ -214,8 +194,8 @@ class Conversation(Base):
     messages_out: Mapped[int] = mapped_column(Integer, server_default="0")
     last_processed_message_id: Mapped[int | None] = mapped_column(BigInteger)
     last_message_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    created_at: Mapped[datetime] = _now_column()
-    updated_at: Mapped[datetime] = _updated_column()
+    created_at: Mapped[datetime] = now_column()
+    updated_at: Mapped[datetime] = updated_column()
 
 
 class Entity(Base):
@@ -224,15 +204,15 @@ class Entity(Base):
     __tablename__ = "entities"
     __table_args__ = (
         Index("ix_entities_bot_id_username", "bot_id", text("lower(username)")),
-        _hash_partitioned(),
+        hash_partitioned(),
     )
 
-    bot_id: Mapped[int] = _bot_fk()
+    bot_id: Mapped[int] = bot_fk()
     peer_type: Mapped[PeerType] = mapped_column(pg_enum(PeerType), primary_key=True)
     peer_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
     access_hash: Mapped[int | None] = mapped_column(BigInteger)
     username: Mapped[str | None] = mapped_column(Text)
-    updated_at: Mapped[datetime] = _updated_column()
+    updated_at: Mapped[datetime] = updated_column()
 
 
 # --- delivery ------------------------------------------------------------------------
@@ -249,10 +229,10 @@ class Outbox(Base):
             postgresql_where=text("status IN ('queued', 'retrying')"),
         ),
         Index("ix_outbox_bot_id_broadcast_id", "bot_id", "broadcast_id"),
-        _hash_partitioned(),
+        hash_partitioned(),
     )
 
-    bot_id: Mapped[int] = _bot_fk()
+    bot_id: Mapped[int] = bot_fk()
     id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
     chat_id: Mapped[int] = mapped_column(BigInteger)
     text: Mapped[str] = mapped_column(Text)
@@ -270,9 +250,9 @@ class Outbox(Base):
     dedupe_key: Mapped[str | None] = mapped_column(Text)
     #: Media to send with the text, e.g. {"photo": [id, access_hash, file_reference_b64]}.
     media: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
-    next_attempt_at: Mapped[datetime] = _now_column()
-    created_at: Mapped[datetime] = _now_column()
-    updated_at: Mapped[datetime] = _updated_column()
+    next_attempt_at: Mapped[datetime] = now_column()
+    created_at: Mapped[datetime] = now_column()
+    updated_at: Mapped[datetime] = updated_column()
     sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
@@ -282,103 +262,27 @@ class ProcessedUpdate(Base):
     __tablename__ = "processed_updates"
     __table_args__ = (
         Index("ix_processed_updates_bot_id_processed_at", "bot_id", "processed_at"),
-        _hash_partitioned(),
+        hash_partitioned(),
     )
 
-    bot_id: Mapped[int] = _bot_fk()
+    bot_id: Mapped[int] = bot_fk()
     dedupe_key: Mapped[str] = mapped_column(Text, primary_key=True)
-    processed_at: Mapped[datetime] = _now_column()
+    processed_at: Mapped[datetime] = now_column()
 
 
 class DeadUpdate(Base):
     """An update that could not be handled, kept with the reason for inspection/replay."""
 
     __tablename__ = "dead_updates"
-    __table_args__ = (_hash_partitioned(),)
+    __table_args__ = (hash_partitioned(),)
 
-    bot_id: Mapped[int] = _bot_fk()
+    bot_id: Mapped[int] = bot_fk()
     id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
     dedupe_key: Mapped[str | None] = mapped_column(Text)
     reason: Mapped[str] = mapped_column(Text)
     payload: Mapped[dict[str, Any]] = mapped_column(JSONB)
     attempts: Mapped[int] = mapped_column(Integer, server_default="0")
-    created_at: Mapped[datetime] = _now_column()
-
-
-# --- time series ----------------------------------------------------------------------
-class Message(Base):
-    """An inbound or outbound message; inbound rows are handled in order per chat."""
-
-    __tablename__ = "messages"
-    __table_args__ = (
-        Index("ix_messages_bot_id_chat_id_tg_message_id", "bot_id", "chat_id", "tg_message_id"),
-        Index(
-            "ix_messages_unprocessed",
-            "bot_id",
-            "chat_id",
-            "id",
-            postgresql_where=text("processed_at IS NULL AND direction = 'in'"),
-        ),
-        _range_partitioned("created_at"),
-    )
-
-    bot_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
-    created_at: Mapped[datetime] = mapped_column(
-        DateTime(timezone=True), primary_key=True, server_default=func.now()
-    )
-    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
-    direction: Mapped[MessageDirection] = mapped_column(pg_enum(MessageDirection))
-    chat_id: Mapped[int] = mapped_column(BigInteger)
-    sender_id: Mapped[int | None] = mapped_column(BigInteger)
-    tg_message_id: Mapped[int | None] = mapped_column(BigInteger)
-    text: Mapped[str | None] = mapped_column(Text)
-    payload: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
-    processed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-
-
-class Event(Base):
-    """An analytics fact (``kind`` plus free-form ``data``)."""
-
-    __tablename__ = "events"
-    __table_args__ = (
-        Index("ix_events_bot_id_kind_at", "bot_id", "kind", "at"),
-        _range_partitioned("at"),
-    )
-
-    bot_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
-    at: Mapped[datetime] = mapped_column(
-        DateTime(timezone=True), primary_key=True, server_default=func.now()
-    )
-    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
-    kind: Mapped[str] = mapped_column(Text)
-    user_id: Mapped[int | None] = mapped_column(BigInteger)
-    data: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
-
-
-class AuditLog(Base):
-    """Written only by the audit trigger; app roles may read their own bot's rows."""
-
-    __tablename__ = "audit_log"
-    __table_args__ = (
-        Index("ix_audit_log_bot_id_at", "bot_id", "at"),
-        Index("ix_audit_log_correlation_id", "correlation_id"),
-        _range_partitioned("at"),
-    )
-
-    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
-    at: Mapped[datetime] = mapped_column(
-        DateTime(timezone=True), primary_key=True, server_default=func.now()
-    )
-    bot_id: Mapped[int] = mapped_column(BigInteger)
-    table_name: Mapped[str] = mapped_column(Text)
-    op: Mapped[str] = mapped_column(Text)
-    row_key: Mapped[dict[str, Any]] = mapped_column(JSONB)
-    old_values: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
-    new_values: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
-    actor_role: Mapped[str] = mapped_column(Text)
-    login_role: Mapped[str] = mapped_column(Text)
-    txid: Mapped[int] = mapped_column(BigInteger)
-    correlation_id: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = now_column()
 
 
 class BotMetric(Base):
@@ -386,7 +290,7 @@ class BotMetric(Base):
 
     __tablename__ = "bot_metrics"
 
-    bot_id: Mapped[int] = _bot_fk()
+    bot_id: Mapped[int] = bot_fk()
     bucket: Mapped[MetricBucket] = mapped_column(pg_enum(MetricBucket), primary_key=True)
     bucket_start: Mapped[datetime] = mapped_column(DateTime(timezone=True), primary_key=True)
     messages_in: Mapped[int] = mapped_column(Integer, server_default="0")
@@ -395,7 +299,7 @@ class BotMetric(Base):
     active_users: Mapped[int] = mapped_column(Integer, server_default="0")
     sends_ok: Mapped[int] = mapped_column(Integer, server_default="0")
     sends_failed: Mapped[int] = mapped_column(Integer, server_default="0")
-    updated_at: Mapped[datetime] = _updated_column()
+    updated_at: Mapped[datetime] = updated_column()
 
 
 # --- the matchmaking app ---------------------------------------------------------------
@@ -406,14 +310,14 @@ class Like(Base):
     __table_args__ = (
         CheckConstraint("verdict IN ('like', 'skip')", name="verdict_kind"),
         Index("ix_likes_bot_id_target_id", "bot_id", "target_id"),
-        _hash_partitioned(),
+        hash_partitioned(),
     )
 
-    bot_id: Mapped[int] = _bot_fk()
+    bot_id: Mapped[int] = bot_fk()
     user_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
     target_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
     verdict: Mapped[str] = mapped_column(Text)
-    created_at: Mapped[datetime] = _now_column()
+    created_at: Mapped[datetime] = now_column()
 
 
 # --- legacy JSON migration -------------------------------------------------------------
@@ -425,14 +329,14 @@ class MigrationQuarantine(Base):
         Index("ix_migration_quarantine_bot_id_component_file", "bot_id", "component", "file"),
     )
 
-    bot_id: Mapped[int] = _bot_fk()
+    bot_id: Mapped[int] = bot_fk()
     id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
     component: Mapped[str] = mapped_column(Text)
     file: Mapped[str] = mapped_column(Text)
     position: Mapped[int] = mapped_column(BigInteger)
     record: Mapped[str] = mapped_column(Text)
     reason: Mapped[str] = mapped_column(Text)
-    created_at: Mapped[datetime] = _now_column()
+    created_at: Mapped[datetime] = now_column()
 
 
 class MigrationCheckpoint(Base):
@@ -440,7 +344,7 @@ class MigrationCheckpoint(Base):
 
     __tablename__ = "migration_checkpoints"
 
-    bot_id: Mapped[int] = _bot_fk()
+    bot_id: Mapped[int] = bot_fk()
     component: Mapped[str] = mapped_column(Text, primary_key=True)
     file: Mapped[str] = mapped_column(Text, primary_key=True)
     fingerprint: Mapped[str | None] = mapped_column(Text)
@@ -454,7 +358,7 @@ class MigrationCheckpoint(Base):
     records: Mapped[int] = mapped_column(BigInteger, server_default="0")
     #: On the component row (file ''): the store's path and the last verification.
     details: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
-    updated_at: Mapped[datetime] = _updated_column()
+    updated_at: Mapped[datetime] = updated_column()
 
 
 #: Every table with row-level security, and the column holding the tenant (bot) id.
