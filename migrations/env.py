@@ -47,6 +47,9 @@ def run_migrations_online() -> None:
             compare_type=True,
         )
         with context.begin_transaction():
+            # One migrator at a time per database (e.g. a compose `migrate` service
+            # racing a developer's `tgfleet db upgrade`).
+            connection.execute(text("SELECT pg_advisory_xact_lock(hashtext('tgfleet.migrations'))"))
             context.run_migrations()
     engine.dispose()
 

@@ -125,3 +125,18 @@ def test_cli_partitions_ensures_and_reports_coverage(
     out = capsys.readouterr().out
     assert code == 0
     assert all(table in out for table in ("messages", "events", "audit_log"))
+
+
+def test_first_migration_takes_the_hash_modulus_from_settings(
+    make_database: Callable[..., Settings],
+) -> None:
+    # Given TGFLEET_HASH_PARTITIONS=4; When a fresh database is migrated
+    settings = make_database(hash_partitions=4)
+    # Then every hash-partitioned table has exactly 4 partitions
+    counts = _scalar(
+        settings,
+        "SELECT array_agg(DISTINCT n) FROM (SELECT count(*) AS n FROM pg_inherits i "
+        "JOIN pg_partitioned_table p ON p.partrelid = i.inhparent AND p.partstrat = 'h' "
+        "GROUP BY i.inhparent) per_table",
+    )
+    assert counts == [4]

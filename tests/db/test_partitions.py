@@ -144,8 +144,15 @@ def test_admin_reads_coverage_function_bot_cannot(
 ) -> None:
     (bot_id,) = make_bots(1)
     with session_scope(db_settings, role="admin") as session:
-        tables = session.execute(text("SELECT table_name FROM partition_coverage()")).scalars()
-        assert set(tables) == {"messages", "events", "audit_log"}
+        reported = session.execute(text("SELECT * FROM partition_coverage()")).all()
+    with owner_scope(db_settings) as conn:
+        computed = coverage(conn)
+    # the SQL function (for `tgfleet status`) and the Python report agree
+    assert sorted(tuple(row) for row in reported) == sorted(
+        (c.table, c.partitions, c.oldest_month, c.newest_month, c.months_ahead, c.default_rows)
+        for c in computed
+    )
+    assert {row[0] for row in reported} == {"messages", "events", "audit_log"}
     try:
         with session_scope(db_settings, bot_id=bot_id) as session:
             session.execute(text("SELECT * FROM partition_coverage()"))

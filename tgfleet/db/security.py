@@ -62,10 +62,12 @@ def create_roles_sql(prefix: str) -> list[str]:
         rolname = role(prefix, name)
         attrs = "NOLOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE"
         attrs += " NOINHERIT" if name == "super_admin" else " INHERIT"
+        # Another database of the cluster may be creating the same role right now.
         stmts.append(
             "DO $$BEGIN "
             f"IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = {quote_literal(rolname)}) "
-            f"THEN CREATE ROLE {quote_ident(rolname)} {attrs}; END IF; END$$"
+            f"THEN CREATE ROLE {quote_ident(rolname)} {attrs}; END IF; "
+            "EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END$$"
         )
     base = quote_ident(role(prefix, "app_base"))
     for member in ("admin", "bot"):
