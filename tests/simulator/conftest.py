@@ -65,3 +65,14 @@ async def wait_until(predicate: Callable[[], bool], timeout: float = 5.0) -> Non
         if loop.time() > deadline:
             raise AssertionError("condition not met in time")
         await asyncio.sleep(0.02)
+
+
+def collect(
+    into: list[Any], pick: Callable[[Any], Any] = lambda event: event.raw_text
+) -> Callable[[Any], Coroutine[Any, Any, None]]:
+    """An (async, as Telethon requires) event handler appending ``pick(event)`` to ``into``."""
+
+    async def handler(event: Any) -> None:
+        into.append(pick(event))
+
+    return handler

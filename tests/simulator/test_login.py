@@ -11,7 +11,7 @@ from telethon import events, functions
 from telethon.errors import AccessTokenInvalidError, BadRequestError
 from telethon.tl import types
 
-from tests.simulator.conftest import World, wait_until
+from tests.simulator.conftest import World, collect, wait_until
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -79,8 +79,8 @@ def test_two_sessions_are_authorised_and_only_the_listener_gets_pushes(
         sender = await world.bot_client(receive_updates=False)
         heard: list[str] = []
         sender_heard: list[str] = []
-        listener.add_event_handler(lambda e: heard.append(e.raw_text), events.NewMessage())
-        sender.add_event_handler(lambda e: sender_heard.append(e.raw_text), events.NewMessage())
+        listener.add_event_handler(collect(heard), events.NewMessage())
+        sender.add_event_handler(collect(sender_heard), events.NewMessage())
         await listener.catch_up()
         try:
             both_me = [(await c.get_me()).id for c in (listener, sender)]

@@ -11,7 +11,7 @@ from telethon import events, functions
 from telethon.errors import FloodWaitError, PeerIdInvalidError, UserIsBlockedError
 from telethon.tl import types
 
-from tests.simulator.conftest import World, wait_until
+from tests.simulator.conftest import World, collect, wait_until
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -28,7 +28,7 @@ def test_sent_message_is_received_by_the_user(world: World, run: Callable[..., A
     async def scenario() -> tuple[int, int]:
         client = await world.bot_client()
         incoming: list[Any] = []
-        client.add_event_handler(lambda e: incoming.append(e), events.NewMessage(incoming=True))
+        client.add_event_handler(collect(incoming, lambda e: e), events.NewMessage(incoming=True))
         await client.catch_up()
         try:
             await asyncio.to_thread(world.sim.send, world.user["id"], world.bot["id"], "/start")
@@ -146,7 +146,7 @@ def test_bot_resends_a_photo_it_received(world: World, run: Callable[..., Any]) 
     async def scenario() -> tuple[int, int]:
         client = await world.bot_client()
         photos: list[Any] = []
-        client.add_event_handler(lambda e: photos.append(e.message), events.NewMessage())
+        client.add_event_handler(collect(photos, lambda e: e.message), events.NewMessage())
         await client.catch_up()
         try:
             await asyncio.to_thread(

@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 from telethon import events
 
-from tests.simulator.conftest import World, wait_until
+from tests.simulator.conftest import World, collect, wait_until
+from tgfleet.simulator import SimulatorThread
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -51,7 +52,7 @@ def test_offline_client_catches_up_every_missed_message(
     async def scenario() -> list[str]:
         client = await world.bot_client()
         seen: list[str] = []
-        client.add_event_handler(lambda e: seen.append(e.raw_text), events.NewMessage())
+        client.add_event_handler(collect(seen), events.NewMessage())
         await client.catch_up()
         await _user_says(world, "before")
         await wait_until(lambda: seen == ["before"])
@@ -76,7 +77,7 @@ def test_lost_pushes_are_recovered_through_the_gap(world: World, run: Callable[.
     async def scenario() -> tuple[list[str], int]:
         client = await world.bot_client()
         seen: list[str] = []
-        client.add_event_handler(lambda e: seen.append(e.raw_text), events.NewMessage())
+        client.add_event_handler(collect(seen), events.NewMessage())
         await client.catch_up()
         try:
             await asyncio.to_thread(world.sim.lose_pushes, world.bot["id"], 2)
@@ -101,7 +102,7 @@ def test_client_reconnects_after_every_connection_is_dropped(
     async def scenario() -> tuple[int, list[str], int]:
         client = await world.bot_client(connection_retries=5, retry_delay=0.1)
         seen: list[str] = []
-        client.add_event_handler(lambda e: seen.append(e.raw_text), events.NewMessage())
+        client.add_event_handler(collect(seen), events.NewMessage())
         await client.catch_up()
         try:
             # When the simulator drops every connection
@@ -123,17 +124,13 @@ def test_client_reconnects_after_every_connection_is_dropped(
 
 def test_history_beyond_the_limit_answers_difference_too_long(run: Callable[..., Any]) -> None:
     # Given a simulator keeping only 3 history entries per bot
-    from tgfleet.simulator import SimulatorThread
-
-    from tests.simulator.conftest import World as W
-
     with SimulatorThread(history_limit=3) as sim:
-        w = W(sim, sim.create_bot(), sim.create_user("Bo"))
+        w = World(sim, sim.create_bot(), sim.create_user("Bo"))
 
         async def scenario() -> list[str]:
             client = await w.bot_client()
             seen: list[str] = []
-            client.add_event_handler(lambda e: seen.append(e.raw_text), events.NewMessage())
+            client.add_event_handler(collect(seen), events.NewMessage())
             await client.catch_up()
             await client.disconnect()
             # When ten messages arrive while the client is offline
@@ -149,5 +146,7 @@ def test_history_beyond_the_limit_answers_difference_too_long(run: Callable[...,
 
         # Then the client is told the difference is too long and carries on from now
         seen = run(scenario())
+        too_long = sim.stats()["counters"].get("differences_too_long", 0)
     assert seen[-1] == "fresh"
-    assert len(seen) < 11
+    assert "old 0" not in seen
+    assert too_long >= 1

@@ -52,7 +52,7 @@ def main(args: argparse.Namespace) -> int:
 async def _serve(config: SimulatorConfig) -> None:
     sim = Simulator(config)
     await sim.start()
-    if not config.limits.enabled:
+    if not config.limits.enabled:  # --no-limits wins over limits kept in the state file
         sim.set_limits(enabled=False)
     print(
         f"tgfleet simulator: mtproto={config.host}:{sim.port} control={sim.control_url}",

@@ -32,7 +32,9 @@ class FloodLimits:
             if name == "enabled":
                 if not isinstance(value, bool):
                     raise ValueError("'enabled' must be true or false")
-            elif not isinstance(value, int | float) or isinstance(value, bool) or value <= 0:
+                self.enabled = value
+                continue
+            if not isinstance(value, int | float) or isinstance(value, bool) or value <= 0:
                 raise ValueError(f"limit {name!r} must be a positive number, got {value!r}")
             setattr(self, name, int(value) if name.endswith("burst") else float(value))
 

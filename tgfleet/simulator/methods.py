@@ -259,6 +259,7 @@ def get_difference(ctx: RpcContext, request: Any) -> bytes:
     limit = min(request.pts_total_limit or DIFFERENCE_LIMIT, DIFFERENCE_LIMIT)
     found = world.difference(bot, request.pts, limit)
     if found is None:
+        ctx.sim.stats["differences_too_long"] += 1
         return bytes(types.updates.DifferenceTooLong(pts=bot.pts))
     entries, pts = found
     if not entries:
