@@ -15,6 +15,7 @@ from tgfleet.tasks.maintenance import ping_round_trip
 #: Every task tgfleet registers, and the queue it is routed to.
 EXPECTED_TASKS = {
     "tgfleet.maintenance.ping": "maintenance",
+    "tgfleet.sends.deliver": "sends",
 }
 
 

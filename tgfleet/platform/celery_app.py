@@ -23,7 +23,7 @@ from tgfleet.platform.settings import Settings
 log = logging.getLogger(__name__)
 
 #: Modules whose tasks the worker registers.
-TASK_MODULES = ("tgfleet.tasks.maintenance",)
+TASK_MODULES = ("tgfleet.tasks.maintenance", "tgfleet.tasks.sends")
 
 
 class TgfleetCelery(Celery):

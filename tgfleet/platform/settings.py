@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import socket
 import sys
 from enum import StrEnum
 from pathlib import Path
@@ -55,6 +56,7 @@ _EXAMPLES: dict[str, str] = {
     "log_format": "plain or json",
     "flower_password": "8+ characters without a comma",
     "flower_user": "a user name without ',' or ':', e.g. admin",
+    "node_name": "a stable machine name of letters, digits, '_.@-', e.g. sender-1",
 }
 
 
@@ -102,6 +104,29 @@ class Settings(BaseSettings):
     rate_chat_burst: Annotated[int, Field(ge=1)] = Field(default=3, alias="TGFLEET_RATE_CHAT_BURST")
     rate_group_per_min: Annotated[float, Field(gt=0)] = Field(
         default=20.0, alias="TGFLEET_RATE_GROUP_PER_MIN"
+    )
+
+    # --- sending (tgfleet.platform.sender) ------------------------------------------
+    #: This machine's name: each node keeps its own Telethon session per bot.
+    node_name: str = Field(
+        default_factory=socket.gethostname,
+        alias="TGFLEET_NODE_NAME",
+        pattern=r"^[A-Za-z0-9_.@-]{1,100}$",
+    )
+    send_max_attempts: Annotated[int, Field(ge=1, le=100)] = Field(
+        default=8, alias="TGFLEET_SEND_MAX_ATTEMPTS"
+    )
+    send_backoff_base_s: Annotated[float, Field(gt=0)] = Field(
+        default=2.0, alias="TGFLEET_SEND_BACKOFF_BASE_S"
+    )
+    send_backoff_cap_s: Annotated[float, Field(gt=0)] = Field(
+        default=600.0, alias="TGFLEET_SEND_BACKOFF_CAP_S"
+    )
+    #: A row stays claimed (``sending``) this long before another worker may take it over.
+    send_lease_s: Annotated[float, Field(ge=1)] = Field(default=60.0, alias="TGFLEET_SEND_LEASE_S")
+    #: How often a sender process looks for overdue rows (lost tasks, killed workers).
+    send_sweep_interval_s: Annotated[float, Field(ge=0.5)] = Field(
+        default=30.0, alias="TGFLEET_SEND_SWEEP_INTERVAL_S"
     )
 
     # --- database layout --------------------------------------------------------

@@ -1,0 +1,218 @@
+"""Outbox row state transitions for the sender, each one atomic SQL statement.
+
+``queued``/``retrying`` --claim--> ``sending`` --> ``sent`` | ``retrying`` | ``failed`` | ``dead``
+
+The claim records its time in ``updated_at`` (the lease): a row left in ``sending`` by a
+killed worker is claimable again after ``send_lease_s``, and since the retry uses the same
+``random_id`` Telegram drops it if the first attempt did get through.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import struct
+from datetime import timedelta
+
+from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.orm import Session
+
+from tgfleet.db import Bot, Outbox, OutboxStatus, TgUser
+from tgfleet.platform.settings import Settings
+
+log = logging.getLogger(__name__)
+
+#: Dedupe keys of the sender's own notices to admins start with this.
+NOTICE_PREFIX = "notice:"
+_CLAIMABLE = (OutboxStatus.QUEUED, OutboxStatus.RETRYING)
+
+
+def random_id_for(settings: Settings, bot_id: int, outbox_id: int) -> int:
+    """messages.sendMessage random_id for a row: a keyed hash, the same on every retry."""
+    key = settings.secret_key.get_secret_value().encode()
+    digest = hmac.new(key, f"random_id:{bot_id}:{outbox_id}".encode(), hashlib.sha256).digest()
+    value: int = struct.unpack("<q", digest[:8])[0]
+    return value or 1
+
+
+def _lease(settings: Settings) -> timedelta:
+    return timedelta(seconds=settings.send_lease_s)
+
+
+def claim(session: Session, settings: Settings, bot_id: int, outbox_id: int) -> bool:
+    """``queued``/``retrying`` (or ``sending`` past its lease) -> ``sending``; True if won."""
+    stmt = (
+        update(Outbox)
+        .where(
+            Outbox.bot_id == bot_id,
+            Outbox.id == outbox_id,
+            or_(
+                Outbox.status.in_(_CLAIMABLE),
+                and_(
+                    Outbox.status == OutboxStatus.SENDING,
+                    Outbox.updated_at < func.now() - _lease(settings),
+                ),
+            ),
+        )
+        .values(
+            status=OutboxStatus.SENDING,
+            updated_at=func.clock_timestamp(),
+            random_id=random_id_for(settings, bot_id, outbox_id),
+        )
+        .returning(Outbox.id)
+    )
+    return session.execute(stmt).first() is not None
+
+
+def mark_sent(session: Session, bot_id: int, outbox_id: int, tg_message_id: int | None) -> None:
+    session.execute(
+        update(Outbox)
+        .where(Outbox.bot_id == bot_id, Outbox.id == outbox_id)
+        .values(
+            status=OutboxStatus.SENT,
+            tg_message_id=tg_message_id,
+            sent_at=func.clock_timestamp(),
+            last_error=None,
+        )
+    )
+
+
+def mark_failed(session: Session, bot_id: int, outbox_id: int, reason: str) -> None:
+    session.execute(
+        update(Outbox)
+        .where(Outbox.bot_id == bot_id, Outbox.id == outbox_id)
+        .values(status=OutboxStatus.FAILED, last_error=reason[:2000])
+    )
+
+
+def defer(
+    session: Session,
+    bot_id: int,
+    outbox_id: int,
+    countdown: float,
+    reason: str | None = None,
+    *,
+    count_attempt: bool = False,
+) -> int:
+    """Back to ``retrying`` due in ``countdown`` s; returns the attempts made so far."""
+    values: dict[str, object] = {
+        "status": OutboxStatus.RETRYING,
+        "next_attempt_at": func.now() + timedelta(seconds=countdown),
+    }
+    if reason is not None:
+        values["last_error"] = reason[:2000]
+    if count_attempt:
+        values["attempts"] = Outbox.attempts + 1
+    attempts = session.execute(
+        update(Outbox)
+        .where(
+            Outbox.bot_id == bot_id,
+            Outbox.id == outbox_id,
+            Outbox.status.in_((*_CLAIMABLE, OutboxStatus.SENDING)),
+        )
+        .values(**values)
+        .returning(Outbox.attempts)
+    ).scalar_one_or_none()
+    return int(attempts or 0)
+
+
+def release(session: Session, bot_id: int, outbox_id: int, countdown: float) -> None:
+    """Give a claim back for a rate-limit wait: ``retrying``, due in ``countdown`` s."""
+    session.execute(
+        update(Outbox)
+        .where(
+            Outbox.bot_id == bot_id,
+            Outbox.id == outbox_id,
+            Outbox.status == OutboxStatus.SENDING,
+        )
+        .values(
+            status=OutboxStatus.RETRYING,
+            next_attempt_at=func.now() + timedelta(seconds=countdown),
+        )
+    )
+
+
+def mark_blocked(session: Session, bot_id: int, user_id: int) -> None:
+    """The user blocked the bot: remember it on ``tg_users``."""
+    stmt = insert(TgUser).values(bot_id=bot_id, user_id=user_id, is_blocked=True)
+    session.execute(
+        stmt.on_conflict_do_update(index_elements=["bot_id", "user_id"], set_={"is_blocked": True})
+    )
+
+
+def mark_dead(
+    session: Session, bot_id: int, row: Outbox, reason: str, admin_chat_ids: list[int]
+) -> int:
+    """``dead`` with ``reason``; tells the bot's admins (once per incident). Returns notices."""
+    session.execute(
+        update(Outbox)
+        .where(Outbox.bot_id == bot_id, Outbox.id == row.id)
+        .values(status=OutboxStatus.DEAD, last_error=reason[:2000])
+    )
+    log.warning("outbox %s (bot %s, chat %s) is dead: %s", row.id, bot_id, row.chat_id, reason)
+    if (row.dedupe_key or "").startswith(NOTICE_PREFIX):
+        return 0  # never notify about a notice: no loops
+    from tgfleet.tasks.outbox import queue_message
+
+    incident = f"broadcast:{row.broadcast_id}" if row.broadcast_id else f"row:{row.id}"
+    if row.broadcast_id:
+        text = (
+            f"Broadcast {row.broadcast_id}: messages could not be delivered (first: outbox "
+            f"{row.id} to {row.chat_id}: {reason}). See `tgfleet outbox dead --bot {bot_id}`."
+        )
+    else:
+        text = f"Could not deliver outbox message {row.id} to {row.chat_id}: {reason}"
+    sent = 0
+    for admin in admin_chat_ids:
+        if admin == row.chat_id:
+            continue
+        queue_message(
+            session,
+            bot_id,
+            admin,
+            text[:4000],
+            dedupe_key=f"{NOTICE_PREFIX}dead:{incident}:{admin}",
+        )
+        sent += 1
+    return sent
+
+
+def bot_config(session: Session, bot_id: int) -> tuple[dict[str, object], list[int]] | None:
+    """(the bot's settings, its admin chat ids), or None when the bot does not exist."""
+    found = session.execute(
+        select(Bot.settings, Bot.admin_chat_ids).where(Bot.id == bot_id)
+    ).first()
+    if found is None:
+        return None
+    return dict(found.settings or {}), list(found.admin_chat_ids or [])
+
+
+def overdue(session: Session, settings: Settings, limit: int = 1000) -> list[tuple[int, int]]:
+    """Rows whose task was lost (killed worker, failed enqueue): (outbox_id, bot_id).
+
+    Each becomes ``retrying``, due now: the next sweep leaves it alone for ``send_lease_s``
+    while its new task is on its way. Run with ``role="admin"`` (every bot).
+    """
+    grace = _lease(settings)
+    due = or_(
+        and_(Outbox.status.in_(_CLAIMABLE), Outbox.next_attempt_at < func.now() - grace),
+        and_(Outbox.status == OutboxStatus.SENDING, Outbox.updated_at < func.now() - grace),
+    )
+    ids = (
+        select(Outbox.bot_id, Outbox.id)
+        .where(due)
+        .order_by(Outbox.next_attempt_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    rows = [(r.id, r.bot_id) for r in session.execute(ids)]
+    for outbox_id, bot_id in rows:
+        # A stale ``sending`` claim is released here (its worker is gone).
+        session.execute(
+            update(Outbox)
+            .where(Outbox.bot_id == bot_id, Outbox.id == outbox_id)
+            .values(status=OutboxStatus.RETRYING, next_attempt_at=func.now())
+        )
+    return rows

@@ -1,0 +1,288 @@
+"""Delivering one outbox row: resolve, take rate tokens, claim, send, record.
+
+``Sender`` is the per-process service behind ``tgfleet.sends.deliver``; it owns the
+event-loop thread with the bots' clients, the peer LRU, the limiter and the pacer.
+``deliver()`` returns an :class:`Outcome`; the task turns ``retry`` outcomes into Celery
+retries with the given countdown (never a sleep). See docs/sends.md.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis
+from sqlalchemy import delete, select
+from telethon import errors
+
+from tgfleet.db import (
+    Bot,
+    BotSession,
+    Outbox,
+    OutboxStatus,
+    decrypt_secret,
+    encrypt_secret,
+    session_scope,
+)
+from tgfleet.platform import delivery
+from tgfleet.platform.pacing import SendPacer, Stage
+from tgfleet.platform.ratelimit import ChatKind, Limits, RateLimiter
+from tgfleet.platform.resolve import PeerCache, PeerNotFound, resolve_input_peer
+from tgfleet.platform.sender_loop import BotClients, BotCredentials, SenderLoop, SenderUnavailable
+from tgfleet.platform.settings import Settings
+from tgfleet.platform.telegram_calls import ClientLookup, build_request, sent_message_id
+
+log = logging.getLogger(__name__)
+
+SEND_TIMEOUT_S = 30.0
+_DONE = (OutboxStatus.SENT, OutboxStatus.FAILED, OutboxStatus.DEAD)
+RESOLVE_METRICS = "tgfleet:metrics:resolve"
+SEND_METRICS = "tgfleet:metrics:sends"
+
+#: Telegram errors that retrying cannot fix (besides blocks, handled on their own).
+PERMANENT_ERRORS: tuple[type[Exception], ...] = (
+    errors.InputUserDeactivatedError,
+    errors.UserDeactivatedError,
+    errors.ChatWriteForbiddenError,
+    errors.MessageEmptyError,
+    errors.MessageTooLongError,
+    errors.UserIsBotError,
+    errors.ForbiddenError,
+    errors.BadRequestError,
+)
+
+
+@dataclass
+class Outcome:
+    """What became of one delivery attempt."""
+
+    status: str  # sent | noop | retry | failed | dead
+    detail: str = ""
+    countdown: float = 0.0
+    stage: Stage = Stage.NONE
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class DbSessionStore:
+    """Per-node bot sessions in ``bot_sessions``, encrypted with TGFLEET_SECRET_KEY."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    def load(self, bot_id: int) -> BotCredentials:
+        node = self.settings.node_name
+        with session_scope(self.settings, bot_id=bot_id) as s:
+            stored = s.execute(
+                select(BotSession.session_encrypted).where(
+                    BotSession.bot_id == bot_id, BotSession.node == node
+                )
+            ).scalar_one_or_none()
+            token = s.execute(select(Bot.token_encrypted).where(Bot.id == bot_id)).scalar()
+        return BotCredentials(
+            session=decrypt_secret(self.settings, stored).decode() if stored else None,
+            token=decrypt_secret(self.settings, token).decode() if token else None,
+        )
+
+    def save(self, bot_id: int, session: str) -> None:
+        from sqlalchemy.dialects.postgresql import insert
+
+        blob = encrypt_secret(self.settings, session)
+        stmt = insert(BotSession).values(
+            bot_id=bot_id, node=self.settings.node_name, session_encrypted=blob
+        )
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["bot_id", "node"], set_={"session_encrypted": blob}
+        )
+        with session_scope(self.settings, bot_id=bot_id) as s:
+            s.execute(stmt)
+
+    def forget(self, bot_id: int) -> None:
+        with session_scope(self.settings, bot_id=bot_id) as s:
+            s.execute(
+                delete(BotSession).where(
+                    BotSession.bot_id == bot_id, BotSession.node == self.settings.node_name
+                )
+            )
+
+
+class Sender:
+    """One per sender process (see ``tgfleet.tasks.sends.get_sender``)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.redis = redis.Redis.from_url(settings.redis_url)
+        self.limiter = RateLimiter(self.redis)
+        self.pacer = SendPacer(self.redis)
+        self.peers = PeerCache()
+        self.loop = SenderLoop()
+        self.store = DbSessionStore(settings)
+        self.clients = BotClients(settings, self.loop, self.store)
+        self.lookup = ClientLookup(self.clients, self.loop)
+        self._closed = threading.Event()
+
+    # -- the flow ------------------------------------------------------------------------
+    def deliver(
+        self,
+        outbox_id: int,
+        bot_id: int,
+        *,
+        stage: Stage = Stage.NONE,
+        distrust_hash: int | None = None,
+        correlation_id: str | None = None,
+    ) -> Outcome:
+        settings = self.settings
+        with session_scope(settings, bot_id=bot_id, correlation_id=correlation_id) as s:
+            row = s.get(Outbox, (bot_id, outbox_id))
+            if row is None:
+                return Outcome("noop", "no such outbox row")
+            if row.status in _DONE:
+                return Outcome("noop", f"row is {row.status.value}")
+            config = delivery.bot_config(s, bot_id)
+            if config is None:
+                delivery.mark_failed(s, bot_id, outbox_id, f"bot {bot_id} does not exist")
+                return Outcome("failed", "no such bot")
+            bot_settings, admins = config
+            try:
+                resolved = resolve_input_peer(
+                    s,
+                    bot_id,
+                    row.chat_id,
+                    cache=self.peers,
+                    telegram=self.lookup,
+                    distrust_hash=distrust_hash,
+                )
+                # Connected before the token is taken: a token is spent on the wire at once.
+                client = self.clients.get(bot_id)
+            except PeerNotFound as exc:
+                return self._attempt_failed(s, row, exc.reason, admins)
+            except (SenderUnavailable, errors.RPCError, OSError, TimeoutError) as exc:
+                return self._transient(s, row, exc, admins)
+            self.redis.hincrby(RESOLVE_METRICS, resolved.source, 1)
+            if not delivery.claim(s, settings, bot_id, outbox_id):
+                return Outcome("noop", "claimed by another worker")
+        limits_raw = bot_settings.get("limits")
+        limits = Limits.from_settings(
+            settings, limits_raw if isinstance(limits_raw, dict) else None
+        )
+        kind = ChatKind.PRIVATE if row.chat_id > 0 else ChatKind.GROUP
+        request = build_request(
+            row, resolved.peer, delivery.random_id_for(settings, bot_id, row.id)
+        )
+        wait = self.limiter.acquire(bot_id, row.chat_id, kind, limits)
+        if wait > 0:
+            return self._rate_wait(row, wait, stage, kind, limits)
+        try:
+            result = self.loop.run(client(request), SEND_TIMEOUT_S)
+        except Exception as exc:  # mapped below; nothing is retried blindly
+            return self._send_failed(row, exc, admins, correlation_id)
+        with session_scope(settings, bot_id=bot_id, correlation_id=correlation_id) as s:
+            delivery.mark_sent(s, bot_id, outbox_id, sent_message_id(result, request))
+        self.redis.hincrby(SEND_METRICS, "sent", 1)
+        return Outcome("sent")
+
+    # -- waits and failures ----------------------------------------------------------------
+    def _rate_wait(
+        self, row: Outbox, wait: float, stage: Stage, kind: ChatKind, limits: Limits
+    ) -> Outcome:
+        paused = self.limiter.paused_for(row.bot_id)
+        if paused > 0:
+            countdown, new_stage = (
+                paused + random.uniform(0, min(5.0, 0.2 * paused + 0.5)),
+                Stage.NONE,
+            )
+        elif stage is Stage.BOTH:
+            countdown, new_stage = wait + random.uniform(0, 1.0 / limits.bot_per_s), stage
+        else:
+            slot = self.pacer.reserve(row.bot_id, row.chat_id, kind, limits, stage)
+            countdown, new_stage = max(slot.wait, wait), slot.stage
+        with session_scope(self.settings, bot_id=row.bot_id) as s:
+            delivery.release(s, row.bot_id, row.id, countdown)
+        return Outcome("retry", "rate limit", countdown, new_stage)
+
+    def backoff(self, attempts: int) -> float:
+        """Capped exponential backoff with jitter for the ``attempts``-th failure."""
+        base = self.settings.send_backoff_base_s * 2 ** max(0, attempts - 1)
+        return min(self.settings.send_backoff_cap_s, base) * random.uniform(0.5, 1.0)
+
+    def _attempt_failed(
+        self, s: Any, row: Outbox, reason: str, admins: list[int], **extra: Any
+    ) -> Outcome:
+        """A failure that counts against ``send_max_attempts``: retry later, or ``dead``."""
+        attempts = row.attempts + 1
+        if attempts >= self.settings.send_max_attempts:
+            delivery.defer(s, row.bot_id, row.id, 0, reason, count_attempt=True)
+            final = f"{reason} (gave up after {attempts} attempts)"
+            delivery.mark_dead(s, row.bot_id, row, final, admins)
+            self.redis.hincrby(SEND_METRICS, "dead", 1)
+            return Outcome("dead", final)
+        countdown = self.backoff(attempts)
+        delivery.defer(s, row.bot_id, row.id, countdown, reason, count_attempt=True)
+        return Outcome("retry", reason, countdown, Stage.NONE, dict(extra))
+
+    def _transient(self, s: Any, row: Outbox, exc: BaseException, admins: list[int]) -> Outcome:
+        if isinstance(exc, SenderUnavailable) and exc.permanent:
+            delivery.mark_failed(s, row.bot_id, row.id, exc.reason)
+            return Outcome("failed", exc.reason)
+        if isinstance(exc, errors.FloodWaitError):
+            countdown = float(exc.seconds) + random.uniform(0, 1)
+            delivery.defer(s, row.bot_id, row.id, countdown, "FLOOD_WAIT during lookup")
+            return Outcome("retry", "flood wait (lookup)", countdown)
+        return self._attempt_failed(s, row, f"{type(exc).__name__}: {exc}"[:500], admins)
+
+    def _send_failed(
+        self, row: Outbox, exc: Exception, admins: list[int], correlation_id: str | None
+    ) -> Outcome:
+        bot_id = row.bot_id
+        with session_scope(self.settings, bot_id=bot_id, correlation_id=correlation_id) as s:
+            if isinstance(exc, errors.FloodWaitError):
+                seconds = float(exc.seconds)
+                self.limiter.pause(bot_id, seconds)
+                self.redis.hincrby(SEND_METRICS, "flood_wait", 1)
+                countdown = seconds + random.uniform(0, min(5.0, 0.2 * seconds + 0.5))
+                log.warning("bot %s: FLOOD_WAIT %ss; every sender pauses it", bot_id, exc.seconds)
+                delivery.defer(s, bot_id, row.id, countdown, f"FLOOD_WAIT_{exc.seconds}")
+                return Outcome("retry", f"flood wait {exc.seconds}s", countdown)
+            if isinstance(exc, errors.UserIsBlockedError):
+                delivery.mark_failed(s, bot_id, row.id, "the user blocked the bot")
+                if row.chat_id > 0:
+                    delivery.mark_blocked(s, bot_id, row.chat_id)
+                self.redis.hincrby(SEND_METRICS, "failed", 1)
+                return Outcome("failed", "blocked")
+            if isinstance(exc, errors.PeerIdInvalidError):
+                self.peers.invalidate(bot_id, row.chat_id)
+                bad = getattr(_peer_of(exc), "access_hash", None)
+                reason = f"Telegram refused the peer of chat {row.chat_id} (PEER_ID_INVALID)"
+                return self._attempt_failed(s, row, reason, admins, distrust_hash=bad)
+            if isinstance(exc, errors.AuthKeyDuplicatedError | errors.UnauthorizedError):
+                self.clients.forget(bot_id)
+                if isinstance(exc, errors.AuthKeyDuplicatedError):
+                    self.store.forget(bot_id)
+                return self._attempt_failed(s, row, f"session rejected: {exc}"[:500], admins)
+            if isinstance(exc, SenderUnavailable) and exc.permanent:
+                delivery.mark_failed(s, bot_id, row.id, exc.reason)
+                return Outcome("failed", exc.reason)
+            if isinstance(exc, PERMANENT_ERRORS):
+                reason = f"{type(exc).__name__}: {exc}"[:500]
+                delivery.mark_failed(s, bot_id, row.id, reason)
+                self.redis.hincrby(SEND_METRICS, "failed", 1)
+                return Outcome("failed", reason)
+            if isinstance(exc, errors.RPCError | SenderUnavailable | OSError | TimeoutError):
+                # Unknown whether it arrived: the retry reuses the random_id.
+                return self._attempt_failed(s, row, f"{type(exc).__name__}: {exc}"[:500], admins)
+        raise exc
+
+    def close(self) -> None:
+        if self._closed.is_set():
+            return
+        self._closed.set()
+        self.clients.close()
+        self.loop.stop()
+        self.redis.close()
+
+
+def _peer_of(exc: Exception) -> Any:
+    request = getattr(exc, "request", None)
+    return getattr(request, "peer", None)

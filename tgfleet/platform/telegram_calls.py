@@ -1,0 +1,130 @@
+"""The Telegram requests the sender makes, built from outbox rows (pure functions), and the
+client-side peer look-ups of the resolution chain (run on the sender's event loop)."""
+
+from __future__ import annotations
+
+import base64
+import logging
+from typing import Any
+
+from telethon import errors
+from telethon.extensions import html, markdown
+from telethon.tl import functions, types
+
+from tgfleet.db import Outbox
+from tgfleet.platform.resolve import InputPeer
+from tgfleet.platform.sender_loop import BotClients, SenderLoop
+
+log = logging.getLogger(__name__)
+
+LOOKUP_TIMEOUT_S = 20.0
+SendRequest = functions.messages.SendMessageRequest | functions.messages.SendMediaRequest
+
+
+def parse_text(text: str, parse_mode: str | None) -> tuple[str, list[Any] | None]:
+    """(plain text, message entities) for ``parse_mode`` markdown/md/html or None."""
+    if parse_mode in ("markdown", "md"):
+        plain, entities = markdown.parse(text)
+    elif parse_mode == "html":
+        plain, entities = html.parse(text)
+    else:
+        return text, None
+    return plain, list(entities) or None
+
+
+def _media(media: dict[str, Any]) -> types.InputMediaPhoto:
+    photo = media.get("photo")
+    if not isinstance(photo, list | tuple) or len(photo) != 3:
+        raise ValueError("outbox media must look like {'photo': [id, access_hash, ref_b64]}")
+    photo_id, access_hash, reference = photo
+    return types.InputMediaPhoto(
+        types.InputPhoto(int(photo_id), int(access_hash), base64.b64decode(reference or ""))
+    )
+
+
+def build_request(row: Outbox, peer: InputPeer, random_id: int) -> SendRequest:
+    """messages.sendMessage (or sendMedia for rows with a photo) for an outbox row."""
+    text, entities = parse_text(row.text, row.parse_mode)
+    reply_to = types.InputReplyToMessage(int(row.reply_to)) if row.reply_to else None
+    media = getattr(row, "media", None)
+    if media:
+        return functions.messages.SendMediaRequest(
+            peer=peer,
+            media=_media(media),
+            message=text,
+            random_id=random_id,
+            reply_to=reply_to,
+            entities=entities,
+        )
+    return functions.messages.SendMessageRequest(
+        peer=peer,
+        message=text,
+        random_id=random_id,
+        no_webpage=True,
+        reply_to=reply_to,
+        entities=entities,
+    )
+
+
+def sent_message_id(result: Any, request: SendRequest) -> int | None:
+    """The Telegram message id from a send's answer."""
+    if isinstance(result, types.UpdateShortSentMessage):
+        return int(result.id)
+    updates = getattr(result, "updates", None) or []
+    for update in updates:
+        if isinstance(update, types.UpdateMessageID) and update.random_id == request.random_id:
+            return int(update.id)
+    for update in updates:
+        if isinstance(update, types.UpdateNewMessage | types.UpdateNewChannelMessage):
+            return int(update.message.id)
+    return None
+
+
+class ClientLookup:
+    """Steps 3 and 4 of the resolution chain, through the bot's own client."""
+
+    def __init__(self, clients: BotClients, loop: SenderLoop) -> None:
+        self.clients = clients
+        self.loop = loop
+
+    def from_session(self, bot_id: int, peer_id: int) -> InputPeer | None:
+        client = self.clients.get(bot_id)
+        try:
+            peer = client.session.get_input_entity(peer_id)
+        except (ValueError, KeyError, TypeError):
+            return None
+        if isinstance(peer, types.InputPeerUser | types.InputPeerChannel) and peer.access_hash:
+            return peer
+        return None
+
+    def from_api(
+        self, bot_id: int, peer_id: int, access_hash: int | None, username: str | None
+    ) -> tuple[InputPeer, str | None, str] | None:
+        if peer_id < 0:
+            return None  # channels: only the store or the session know them
+        client = self.clients.get(bot_id)
+
+        async def by_hash() -> Any:
+            request = functions.users.GetUsersRequest([types.InputUser(peer_id, access_hash or 0)])
+            return await client(request)
+
+        users = self.loop.run(by_hash(), LOOKUP_TIMEOUT_S)
+        for user in users or []:
+            if isinstance(user, types.User) and user.id == peer_id and user.access_hash:
+                return types.InputPeerUser(peer_id, user.access_hash), user.username, "api_hash"
+        if not username:
+            return None
+
+        async def by_username() -> Any:
+            return await client(functions.contacts.ResolveUsernameRequest(username))
+
+        try:
+            resolved = self.loop.run(by_username(), LOOKUP_TIMEOUT_S)
+        except (errors.UsernameNotOccupiedError, errors.UsernameInvalidError):
+            return None
+        for user in resolved.users:
+            if isinstance(user, types.User) and user.id == peer_id and user.access_hash:
+                peer = types.InputPeerUser(peer_id, user.access_hash)
+                return peer, user.username, "api_username"
+        log.info("bot %s: @%s is no longer user %s", bot_id, username, peer_id)
+        return None

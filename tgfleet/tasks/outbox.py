@@ -1,0 +1,183 @@
+"""Putting messages in the outbox: what handlers, the CLI and the sender itself call.
+
+``queue_message(session, bot_id, chat_id, text, ...)`` inserts ``outbox`` rows in the
+caller's transaction and arranges for ``tgfleet.sends.deliver`` to be enqueued only
+AFTER that transaction commits (Zulip's ``queue_event_on_commit``): a worker never sees a
+row that is not committed, and a rolled-back transaction enqueues nothing.
+
+Texts longer than Telegram's limit become several rows (parts), sent in order of their
+ids; a ``dedupe_key`` makes the call idempotent (``<key>`` for the first part,
+``<key>#<n>`` for the others).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from typing import Any
+
+from celery import Celery, current_app
+from sqlalchemy import event, select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.orm import Session
+
+from tgfleet.db import Outbox, OutboxStatus
+from tgfleet.platform.celery_app import TgfleetCelery
+
+log = logging.getLogger(__name__)
+
+#: Telegram's limits, in UTF-16 code units (how Telegram counts message length).
+MAX_TEXT = 4096
+MAX_CAPTION = 1024
+PARSE_MODES = ("markdown", "md", "html")
+DELIVER_TASK = "tgfleet.sends.deliver"
+
+_PENDING_KEY = "tgfleet.outbox.pending"
+
+
+def utf16_len(text: str) -> int:
+    return len(text.encode("utf-16-le")) // 2
+
+
+def _cut(text: str, limit: int) -> int:
+    """Index (in str chars) of the longest prefix of ``text`` within ``limit`` UTF-16 units,
+    moved back to a line break or space when one is in the last quarter."""
+    units = 0
+    end = 0
+    for end, char in enumerate(text):  # noqa: B007 (end is used after the loop)
+        units += 2 if ord(char) > 0xFFFF else 1
+        if units > limit:
+            break
+    else:
+        return len(text)
+    for sep in ("\n", " "):
+        found = text.rfind(sep, 0, end)
+        if found > end * 3 // 4:
+            return found + 1
+    return end
+
+
+def split_text(text: str, limit: int = MAX_TEXT) -> list[str]:
+    """``text`` in parts of at most ``limit`` UTF-16 units, split at lines/words if possible."""
+    parts: list[str] = []
+    rest = text
+    while utf16_len(rest) > limit:
+        cut = _cut(rest, limit)
+        parts.append(rest[:cut])
+        rest = rest[cut:]
+    if rest or not parts:
+        parts.append(rest)
+    return parts
+
+
+def queue_message(
+    session: Session,
+    bot_id: int,
+    chat_id: int,
+    text: str,
+    *,
+    reply_to: int | None = None,
+    parse_mode: str | None = None,
+    dedupe_key: str | None = None,
+    broadcast_id: int | None = None,
+    media: dict[str, Any] | None = None,
+) -> Outbox:
+    """Queue ``text`` for ``chat_id``; returns the (first) outbox row.
+
+    Delivery is enqueued after ``session``'s transaction commits. With a ``dedupe_key``
+    already used for this bot, nothing new is created and the existing row is returned.
+    ``media`` (e.g. ``{"photo": [id, access_hash, file_reference_b64]}``) goes with the
+    first part, whose text is then a caption (1024 units at most).
+    """
+    if parse_mode is not None and parse_mode.lower() not in PARSE_MODES:
+        raise ValueError(f"parse_mode must be one of {', '.join(PARSE_MODES)} or None")
+    if media:
+        head = split_text(text, MAX_CAPTION)[0] if text else ""
+        parts = [head, *([p for p in split_text(text[len(head) :]) if p] if head else [])]
+    else:
+        parts = split_text(text)
+    rows: list[Outbox] = []
+    for index, part in enumerate(parts):
+        key = dedupe_key if dedupe_key is None or index == 0 else f"{dedupe_key}#{index}"
+        values: dict[str, Any] = {
+            "bot_id": bot_id,
+            "chat_id": chat_id,
+            "text": part,
+            "parse_mode": parse_mode.lower() if parse_mode else None,
+            "reply_to": reply_to if index == 0 else None,
+            "dedupe_key": key,
+            "broadcast_id": broadcast_id,
+            "status": OutboxStatus.QUEUED,
+        }
+        if media and index == 0:
+            values["media"] = media
+        row = _insert(session, values)
+        if row is not None:
+            rows.append(row)
+            enqueue_after_commit(session, [(row.id, bot_id)])
+        elif key is not None:
+            existing = session.scalars(
+                select(Outbox).where(Outbox.bot_id == bot_id, Outbox.dedupe_key == key)
+            ).one()
+            rows.append(existing)
+    return rows[0]
+
+
+def _insert(session: Session, values: dict[str, Any]) -> Outbox | None:
+    stmt = insert(Outbox).values(**values)
+    if values.get("dedupe_key") is not None:
+        stmt = stmt.on_conflict_do_nothing(index_elements=["bot_id", "dedupe_key"])
+    row_id = session.execute(stmt.returning(Outbox.id)).scalar_one_or_none()
+    if row_id is None:
+        return None
+    return session.get(Outbox, (values["bot_id"], row_id))
+
+
+def enqueue_after_commit(session: Session, items: Iterable[tuple[int, int]]) -> None:
+    """Enqueue ``deliver(outbox_id, bot_id)`` for ``items`` once ``session`` commits."""
+    pending: list[tuple[int, int]] | None = session.info.get(_PENDING_KEY)
+    if pending is None:
+        pending = session.info[_PENDING_KEY] = []
+        event.listen(session, "after_commit", _flush_pending)
+        event.listen(session, "after_rollback", _drop_pending)
+    pending.extend(items)
+
+
+def _drop_pending(session: Session) -> None:
+    pending = session.info.get(_PENDING_KEY)
+    if pending:
+        pending.clear()
+
+
+def _flush_pending(session: Session) -> None:
+    pending: list[tuple[int, int]] = session.info.get(_PENDING_KEY) or []
+    items = list(pending)
+    pending.clear()
+    if not items:
+        return
+    try:
+        enqueue_deliveries(items)
+    except Exception:  # the rows are committed: the sender's sweep will enqueue them
+        log.exception("could not enqueue %d deliveries; the sweep will pick them up", len(items))
+
+
+def _app() -> Celery:
+    app = current_app._get_current_object()
+    if isinstance(app, TgfleetCelery):
+        return app
+    from tgfleet.celery import app as default_app
+
+    return default_app
+
+
+def enqueue_deliveries(items: Iterable[tuple[int, int]], countdown: float | None = None) -> None:
+    """Send ``deliver`` tasks for committed rows (``(outbox_id, bot_id)`` pairs)."""
+    app = _app()
+    with app.producer_or_acquire() as producer:
+        for outbox_id, bot_id in items:
+            app.send_task(
+                DELIVER_TASK,
+                kwargs={"outbox_id": outbox_id, "bot_id": bot_id},
+                producer=producer,
+                countdown=countdown,
+            )
