@@ -12,6 +12,7 @@ import sys
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import psycopg2
 import pytest
@@ -29,6 +30,31 @@ CLI_MAIN = Path(__file__).with_name("cli_main.py")
 MIGRATED_TABLES = (
     "tg_users, profiles, messages, conversations, migration_quarantine, migration_checkpoints"
 )
+
+SNAPSHOT_SQL = {
+    "users": "SELECT bot_id, user_id, username, first_name, language_code, first_seen_at "
+    "FROM tg_users",
+    "profiles": "SELECT bot_id, user_id, display_name, age, city, bio, looking_for, "
+    "photo_file_id, visibility FROM profiles",
+    "messages": "SELECT bot_id, chat_id, tg_message_id, sender_id, direction, text, created_at "
+    "FROM messages",
+    "conversations": "SELECT bot_id, chat_id, messages_in, messages_out, last_message_at "
+    "FROM conversations",
+    "quarantine": "SELECT bot_id, component, file, position, record, reason "
+    "FROM migration_quarantine",
+    "checkpoints": "SELECT bot_id, component, file, fingerprint, position, complete, error "
+    "FROM migration_checkpoints WHERE file <> ''",
+}
+
+
+def snapshot(owner: Engine) -> dict[str, list[tuple[Any, ...]]]:
+    with owner.connect() as conn:
+        return {
+            name: sorted(
+                (tuple(r) for r in conn.execute(text(sql))), key=lambda r: tuple(map(str, r))
+            )
+            for name, sql in SNAPSHOT_SQL.items()
+        }
 
 
 def _superuser(settings: Settings, sql: str) -> None:

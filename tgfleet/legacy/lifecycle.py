@@ -85,7 +85,7 @@ def migrating_roots(settings: Settings, component: Component) -> list[Path]:
         rows = session.execute(
             text(
                 "SELECT DISTINCT details->>'root' FROM migration_checkpoints "
-                "WHERE file = '' AND component = :c AND state = ANY(:states) "
+                "WHERE file = '' AND component = :c AND state::text = ANY(:states) "
                 "AND details ? 'root'"
             ),
             {"c": component.value, "states": [s.value for s in MIGRATING]},

@@ -79,7 +79,9 @@ def run_batch(
 
 
 def migration_beat_schedule(
-    settings: Settings, interval: float = MIGRATION_BEAT_S
+    settings: Settings,
+    interval: float = MIGRATION_BEAT_S,
+    batch_size: int = DEFAULT_BATCH_SIZE,
 ) -> dict[str, dict[str, Any]]:
     """Beat entries offering each component a batch every ``interval`` seconds."""
     del settings  # the schedule does not depend on the deployment yet
@@ -88,6 +90,7 @@ def migration_beat_schedule(
             "task": TASK_NAME,
             "schedule": interval,
             "args": (component.value,),
+            "kwargs": {"batch_size": batch_size},
             "options": {"queue": "migration", "expires": interval},
         }
         for component in COMPONENT_ORDER

@@ -1,0 +1,145 @@
+"""tgfleet.migration.run_batch on a real Celery worker driven by a real beat.
+
+Beat offers every component a batch each second; the worker (2 processes) runs them on
+the ``migration`` queue. The worker is killed with SIGKILL part way and a new one
+started: the end state must equal an uninterrupted in-process run.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from sqlalchemy import Engine, text
+
+from tests.conftest import wait_for_log
+from tests.legacy.conftest import (  # noqa: F401  (fixtures)
+    MIGRATED_TABLES,
+    SNAPSHOT_SQL,
+    clean_db,
+    legacy_env,
+    legacy_settings,
+    make_store,
+    owner,
+    snapshot,
+)
+from tgfleet.legacy.format import Component
+from tgfleet.legacy.generate import GenerateReport
+from tgfleet.legacy.lifecycle import run_until_idle, start, status, verify
+from tgfleet.platform.processes import Child, ProcessGroup
+from tgfleet.platform.settings import Settings
+from tgfleet.tasks.migration import TASK_NAME, migration_beat_schedule
+
+APP = "tests.tasks.migration_app"
+
+
+def test_beat_schedule_offers_every_component_on_the_migration_queue(
+    settings: Settings,
+) -> None:
+    schedule = migration_beat_schedule(settings, interval=5.0, batch_size=100)
+    assert {e["args"][0] for e in schedule.values()} == {c.value for c in Component}
+    assert all(e["task"] == TASK_NAME == "tgfleet.migration.run_batch" for e in schedule.values())
+    assert all(e["options"]["queue"] == "migration" for e in schedule.values())
+
+
+def _loaded(settings: Settings, root: Path) -> bool:
+    return all(
+        item.files_loaded == item.files
+        for component in Component
+        for item in status(settings, root, component)
+    )
+
+
+def _progress(engine: Engine) -> int:
+    with engine.connect() as conn:
+        return int(conn.execute(text("SELECT count(*) FROM messages")).scalar_one())
+
+
+def test_worker_and_beat_migrate_a_store_despite_kill_9(
+    clean_db: Settings,  # noqa: F811
+    owner: Engine,  # noqa: F811
+    legacy_env: dict[str, str],  # noqa: F811
+    make_store: Callable[..., tuple[Path, GenerateReport]],  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    # Given what an uninterrupted run makes of a messy store
+    root, report = make_store(bots=2, users=60, messages=12)
+    for component in Component:
+        start(clean_db, root, component)
+        run_until_idle(clean_db, root, component, batch_size=40)
+    expected = snapshot(owner)
+    with owner.begin() as conn:
+        conn.execute(text(f"TRUNCATE {MIGRATED_TABLES}"))
+    for component in Component:
+        start(clean_db, root, component)
+
+    group = ProcessGroup(tmp_path / "logs", legacy_env)
+
+    def worker(name: str) -> Child:
+        child = group.start(
+            name,
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                APP,
+                "worker",
+                "-Q",
+                "migration",
+                "-c",
+                "2",
+                "-n",
+                f"{name}-{os.getpid()}@%h",
+                "--loglevel",
+                "INFO",
+                "--without-mingle",
+                "--without-gossip",
+            ],
+        )
+        wait_for_log(child, "ready.", 60)
+        return child
+
+    try:
+        # When beat and a worker run, and the worker is SIGKILLed once work is under way
+        first = worker("worker1")
+        group.start(
+            "beat",
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                APP,
+                "beat",
+                "--schedule",
+                str(tmp_path / "beat-schedule"),
+                "--loglevel",
+                "INFO",
+            ],
+        )
+        deadline = time.monotonic() + 60
+        while _progress(owner) == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert _progress(owner) > 0, "beat + worker never started migrating"
+        os.killpg(first.process.pid, signal.SIGKILL)
+        first.process.wait(10)
+        killed_at = _progress(owner)
+        worker("worker2")
+        deadline = time.monotonic() + 60
+        while not _loaded(clean_db, root) and time.monotonic() < deadline:
+            time.sleep(0.2)
+    finally:
+        group.stop()
+    # Then the store was migrated completely after the kill
+    assert _loaded(clean_db, root), "the store was not fully migrated within 60 s"
+    assert killed_at < report.valid(Component.CONVERSATIONS), "the kill came after the end"
+    # And the result is exactly the uninterrupted run's, and verifies
+    got = snapshot(owner)
+    for name in SNAPSHOT_SQL:
+        assert got[name] == expected[name], f"{name} differs"
+    assert all(r.passed for c in Component for r in verify(clean_db, root, c))
