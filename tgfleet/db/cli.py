@@ -52,7 +52,6 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         action="store_true",
         help="with --retention: detach old months but keep them as tables",
     )
-    parser.set_defaults(handler=run)
     return parser
 
 
