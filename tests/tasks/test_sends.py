@@ -1,13 +1,19 @@
+# ruff: noqa: F811  (pytest fixtures imported from sends_support)
 """The send path end to end: real sender workers, the simulator with Telegram's limits on,
 real PostgreSQL and Redis."""
 
 from __future__ import annotations
 
+import os
+import signal
+import time
 from collections import Counter
 
 import pytest
+import redis
 
 from tests.tasks.sends_support import SendWorld, migrated, send_world  # noqa: F401
+from tgfleet.db import OutboxStatus, TgUser, session_scope
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -35,3 +41,122 @@ def test_fleet_batch_is_delivered_exactly_once_without_flood_waits(send_world: S
     stats = w.sim.stats()
     assert stats["flood_errors"] == 0
     assert stats["counters"].get("duplicate_sends", 0) == 0
+
+
+def test_forced_flood_wait_pauses_only_that_bot(send_world: SendWorld) -> None:
+    w = send_world
+    # Given two bots whose listeners saw 20 users, and Telegram flooding bot A for 4 s
+    bot_a, bot_b = w.add_bot(), w.add_bot()
+    users = [w.add_user(f"u{i}") for i in range(20)]
+    for bot in (bot_a, bot_b):
+        w.listener_saw(bot["id"], [u["id"] for u in users])
+    items = [
+        (bot["id"], u["id"], f"{bot['id']}:{u['id']}") for bot in (bot_a, bot_b) for u in users
+    ]
+    w.queue(items)
+    flood_started = time.time()
+    w.sim.force_flood(bot_a["id"], 4)
+    # When the senders deliver both bots' messages
+    w.start_senders(1)
+    w.wait_settled(len(items), timeout=60)
+    # Then everything arrives once; bot B kept sending during A's pause; A resumed after it
+    assert w.statuses() == Counter({"sent": 40}), w.log_tail()
+    for user in users:
+        assert sorted(w.received(user["id"])) == sorted(
+            f"{b['id']}:{user['id']}" for b in (bot_a, bot_b)
+        )
+    b_done = max(r.sent_at for r in w.rows(bot_b["id"]) if r.sent_at)
+    a_first = min(r.sent_at for r in w.rows(bot_a["id"]) if r.sent_at)
+    assert b_done.timestamp() < flood_started + 4 <= a_first.timestamp() + 0.5
+    # And the pause was shared: a handful of FLOOD_WAITs, not one per message
+    assert 1 <= w.sim.stats()["flood_errors"] <= 8
+
+
+def test_admin_known_only_to_the_store_gets_messages_unknown_user_goes_dead(
+    send_world: SendWorld,
+) -> None:
+    w = send_world
+    # Given an admin whom only the listener has seen (the entity store has the hash, the
+    # sender's session never met them) and a user nobody has ever seen
+    admin = w.add_user("admin")
+    stranger = w.add_user("stranger")
+    bot = w.add_bot(admins=[admin["id"]])
+    w.listener_saw(bot["id"], [admin["id"]])
+    # When the bot messages both
+    [to_admin, to_stranger] = w.queue(
+        [(bot["id"], admin["id"], "hello admin"), (bot["id"], stranger["id"], "hello?")]
+    )
+    w.start_senders(1)
+    w.wait_settled(2, timeout=60)
+    # Then the admin got it (resolved from the store: the seeds' bug is gone) ...
+    rows = {r.id: r for r in w.rows(bot["id"])}
+    assert rows[to_admin].status is OutboxStatus.SENT
+    assert w.received(admin["id"])[0] == "hello admin"
+    # ... and the stranger's message was retried, then went dead with a clear reason
+    dead = rows[to_stranger]
+    assert dead.status is OutboxStatus.DEAD, w.log_tail()
+    assert dead.attempts == 3
+    assert "cannot resolve chat" in (dead.last_error or "")
+    assert "gave up after 3 attempts" in (dead.last_error or "")
+    # ... and the admin was told, once
+    w.wait_settled(3, timeout=30)
+    notices = [t for t in w.received(admin["id"]) if "Could not deliver" in t]
+    assert len(notices) == 1 and str(stranger["id"]) in notices[0]
+    assert stranger["id"] not in [m["bot_id"] for m in w.sim.received(stranger["id"])]
+    metrics = redis.Redis.from_url(w.settings.redis_url).hgetall("tgfleet:metrics:resolve")
+    assert int(metrics[b"store"]) >= 1
+
+
+def test_blocked_user_fails_without_retries_and_is_marked(send_world: SendWorld) -> None:
+    w = send_world
+    # Given a user who blocked the bot, and one who did not
+    bot = w.add_bot()
+    blocker, fan = w.add_user("blocker"), w.add_user("fan")
+    w.listener_saw(bot["id"], [blocker["id"], fan["id"]])
+    w.sim.block(blocker["id"], bot["id"])
+    # When the bot messages both
+    [to_blocker, to_fan] = w.queue([(bot["id"], blocker["id"], "hi"), (bot["id"], fan["id"], "hi")])
+    w.start_senders(1)
+    w.wait_settled(2, timeout=60)
+    # Then the blocked send failed at once (no retries) and the user is marked blocked
+    rows = {r.id: r for r in w.rows(bot["id"])}
+    assert rows[to_fan].status is OutboxStatus.SENT
+    failed = rows[to_blocker]
+    assert (failed.status, failed.attempts) == (OutboxStatus.FAILED, 0)
+    assert "blocked" in (failed.last_error or "")
+    with session_scope(w.settings, bot_id=bot["id"]) as s:
+        user = s.get(TgUser, (bot["id"], blocker["id"]))
+        assert user is not None and user.is_blocked
+    assert w.received(blocker["id"]) == []
+
+
+@pytest.mark.parametrize("fault", ["kill -9 a sender", "drop all connections"])
+def test_faults_mid_batch_lose_nothing_and_duplicate_nothing(
+    send_world: SendWorld, fault: str
+) -> None:
+    w = send_world
+    # Given 2 bots, 50 users, 300 queued messages and 2 sender processes at work
+    bots = [w.add_bot() for _ in range(2)]
+    users = [w.add_user(f"u{i}") for i in range(50)]
+    for bot in bots:
+        w.listener_saw(bot["id"], [u["id"] for u in users])
+    items = [(bots[i % 2]["id"], users[(i // 2) % 50]["id"], f"m{i}") for i in range(300)]
+    w.queue(items)
+    victim, _ = w.start_senders(2)
+    deadline = time.monotonic() + 30
+    while w.statuses()["sent"] < 80:
+        assert time.monotonic() < deadline, w.log_tail()
+        time.sleep(0.05)
+    # When a sender is killed with SIGKILL (or the server drops every connection)
+    if fault == "kill -9 a sender":
+        os.kill(victim.process.pid, signal.SIGKILL)
+    else:
+        assert w.sim.drop_connections() >= 1
+    # Then every message still arrives, exactly once
+    w.wait_settled(300, timeout=90)
+    assert w.statuses() == Counter({"sent": 300}), w.log_tail()
+    expected: dict[int, Counter[str]] = {}
+    for _, user_id, text in items:
+        expected.setdefault(user_id, Counter())[text] += 1
+    for user in users:
+        assert Counter(w.received(user["id"])) == expected[user["id"]]
