@@ -137,6 +137,10 @@ def test_history_beyond_the_limit_answers_difference_too_long(run: Callable[...,
             await _user_says(w, "old {i}", count=10)
             await client.connect()
             await client.catch_up()
+            # (a push racing the client's own getDifference is dropped by Telethon, as with
+            # Telegram: wait until the difference was answered before the next message)
+            await wait_until(lambda: sim.call(lambda: sim.sim.stats["differences_too_long"]) > 0)
+            await asyncio.sleep(0.3)
             await _user_says(w, "fresh")
             try:
                 await wait_until(lambda: "fresh" in seen)
@@ -146,7 +150,5 @@ def test_history_beyond_the_limit_answers_difference_too_long(run: Callable[...,
 
         # Then the client is told the difference is too long and carries on from now
         seen = run(scenario())
-        too_long = sim.stats()["counters"].get("differences_too_long", 0)
     assert seen[-1] == "fresh"
     assert "old 0" not in seen
-    assert too_long >= 1
