@@ -1,0 +1,272 @@
+"""``tgfleet send`` and ``tgfleet outbox status|retry|dead``.
+
+``send`` creates outbox rows in batches (one transaction each, deliveries enqueued after
+each commit) with a progress bar. Every row of a broadcast has the dedupe key
+``broadcast:<id>:<chat>``, so re-running the same command with the same
+``--broadcast-id`` after an interruption creates only what is missing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+from sqlalchemy import func, or_, select, update
+
+from tgfleet.platform.errors import TgfleetError
+from tgfleet.platform.settings import Settings
+
+BATCH = 500
+
+
+class SendCliError(TgfleetError):
+    """A ``tgfleet send``/``outbox`` argument cannot be used (the message says why)."""
+
+
+def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add ``send`` and ``outbox`` to the ``tgfleet`` command line."""
+    send = sub.add_parser("send", help="queue a message to users of a bot (resumable)")
+    send.add_argument("--bot", type=int, required=True, help="the bot's Telegram id")
+    send.add_argument(
+        "--to",
+        action="append",
+        default=[],
+        help="USER_ID, @username or 'all' (every user who has not blocked the bot); repeatable",
+    )
+    send.add_argument("--file", type=Path, help="recipients, one USER_ID or @username a line")
+    send.add_argument("--text", required=True, help="the message")
+    send.add_argument("--parse-mode", choices=["markdown", "html"], default=None)
+    send.add_argument(
+        "--broadcast-id", type=int, default=None, help="re-use to resume an interrupted send"
+    )
+    send.set_defaults(func=cmd_send, needs_settings=True)
+
+    outbox = sub.add_parser("outbox", help="inspect and re-drive the outbox")
+    outbox.add_argument("action", choices=["status", "retry", "dead"])
+    outbox.add_argument("--bot", type=int, default=None, help="one bot (default: all bots)")
+    outbox.add_argument("--broadcast-id", type=int, default=None)
+    outbox.add_argument(
+        "--status",
+        action="append",
+        choices=["failed", "dead"],
+        default=None,
+        help="retry: which rows (default: dead)",
+    )
+    outbox.add_argument("--id", type=int, action="append", default=None, help="retry: one row")
+    outbox.add_argument("--limit", type=int, default=50, help="dead: rows to show")
+    outbox.set_defaults(func=cmd_outbox, needs_settings=True)
+
+
+# -- send --------------------------------------------------------------------------------
+def _targets(args: argparse.Namespace) -> list[str]:
+    targets = [t.strip() for t in args.to if t.strip()]
+    if args.file is not None:
+        try:
+            lines = args.file.read_text(encoding="utf-8").splitlines()
+        except OSError as exc:
+            raise SendCliError(f"cannot read --file {args.file}: {exc.strerror}") from None
+        targets += [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+    if not targets:
+        raise SendCliError("say who gets the message: --to USER_ID|@username|all or --file F")
+    return targets
+
+
+def recipients(settings: Settings, bot_id: int, targets: Sequence[str]) -> list[int]:
+    """Chat ids for ``targets`` (ids, @usernames known to the bot, ``all``), in order."""
+    from tgfleet.db import Entity, PeerType, TgUser, session_scope
+
+    chat_ids: list[int] = []
+    unknown: list[str] = []
+    with session_scope(settings, bot_id=bot_id) as s:
+        for target in targets:
+            if target == "all":
+                chat_ids += s.scalars(
+                    select(TgUser.user_id)
+                    .where(TgUser.bot_id == bot_id, TgUser.is_blocked.is_(False))
+                    .order_by(TgUser.user_id)
+                ).all()
+            elif target.startswith("@"):
+                name = target[1:].lower()
+                found = (
+                    s.scalars(
+                        select(Entity.peer_id).where(
+                            Entity.bot_id == bot_id,
+                            Entity.peer_type == PeerType.USER,
+                            func.lower(Entity.username) == name,
+                        )
+                    ).first()
+                    or s.scalars(
+                        select(TgUser.user_id).where(
+                            TgUser.bot_id == bot_id, func.lower(TgUser.username) == name
+                        )
+                    ).first()
+                )
+                if found is None:
+                    unknown.append(target)
+                else:
+                    chat_ids.append(int(found))
+            else:
+                try:
+                    chat_ids.append(int(target))
+                except ValueError:
+                    unknown.append(target)
+    if unknown:
+        raise SendCliError(
+            f"bot {bot_id} does not know {', '.join(unknown[:10])}: use numeric ids, or "
+            "usernames of users who wrote to the bot"
+        )
+    return list(dict.fromkeys(chat_ids))
+
+
+def _batches(items: Sequence[int], size: int) -> Iterator[Sequence[int]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def queue_broadcast(
+    settings: Settings,
+    bot_id: int,
+    chat_ids: Sequence[int],
+    text: str,
+    broadcast_id: int,
+    *,
+    parse_mode: str | None = None,
+    progress: Progress | None = None,
+) -> int:
+    """Queue ``text`` for every chat in batches; returns how many rows were new."""
+    from tgfleet.db import Outbox, session_scope
+    from tgfleet.tasks.outbox import queue_message
+
+    task = progress.add_task("queueing", total=len(chat_ids)) if progress else None
+    created = 0
+    for batch in _batches(chat_ids, BATCH):
+        with session_scope(settings, bot_id=bot_id) as s:
+            keys = [f"broadcast:{broadcast_id}:{c}" for c in batch]
+            existing = set(
+                s.scalars(
+                    select(Outbox.dedupe_key).where(
+                        Outbox.bot_id == bot_id, Outbox.dedupe_key.in_(keys)
+                    )
+                )
+            )
+            for chat_id, key in zip(batch, keys, strict=True):
+                if key in existing:
+                    continue
+                queue_message(
+                    s,
+                    bot_id,
+                    chat_id,
+                    text,
+                    parse_mode=parse_mode,
+                    dedupe_key=key,
+                    broadcast_id=broadcast_id,
+                )
+                created += 1
+        if progress is not None and task is not None:
+            progress.advance(task, len(batch))
+    return created
+
+
+def cmd_send(args: argparse.Namespace, settings: Settings) -> int:
+    from tgfleet.platform.celery_app import make_celery
+
+    make_celery(settings)  # the app deliveries are enqueued through
+    chat_ids = recipients(settings, args.bot, _targets(args))
+    broadcast_id = args.broadcast_id or int(time.time() * 1000)
+    console = Console(stderr=True)
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
+    with Progress(*columns, TimeRemainingColumn(), console=console) as progress:
+        created = queue_broadcast(
+            settings,
+            args.bot,
+            chat_ids,
+            args.text,
+            broadcast_id,
+            parse_mode=args.parse_mode,
+            progress=progress,
+        )
+    skipped = len(chat_ids) - created
+    print(
+        f"broadcast {broadcast_id}: queued {created} message(s) for {len(chat_ids)} chat(s)"
+        + (f", {skipped} already queued earlier" if skipped else "")
+    )
+    if not args.broadcast_id:
+        print(f"re-run with --broadcast-id {broadcast_id} to resume it if interrupted")
+    return 0
+
+
+# -- outbox ------------------------------------------------------------------------------
+def cmd_outbox(args: argparse.Namespace, settings: Settings) -> int:
+    from tgfleet.db import Outbox, OutboxStatus, session_scope
+    from tgfleet.db.session import AppRole
+
+    role: AppRole = "admin" if args.bot is None else "bot"
+    where = []
+    if args.bot is not None:
+        where.append(Outbox.bot_id == args.bot)
+    if args.broadcast_id is not None:
+        where.append(Outbox.broadcast_id == args.broadcast_id)
+    if args.action == "status":
+        with session_scope(settings, bot_id=args.bot, role=role) as s:
+            rows = s.execute(
+                select(Outbox.bot_id, Outbox.status, func.count())
+                .where(*where)
+                .group_by(Outbox.bot_id, Outbox.status)
+                .order_by(Outbox.bot_id)
+            ).all()
+        table = Table("bot", *[st.value for st in OutboxStatus])
+        counts: dict[int, dict[str, int]] = {}
+        for bot_id, status, n in rows:
+            counts.setdefault(bot_id, {})[status.value] = n
+        for bot_id, by_status in counts.items():
+            table.add_row(str(bot_id), *[str(by_status.get(st.value, 0)) for st in OutboxStatus])
+        Console().print(table)
+        return 0
+    if args.bot is None:
+        raise SendCliError(f"`tgfleet outbox {args.action}` needs --bot ID")
+    if args.action == "dead":
+        with session_scope(settings, bot_id=args.bot) as s:
+            dead = s.execute(
+                select(Outbox.id, Outbox.chat_id, Outbox.attempts, Outbox.last_error)
+                .where(*where, Outbox.status == OutboxStatus.DEAD)
+                .order_by(Outbox.id.desc())
+                .limit(args.limit)
+            ).all()
+        table = Table("id", "chat", "attempts", "reason")
+        for row in dead:
+            table.add_row(str(row.id), str(row.chat_id), str(row.attempts), row.last_error or "")
+        Console().print(table)
+        return 0
+    return _retry(settings, args, where)
+
+
+def _retry(settings: Settings, args: argparse.Namespace, where: list[object]) -> int:
+    from tgfleet.db import Outbox, OutboxStatus, session_scope
+    from tgfleet.platform.celery_app import make_celery
+    from tgfleet.tasks.outbox import enqueue_after_commit
+
+    make_celery(settings)
+    statuses = [OutboxStatus(s) for s in (args.status or ["dead"])]
+    conditions = [*where, Outbox.status.in_(statuses)]
+    if args.id:
+        conditions.append(or_(*[Outbox.id == i for i in args.id]))
+    with session_scope(settings, bot_id=args.bot) as s:
+        ids = s.scalars(
+            update(Outbox)
+            .where(*conditions)  # type: ignore[arg-type]
+            .values(
+                status=OutboxStatus.RETRYING,
+                attempts=0,
+                last_error=None,
+                next_attempt_at=func.now(),
+            )
+            .returning(Outbox.id)
+        ).all()
+        enqueue_after_commit(s, [(i, args.bot) for i in ids])
+    print(f"re-queued {len(ids)} row(s) of bot {args.bot}")
+    return 0
