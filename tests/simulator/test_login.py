@@ -143,3 +143,23 @@ def test_unimplemented_method_answers_an_error_naming_it(
 
     # Then it gets an RPC error naming the method, not a hang
     assert run(scenario()) == "METHOD_NOT_IMPLEMENTED_ACCOUNT_GET_PASSWORD"
+
+
+def test_log_out_unauthorises_the_auth_key(world: World, run: Callable[..., Any]) -> None:
+    # Given a logged-in bot
+    async def scenario() -> tuple[bool, bool]:
+        client = await world.bot_client()
+        key = client.session.auth_key
+        before = await client.is_user_authorized()
+        # When it logs out and a new client reuses the same auth key
+        await client.log_out()
+        again = world.client()
+        again.session.auth_key = key
+        await again.connect()
+        try:
+            return before, await again.is_user_authorized()
+        finally:
+            await again.disconnect()
+
+    # Then the key is no longer authorised
+    assert run(scenario()) == (True, False)

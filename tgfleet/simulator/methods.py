@@ -174,6 +174,16 @@ def import_bot_authorization(ctx: RpcContext, request: Any) -> bytes:
     return bytes(types.auth.Authorization(user=user_tl(ctx.sim.world, bot, bot)))
 
 
+@handles(functions.auth.LogOutRequest)
+def log_out(ctx: RpcContext, request: Any) -> bytes:
+    session = ctx.conn.session
+    if session is not None:
+        session.bot_id, session.listening = None, False
+        ctx.sim.bind(ctx.conn)
+        ctx.sim.mark_dirty()
+    return bytes(types.auth.LoggedOut())
+
+
 # -- users / contacts ----------------------------------------------------------------------
 
 

@@ -1,0 +1,86 @@
+"""Injected faults, seen from a real Telethon client: stalls, restarts, refused connections."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from telethon import events
+
+from tests.simulator.conftest import World, collect, wait_until
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def test_stall_delays_replies_without_losing_them(world: World, run: Callable[..., Any]) -> None:
+    # Given a logged-in bot
+    async def scenario() -> tuple[float, int]:
+        client = await world.bot_client()
+        try:
+            # When replies are stalled for 1.5 s and the bot asks for itself
+            await asyncio.to_thread(world.sim.stall, 1.5)
+            start = time.monotonic()
+            me = await client.get_me()
+            return time.monotonic() - start, me.id
+        finally:
+            await client.disconnect()
+
+    # Then the answer arrives, but only after the stall
+    waited, me_id = run(scenario())
+    assert me_id == world.bot["id"]
+    assert 1.3 <= waited < 10
+
+
+def test_restart_keeps_sessions_authorised(world: World, run: Callable[..., Any]) -> None:
+    # Given a listening bot
+    async def scenario() -> list[str]:
+        client = await world.bot_client(connection_retries=10, retry_delay=0.2)
+        seen: list[str] = []
+        client.add_event_handler(collect(seen), events.NewMessage())
+        await client.catch_up()
+        try:
+            # When the simulator restarts with half a second of downtime
+            await asyncio.to_thread(world.sim.restart, 0.5)
+            await client.get_me()
+            await asyncio.to_thread(world.sim.send, world.user["id"], world.bot["id"], "back")
+            await wait_until(lambda: seen == ["back"], timeout=10)
+            return seen
+        finally:
+            await client.disconnect()
+
+    # Then the client reconnects with its auth key, still logged in, and hears the user
+    assert run(scenario()) == ["back"]
+    assert world.sim.stats()["counters"]["restarts"] == 1
+
+
+def test_refused_connections_fail_until_the_window_ends(
+    world: World, run: Callable[..., Any]
+) -> None:
+    # Given a simulator refusing new connections for 1 s
+    world.sim.refuse_connections(1.0)
+
+    async def scenario() -> tuple[bool, int]:
+        refused = world.client(connection_retries=0)
+        try:
+            # When a client connects during the window
+            await refused.connect()
+            failed = False
+        except (ConnectionError, OSError, asyncio.IncompleteReadError):
+            failed = True
+        finally:
+            await refused.disconnect()
+        await asyncio.sleep(1.2)
+        # and another after it
+        client = await world.bot_client()
+        try:
+            return failed, (await client.get_me()).id
+        finally:
+            await client.disconnect()
+
+    # Then the first fails and the second logs in
+    failed, me_id = run(scenario())
+    assert failed
+    assert me_id == world.bot["id"]
