@@ -68,6 +68,7 @@ def test_state_persists_across_restart(tmp_path: Path, run: Callable[..., Any]) 
     with SimulatorThread(state_path=state) as first:
         bot = first.create_bot(username="keep_bot")
         user = first.create_user("Kim", username="kim_user")
+        group = first.create_group("Kept", [user["id"], bot["id"]])
         pem, port = first.public_pem, first.port
         w = World(first, bot, user)
 
@@ -87,6 +88,7 @@ def test_state_persists_across_restart(tmp_path: Path, run: Callable[..., Any]) 
         assert second.public_pem == pem
         assert [b["token"] for b in second.bots()] == [bot["token"]]
         assert [m["text"] for m in second.received(user["id"])] == ["hello kim"]
+        assert second.groups() == [group]
 
         async def resume() -> tuple[int, list[Any]]:
             client = new_client(second.host, second.port, pem, session=session_string)

@@ -117,6 +117,25 @@ class SimulatorClient:
                 raise TimeoutError(f"user {user_id} received {len(items)} of {count} messages")
             time.sleep(0.05)
 
+    def create_group(self, title: str, member_ids: list[int]) -> Any:
+        """A basic group of users and bots: returns {"id", "title", "member_ids"}. Telethon
+        addresses it as chat id ``-id``."""
+        return self.request("POST", "/groups", {"title": title, "member_ids": member_ids})
+
+    def groups(self) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self.request("GET", "/groups")["groups"]
+        return result
+
+    def send_group(
+        self, user_id: int, group_id: int, text: str = "", *, photo: bool = False, count: int = 1
+    ) -> list[dict[str, Any]]:
+        """A member posts in the group; returns each bot's copy: [{"bot_id", "id", "pts"}]."""
+        body = {"user_id": user_id, "text": text, "photo": photo, "count": count}
+        result: list[dict[str, Any]] = self.request("POST", f"/groups/{group_id}/messages", body)[
+            "messages"
+        ]
+        return result
+
     def block(self, user_id: int, bot_id: int, blocked: bool = True) -> None:
         self.request("POST", f"/users/{user_id}/block", {"bot_id": bot_id, "blocked": blocked})
 

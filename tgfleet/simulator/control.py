@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
-from tgfleet.simulator.world import Bot, User, WorldError
+from tgfleet.simulator.world import Bot, Group, User, WorldError
 
 if TYPE_CHECKING:
     from tgfleet.simulator.server import Simulator
@@ -156,6 +156,40 @@ async def received(sim: Simulator, m: re.Match[str], body: Json, q: dict[str, st
 async def block(sim: Simulator, m: re.Match[str], body: Json, q: dict[str, str]) -> Json:
     sim.block(int(m[1]), _int(body, "bot_id"), bool(body.get("blocked", True)))
     return {"ok": True}
+
+
+def group_json(group: Group) -> Json:
+    return {"id": group.id, "title": group.title, "member_ids": sorted(group.members)}
+
+
+@route("GET", "/groups")
+async def list_groups(sim: Simulator, m: re.Match[str], body: Json, q: dict[str, str]) -> Json:
+    return {"groups": [group_json(g) for g in sim.world.groups.values()]}
+
+
+@route("POST", "/groups")
+async def create_group(sim: Simulator, m: re.Match[str], body: Json, q: dict[str, str]) -> Json:
+    title, members = body.get("title"), body.get("member_ids", [])
+    if not isinstance(title, str) or not title:
+        raise HttpError(400, "'title' is required")
+    if not isinstance(members, list) or not all(isinstance(i, int) for i in members):
+        raise HttpError(400, "'member_ids' must be a list of user and bot ids")
+    return group_json(sim.create_group(title, members))
+
+
+@route("POST", r"/groups/(\d+)/messages")
+async def group_send(sim: Simulator, m: re.Match[str], body: Json, q: dict[str, str]) -> Json:
+    """A member posts ``text`` (or a photo) in the group; every bot in it receives it."""
+    user_id, text = _int(body, "user_id"), body.get("text", "")
+    if not isinstance(text, str):
+        raise HttpError(400, "'text' must be a string")
+    sent: list[Json] = []
+    for i in range(int(_number(body, "count", 1))):
+        copies = sim.user_send_group(
+            user_id, int(m[1]), text.replace("{i}", str(i)), bool(body.get("photo", False))
+        )
+        sent.extend({"bot_id": bot.id, "id": msg.id, "pts": msg.pts} for bot, msg in copies)
+    return {"messages": sent}
 
 
 @route("GET", "/limits")

@@ -8,8 +8,8 @@ from telethon.tl import functions, types
 
 from tgfleet.simulator import mtproto
 from tgfleet.simulator.methods import RpcContext, handles
-from tgfleet.simulator.render import message_tl, message_updates, peer_users, when
-from tgfleet.simulator.world import Bot, Photo, StoredMessage, User, WorldError
+from tgfleet.simulator.render import message_tl, message_updates, peer_chats, peer_users, when
+from tgfleet.simulator.world import Bot, Group, Photo, StoredMessage, User, WorldError
 
 MAX_TEXT = 4096
 MAX_CAPTION = 1024
@@ -22,8 +22,8 @@ def _reply_to(request: Any) -> int | None:
     return None
 
 
-def _check_flood(ctx: RpcContext, bot: Bot, user: User) -> None:
-    wait = ctx.sim.flood_wait(bot, user.id)
+def _check_flood(ctx: RpcContext, bot: Bot, to: User | Group) -> None:
+    wait = ctx.sim.flood_wait(bot, to.id, group=isinstance(to, Group))
     if wait:
         raise WorldError(420, f"FLOOD_WAIT_{wait}")
 
@@ -94,7 +94,7 @@ def edit_message(ctx: RpcContext, request: Any) -> bytes:
     if request.message is None:
         raise WorldError(400, "MESSAGE_EMPTY")
     message = bot.messages.get(request.id)
-    if message is None or message.peer_id != user.id:
+    if message is None or (message.chat_id or message.peer_id) != user.id:
         raise WorldError(400, "MESSAGE_ID_INVALID")
     edited = ctx.sim.world.bot_edits(bot, request.id, request.message)
     ctx.sim.on_bot_message(bot, edited, origin=ctx.conn, edit=True)
@@ -125,6 +125,9 @@ def get_messages(ctx: RpcContext, request: Any) -> bytes:
         stored.append(message)
     return bytes(
         types.messages.Messages(
-            messages=found, topics=[], chats=[], users=peer_users(world, bot, stored)
+            messages=found,
+            topics=[],
+            chats=peer_chats(world, stored),
+            users=peer_users(world, bot, stored),
         )
     )

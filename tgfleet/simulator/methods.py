@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Any
 from telethon.tl import TLObject, TLRequest, functions, types
 
 from tgfleet.simulator import mtproto
-from tgfleet.simulator.render import message_tl, peer_users, user_tl, when
-from tgfleet.simulator.world import Bot, User, WorldError
+from tgfleet.simulator.render import message_tl, peer_chats, peer_users, user_tl, when
+from tgfleet.simulator.world import Bot, Group, User, WorldError
 
 if TYPE_CHECKING:
     from tgfleet.simulator.connection import ClientConnection
@@ -54,10 +54,14 @@ class RpcContext:
             raise WorldError(401, "AUTH_KEY_UNREGISTERED")
         return self.sim.world.bot(session.bot_id)
 
-    def peer(self, bot: Bot, peer: Any) -> User:
-        """Resolve an InputPeer to a user this bot may talk to (access hash checked)."""
+    def peer(self, bot: Bot, peer: Any) -> User | Group:
+        """Resolve an InputPeer to a user (access hash checked) or a group the bot is in."""
         if isinstance(peer, types.InputPeerUser):
             return self.sim.world.check_peer(bot, peer.user_id, peer.access_hash)
+        if isinstance(peer, types.InputPeerChat):
+            group = self.sim.world.groups.get(peer.chat_id)
+            if group is not None and bot.id in group.members:
+                return group
         raise WorldError(400, "PEER_ID_INVALID")
 
 
@@ -295,7 +299,7 @@ def get_difference(ctx: RpcContext, request: Any) -> bytes:
                 new_messages=new_messages,
                 new_encrypted_messages=[],
                 other_updates=edits,
-                chats=[],
+                chats=peer_chats(world, stored),
                 users=users,
                 intermediate_state=_state(pts),
             )

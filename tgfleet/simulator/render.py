@@ -6,7 +6,7 @@ import datetime as dt
 
 from telethon.tl import types
 
-from tgfleet.simulator.world import Bot, Photo, StoredMessage, User, World
+from tgfleet.simulator.world import Bot, Group, Photo, StoredMessage, User, World
 
 
 def when(timestamp: float) -> dt.datetime:
@@ -49,9 +49,14 @@ def photo_tl(photo: Photo) -> types.Photo:
 def message_tl(world: World, bot: Bot, message: StoredMessage) -> types.Message:
     photo = None if message.photo_id is None else world.photos.get(message.photo_id)
     sender = bot.id if message.out else message.peer_id
+    peer: types.TypePeer = (
+        types.PeerUser(message.peer_id)
+        if message.chat_id is None
+        else types.PeerChat(message.chat_id)
+    )
     return types.Message(
         id=message.id,
-        peer_id=types.PeerUser(message.peer_id),
+        peer_id=peer,
         from_id=types.PeerUser(sender),
         date=when(message.date),
         message=message.text,
@@ -77,6 +82,23 @@ def peer_users(world: World, bot: Bot, messages: list[StoredMessage]) -> list[ty
     return list(seen.values())
 
 
+def chat_tl(group: Group) -> types.Chat:
+    return types.Chat(
+        id=group.id,
+        title=group.title,
+        photo=types.ChatPhotoEmpty(),
+        participants_count=len(group.members),
+        date=when(group.date),
+        version=1,
+    )
+
+
+def peer_chats(world: World, messages: list[StoredMessage]) -> list[types.Chat]:
+    """The groups the messages were posted in."""
+    ids = {m.chat_id for m in messages if m.chat_id is not None}
+    return [chat_tl(world.groups[i]) for i in sorted(ids) if i in world.groups]
+
+
 def message_updates(
     world: World, bot: Bot, message: StoredMessage, edit: bool = False, random_id: int | None = None
 ) -> types.Updates:
@@ -89,7 +111,7 @@ def message_updates(
     return types.Updates(
         updates=updates,
         users=peer_users(world, bot, [message]),
-        chats=[],
+        chats=peer_chats(world, [message]),
         date=when(message.date),
         seq=0,
     )

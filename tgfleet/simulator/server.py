@@ -25,10 +25,12 @@ from tgfleet.simulator.world import (
     DEFAULT_HISTORY_LIMIT,
     DEFAULT_INBOX_LIMIT,
     Bot,
+    Group,
     Received,
     StoredMessage,
     User,
     World,
+    WorldError,
 )
 
 log = logging.getLogger(__name__)
@@ -221,12 +223,12 @@ class Simulator:
 
     # -- world events --------------------------------------------------------------------
 
-    def flood_wait(self, bot: Bot, chat_id: int) -> int:
+    def flood_wait(self, bot: Bot, chat_id: int, group: bool = False) -> int:
         """Seconds the bot must wait before sending to ``chat_id`` (0: send now)."""
         forced = bot.flood_until - time.monotonic()
         if forced > 0:
             return max(1, int(forced + 0.999))
-        return self.flood.check(bot.id, chat_id)
+        return self.flood.check(bot.id, chat_id, group)
 
     def push(self, bot: Bot, body: bytes, exclude: ClientConnection | None = None) -> int:
         """Send an Updates body to every listening connection of ``bot``."""
@@ -291,6 +293,32 @@ class Simulator:
         if self._by_bot.get(bot_id):
             self.push(bot, bytes(message_updates(world, bot, message)))
         return message
+
+    def create_group(self, title: str, member_ids: list[int]) -> Group:
+        """A basic group of simulated users and bots."""
+        group = self.world.create_group(title, member_ids)
+        self.mark_dirty()
+        return group
+
+    def user_send_group(
+        self, user_id: int, group_id: int, text: str = "", photo: bool = False
+    ) -> list[tuple[Bot, StoredMessage]]:
+        """A user posts in a group: every bot in it gets (and is pushed) its own copy."""
+        world = self.world
+        group = world.group(group_id)
+        if user_id not in group.members or user_id not in world.users:
+            raise WorldError(403, "CHAT_WRITE_FORBIDDEN")
+        picture = world.add_photo() if photo else None
+        copies = []
+        for bot_id in sorted(m for m in group.members if m in world.bots):
+            bot = world.bots[bot_id]
+            message = world.user_sends(user_id, bot_id, text, picture, chat_id=group_id)
+            copies.append((bot, message))
+            if self._by_bot.get(bot_id):
+                self.push(bot, bytes(message_updates(world, bot, message)))
+        self.stats["user_messages"] += 1
+        self.mark_dirty()
+        return copies
 
     def received(self, user_id: int, bot_id: int | None = None) -> list[Received]:
         """What bots sent to ``user_id`` (optionally only ``bot_id``), oldest first."""

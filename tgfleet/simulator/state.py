@@ -15,7 +15,16 @@ from typing import Any
 from tgfleet.simulator.handshake import ServerKey
 from tgfleet.simulator.limits import FloodLimits
 from tgfleet.simulator.sessions import AuthSession, SessionStore
-from tgfleet.simulator.world import Bot, HistoryEntry, Photo, Received, StoredMessage, User, World
+from tgfleet.simulator.world import (
+    Bot,
+    Group,
+    HistoryEntry,
+    Photo,
+    Received,
+    StoredMessage,
+    User,
+    World,
+)
 
 STATE_VERSION = 1
 
@@ -80,6 +89,10 @@ def dump_state(
         "bots": [_bot_json(b) for b in world.bots.values()],
         "users": [_user_json(u) for u in world.users.values()],
         "photos": [_photo_json(p) for p in world.photos.values()],
+        "groups": [
+            {"id": g.id, "title": g.title, "members": sorted(g.members), "date": g.date}
+            for g in world.groups.values()
+        ],
         "auth_keys": [s.to_json() for s in sessions.all()],
     }
 
@@ -98,6 +111,10 @@ def load_state(
     for photo in data["photos"]:
         photo["file_reference"] = base64.b64decode(photo["file_reference"])
         world.photos[photo["id"]] = Photo(**photo)
+    for group in data.get("groups", []):
+        world.groups[group["id"]] = Group(
+            group["id"], group["title"], set(group["members"]), group["date"]
+        )
     world.next_id = max(world.next_id, data["next_id"])
     for session in data["auth_keys"]:
         sessions.restore(AuthSession.from_json(session))

@@ -47,7 +47,8 @@ class Photo:
 
 @dataclass(slots=True)
 class StoredMessage:
-    """A message in a bot's private chat with ``peer_id``, as the bot's account sees it."""
+    """A message as the bot's account sees it: in the private chat with ``peer_id``, or,
+    when ``chat_id`` is set, in that group, sent by ``peer_id`` (the bot itself if out)."""
 
     id: int
     peer_id: int
@@ -59,6 +60,7 @@ class StoredMessage:
     photo_id: int | None = None
     edit_date: int | None = None
     random_id: int | None = None
+    chat_id: int | None = None
 
 
 @dataclass(slots=True)
@@ -93,6 +95,7 @@ class Received:
     reply_to: int | None = None
     photo_id: int | None = None
     edited_at: float | None = None
+    chat_id: int | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -103,6 +106,7 @@ class Received:
             "reply_to": self.reply_to,
             "media": None if self.photo_id is None else {"type": "photo", "id": self.photo_id},
             "edited_at": self.edited_at,
+            "chat_id": self.chat_id,
         }
 
 
@@ -114,6 +118,16 @@ class User:
     username: str | None = None
     received: deque[Received] = field(default_factory=deque)
     blocked_bots: set[int] = field(default_factory=set)
+
+
+@dataclass
+class Group:
+    """A basic group: simulated users and bots; a bot sees messages of every member."""
+
+    id: int
+    title: str
+    members: set[int]
+    date: int = 0
 
 
 class World:
@@ -132,6 +146,7 @@ class World:
         self.bots: dict[int, Bot] = {}
         self.users: dict[int, User] = {}
         self.photos: dict[int, Photo] = {}
+        self.groups: dict[int, Group] = {}
         self._tokens: dict[str, int] = {}
         self._usernames: dict[str, int] = {}
 
@@ -201,6 +216,20 @@ class World:
         except KeyError:
             raise WorldError(404, f"no user {user_id}") from None
 
+    def create_group(self, title: str, member_ids: list[int]) -> Group:
+        for member in member_ids:
+            if member not in self.users and member not in self.bots:
+                raise WorldError(404, f"no user or bot {member}")
+        group = Group(self._allocate_id(), title, set(member_ids), int(time.time()))
+        self.groups[group.id] = group
+        return group
+
+    def group(self, group_id: int) -> Group:
+        try:
+            return self.groups[group_id]
+        except KeyError:
+            raise WorldError(404, f"no group {group_id}") from None
+
     def add_photo(self, width: int = 800, height: int = 600) -> Photo:
         photo_id = struct.unpack("<q", os.urandom(8))[0] & 0x7FFF_FFFF_FFFF_FFFF
         photo = Photo(photo_id, self.access_hash(0, photo_id), os.urandom(16), int(time.time()))
@@ -228,8 +257,10 @@ class World:
         text: str = "",
         photo: Photo | None = None,
         reply_to: int | None = None,
+        chat_id: int | None = None,
     ) -> StoredMessage:
-        """A user writes to a bot; returns the message as the bot's account stores it."""
+        """A user writes to a bot (or to a group the bot is in: ``chat_id``); returns the
+        message as the bot's account stores it."""
         self.user(user_id)
         bot = self.bot(bot_id)
         bot.pts += 1
@@ -242,6 +273,7 @@ class World:
             pts=bot.pts,
             reply_to=reply_to,
             photo_id=None if photo is None else photo.id,
+            chat_id=chat_id,
         )
         bot.next_message_id += 1
         self._append(bot, message)
@@ -260,23 +292,33 @@ class World:
             return None
         return bot.messages.get(message_id)
 
+    def recipients(self, bot: Bot, message: StoredMessage) -> list[User]:
+        """The simulated users who see a message the bot sent."""
+        if message.chat_id is None:
+            user = self.users.get(message.peer_id)
+            return [] if user is None else [user]
+        group = self.groups.get(message.chat_id)
+        members = [] if group is None else sorted(group.members)
+        return [self.users[m] for m in members if m in self.users]
+
     def bot_sends(
         self,
         bot: Bot,
-        user: User,
+        to: User | Group,
         text: str,
         random_id: int,
         reply_to: int | None = None,
         photo: Photo | None = None,
     ) -> StoredMessage:
-        """A bot writes to a user (who records it in their inbox)."""
-        if bot.id in user.blocked_bots:
+        """A bot writes to a user or a group (each user records it in their inbox)."""
+        if isinstance(to, User) and bot.id in to.blocked_bots:
             raise WorldError(403, "USER_IS_BLOCKED")
         bot.pts += 1
         now = time.time()
+        group = isinstance(to, Group)
         message = StoredMessage(
             id=bot.next_message_id,
-            peer_id=user.id,
+            peer_id=bot.id if group else to.id,
             out=True,
             date=int(now),
             text=text,
@@ -284,15 +326,21 @@ class World:
             reply_to=reply_to,
             photo_id=None if photo is None else photo.id,
             random_id=random_id,
+            chat_id=to.id if group else None,
         )
         bot.next_message_id += 1
         self._append(bot, message)
         bot.random_ids[random_id] = message.id
         while len(bot.random_ids) > _RANDOM_ID_MEMORY:
             bot.random_ids.popitem(last=False)
-        if user.received.maxlen is None:
-            user.received = deque(user.received, maxlen=self.inbox_limit)
-        user.received.append(Received(bot.id, message.id, now, text, reply_to, message.photo_id))
+        for user in self.recipients(bot, message):
+            if user.received.maxlen is None:
+                user.received = deque(user.received, maxlen=self.inbox_limit)
+            user.received.append(
+                Received(
+                    bot.id, message.id, now, text, reply_to, message.photo_id, None, message.chat_id
+                )
+            )
         return message
 
     def bot_edits(self, bot: Bot, message_id: int, text: str) -> StoredMessage:
@@ -305,8 +353,7 @@ class World:
         now = time.time()
         message.text, message.edit_date, message.pts = text, int(now), bot.pts
         self._record(bot, HistoryEntry(bot.pts, "edit", message_id))
-        user = self.users.get(message.peer_id)
-        if user is not None:
+        for user in self.recipients(bot, message):
             for item in reversed(user.received):
                 if item.bot_id == bot.id and item.message_id == message_id:
                     item.text, item.edited_at = text, now
