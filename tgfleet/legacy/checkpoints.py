@@ -90,6 +90,74 @@ def save_checkpoint(
         )
 
 
+def save_checkpoints(
+    session: Session,
+    bot_id: int,
+    component: Component,
+    pairs: list[tuple[FileCheckpoint, FileCheckpoint | None]],
+) -> None:
+    """Write many (new, previous) checkpoints in two statements (a batch touches hundreds of
+    small files); raise ConcurrentBatchError if any row moved since it was read."""
+    moved = [(new, old) for new, old in pairs if old is not None]
+    fresh = [new for new, old in pairs if old is None]
+    base = {"bot": bot_id, "c": component.value}
+    if moved:
+        updated = session.execute(
+            text(
+                "UPDATE migration_checkpoints m SET fingerprint = s.fp, position = s.pos, "
+                "complete = s.complete, error = s.error, records = s.records, updated_at = now() "
+                "FROM unnest(CAST(:files AS text[]), CAST(:fps AS text[]), CAST(:pos AS bigint[]),"
+                " CAST(:complete AS boolean[]), CAST(:errors AS text[]), "
+                "CAST(:records AS bigint[]), CAST(:old_pos AS bigint[]), CAST(:old_fps AS text[]))"
+                " AS s(file, fp, pos, complete, error, records, old_pos, old_fp) "
+                "WHERE m.bot_id = :bot AND m.component = :c AND m.file = s.file "
+                "AND m.position = s.old_pos AND m.fingerprint IS NOT DISTINCT FROM s.old_fp "
+                "RETURNING m.file"
+            ),
+            {
+                **base,
+                **_columns([n for n, _ in moved]),
+                "old_pos": [o.position for _, o in moved if o is not None],
+                "old_fps": [o.fingerprint for _, o in moved if o is not None],
+            },
+        ).all()
+        if len(updated) != len(moved):
+            raise ConcurrentBatchError(
+                f"{len(moved) - len(updated)} checkpoint(s) of {component.value} for bot "
+                f"{bot_id} changed under this batch (another batch ran at the same time); "
+                "it was rolled back"
+            )
+    if fresh:
+        inserted = session.execute(
+            text(
+                "INSERT INTO migration_checkpoints (bot_id, component, file, fingerprint, "
+                "position, complete, error, records, state) "
+                "SELECT :bot, :c, s.file, s.fp, s.pos, s.complete, s.error, s.records, 'dual' "
+                "FROM unnest(CAST(:files AS text[]), CAST(:fps AS text[]), "
+                "CAST(:pos AS bigint[]), CAST(:complete AS boolean[]), CAST(:errors AS text[]), "
+                "CAST(:records AS bigint[])) AS s(file, fp, pos, complete, error, records) "
+                "ON CONFLICT (bot_id, component, file) DO NOTHING RETURNING file"
+            ),
+            {**base, **_columns(fresh)},
+        ).all()
+        if len(inserted) != len(fresh):
+            raise ConcurrentBatchError(
+                f"{len(fresh) - len(inserted)} new checkpoint(s) of {component.value} for bot "
+                f"{bot_id} were written by another batch first; this one was rolled back"
+            )
+
+
+def _columns(checkpoints: list[FileCheckpoint]) -> dict[str, list[Any]]:
+    return {
+        "files": [c.file for c in checkpoints],
+        "fps": [c.fingerprint for c in checkpoints],
+        "pos": [c.position for c in checkpoints],
+        "complete": [c.complete for c in checkpoints],
+        "errors": [c.error for c in checkpoints],
+        "records": [c.records for c in checkpoints],
+    }
+
+
 def get_state(session: Session, bot_id: int, component: Component) -> ComponentState:
     value = session.execute(
         text(

@@ -1,11 +1,13 @@
-"""The migration engine: one batch of one component at a time, resumable at any point.
+"""The migration engine: batches of one component, resumable at any point.
 
-``Migrator.run_batch(component)`` finds the next work for the first bot (in id order)
-whose component is migrating (state ``dual`` or ``verify``):
+``Migrator.run_batch(component)`` does one batch for the first bot (in id order) whose
+component is migrating (state ``dual`` or ``verify``); ``run_until_idle`` keeps going,
+reading and validating the next batch in a thread while the current one is written.
 
-* files never loaded, or loaded part way, are read from their checkpoint in batches of
-  up to ``batch_size`` records (spanning several small files of the same bot);
-* files whose fingerprint changed since their last complete scan (the old bot wrote
+* Files never loaded, or loaded part way, are read from their checkpoint in batches of
+  up to ``batch_size`` records (spanning several small files of the same bot):
+  ``tgfleet.legacy.batch``.
+* Files whose fingerprint changed since their last complete scan (the old bot wrote
   them during ``dual``) are re-scanned whole in one transaction: changed records are
   updated, new ones inserted, records gone from the file deleted.
 
@@ -19,10 +21,9 @@ loaded twice. A session-level advisory lock keeps to one batch per component.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from itertools import islice
 from pathlib import Path
 from typing import Any, cast
 
@@ -30,13 +31,18 @@ from sqlalchemy import CursorResult, text
 from sqlalchemy.orm import Session
 
 from tgfleet.db.session import get_engine, session_scope
-from tgfleet.legacy.checkpoints import (
-    FileCheckpoint,
-    get_state,
-    load_checkpoints,
-    save_checkpoint,
+from tgfleet.legacy.batch import (
+    BatchResult,
+    PreparedBatch,
+    StreamCache,
+    WorkFile,
+    assemble,
+    current_fingerprint,
+    find_work,
+    write_batch,
 )
-from tgfleet.legacy.format import Component, ComponentState, SourceFile, bot_dirs, source_files
+from tgfleet.legacy.checkpoints import FileCheckpoint, get_state, load_checkpoints, save_checkpoint
+from tgfleet.legacy.format import Component, ComponentState, bot_dirs
 from tgfleet.legacy.loading import (
     LoadBuffer,
     copy_stage,
@@ -44,75 +50,24 @@ from tgfleet.legacy.loading import (
     ensure_month_partitions,
     insert_quarantine,
 )
-from tgfleet.legacy.reader import RecordStream, SourceRecord
+from tgfleet.legacy.reader import RecordStream
 from tgfleet.legacy.targets import REFRESH_CONVERSATIONS, TARGETS
 from tgfleet.platform.settings import Settings
+
+__all__ = [
+    "DEFAULT_BATCH_SIZE",
+    "MIGRATING",
+    "BatchResult",
+    "Migrator",
+    "component_lock",
+    "current_fingerprint",
+    "find_work",
+]
 
 log = logging.getLogger(__name__)
 
 MIGRATING = (ComponentState.DUAL, ComponentState.VERIFY)
 DEFAULT_BATCH_SIZE = 20_000
-
-
-@dataclass
-class BatchResult:
-    """What one batch did; ``idle`` means nothing was left to do, ``busy`` that the lock
-    was held by another batch of the same component."""
-
-    component: Component
-    bot_id: int | None = None
-    rescan: bool = False
-    files: int = 0
-    read: int = 0
-    inserted: int = 0
-    updated: int = 0
-    deleted: int = 0
-    quarantined: int = 0
-    errors: list[str] = field(default_factory=list)
-    idle: bool = False
-    busy: bool = False
-
-    def as_dict(self) -> dict[str, Any]:
-        data = dict(self.__dict__)
-        data["component"] = self.component.value
-        return data
-
-
-@dataclass
-class WorkFile:
-    source: SourceFile
-    rel: str
-    fingerprint: str
-    checkpoint: FileCheckpoint | None
-    rescan: bool
-
-    @property
-    def start(self) -> int:
-        return 0 if self.rescan or self.checkpoint is None else self.checkpoint.position
-
-
-def current_fingerprint(path: Path) -> str:
-    stat = path.stat()
-    return f"{stat.st_size}:{stat.st_mtime_ns}"
-
-
-def find_work(
-    root: Path, bot_id: int, component: Component, checkpoints: dict[str, FileCheckpoint]
-) -> Iterator[WorkFile]:
-    """Files of one bot that need loading, in order (stat only; nothing is read)."""
-    for source in source_files(root, component, bot_id):
-        rel = source.relative_to(root)
-        try:
-            fp = current_fingerprint(source.path)
-        except FileNotFoundError:
-            continue
-        cp = checkpoints.get(rel)
-        if cp is None:
-            yield WorkFile(source, rel, fp, None, rescan=False)
-        elif cp.fingerprint != fp:
-            yield WorkFile(source, rel, fp, cp, rescan=True)
-        elif not cp.complete:
-            yield WorkFile(source, rel, fp, cp, rescan=False)
 
 
 class Migrator:
@@ -122,9 +77,10 @@ class Migrator:
     def __init__(self, settings: Settings, root: Path) -> None:
         self.settings = settings
         self.root = root.resolve()
-        self._streams: dict[Path, tuple[str, RecordStream, Iterator[SourceRecord]]] = {}
+        self._streams = StreamCache()
         self._bots_ready: set[int] = set()
         self._months: set[Any] = set()
+        self._quiet: dict[Component, set[int]] = {}
 
     # -- public ------------------------------------------------------------------------
     def run_batch(
@@ -134,120 +90,109 @@ class Migrator:
         batch_size: int = DEFAULT_BATCH_SIZE,
         correlation_id: str | None = None,
     ) -> BatchResult:
+        """One batch (or one whole-file re-scan); ``idle`` if nothing was left."""
         with component_lock(self.settings, component) as acquired:
             if not acquired:
                 return BatchResult(component, busy=True)
             try:
-                return self._run(component, batch_size, correlation_id)
+                found = self._next_work(component)
+                if found is None:
+                    return BatchResult(component, idle=True)
+                bot_id, first, rest = found
+                if first.rescan:
+                    return self._rescan(bot_id, component, first, correlation_id)
+                batch = assemble(self._streams, bot_id, component, first, rest, batch_size)
+                return write_batch(self.settings, batch, self._months, correlation_id)
             except BaseException:
                 self.close()  # readers may be ahead of the rolled-back checkpoint
                 raise
 
+    def run_until_idle(
+        self,
+        component: Component,
+        *,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        on_batch: Callable[[BatchResult], None] | None = None,
+    ) -> bool:
+        """Batches until nothing is left, the next one prepared while the current one is
+        written; False if another process holds the component's lock."""
+        report = on_batch or (lambda _result: None)
+        with component_lock(self.settings, component) as acquired:
+            if not acquired:
+                return False
+            try:
+                with ThreadPoolExecutor(1, thread_name_prefix="legacy-read") as reader:
+                    while (found := self._next_work(component)) is not None:
+                        bot_id, first, rest = found
+                        if first.rescan:
+                            report(self._rescan(bot_id, component, first, None))
+                        else:
+                            self._pipeline(
+                                reader, bot_id, component, first, rest, batch_size, report
+                            )
+            except BaseException:
+                self.close()
+                raise
+        return True
+
     def close(self) -> None:
-        for _fp, stream, it in self._streams.values():
-            if hasattr(it, "close"):
-                it.close()
-            del stream
-        self._streams.clear()
+        self._streams.close()
 
     # -- internals -----------------------------------------------------------------------
-    def _run(self, component: Component, batch_size: int, cid: str | None) -> BatchResult:
-        for bot_id, _folder in bot_dirs(self.root):
-            with session_scope(self.settings, bot_id=bot_id) as session:
-                if get_state(session, bot_id, component) not in MIGRATING:
-                    continue
-                checkpoints = load_checkpoints(session, bot_id, component)
-            work = find_work(self.root, bot_id, component, checkpoints)
-            first = next(work, None)
-            if first is None:
-                continue
-            if bot_id not in self._bots_ready:
-                ensure_bot(self.settings, bot_id)
-                self._bots_ready.add(bot_id)
-            if first.rescan:
-                return self._rescan(bot_id, component, first, cid)
-            return self._fresh(bot_id, component, first, work, batch_size, cid)
-        return BatchResult(component, idle=True)
-
-    def _reader(self, work: WorkFile) -> tuple[RecordStream, Iterator[SourceRecord]]:
-        cached = self._streams.pop(work.source.path, None)
-        if cached is not None:
-            fp, stream, it = cached
-            if fp == work.fingerprint and stream.position == work.start:
-                return stream, it
-        stream = RecordStream(work.source.path, skip=work.start)
-        return stream, iter(stream)
-
-    def _fresh(
+    def _pipeline(
         self,
+        reader: ThreadPoolExecutor,
         bot_id: int,
         component: Component,
         first: WorkFile,
         rest: Iterator[WorkFile],
         batch_size: int,
-        cid: str | None,
-    ) -> BatchResult:
-        result = BatchResult(component, bot_id)
-        buffer = LoadBuffer(component, bot_id)
-        saves: list[tuple[WorkFile, FileCheckpoint]] = []
-        completed_chats: list[int] = []
-        kept: dict[Path, tuple[str, RecordStream, Iterator[SourceRecord]]] = {}
-        budget = batch_size
-        work: WorkFile | None = first
-        while work is not None and budget > 0 and not work.rescan:
-            stream, it = self._reader(work)
-            buffer.start_file(work.source, work.rel)
-            taken = 0
-            for record in islice(it, budget):
-                buffer.add(record)
-                taken += 1
-            budget -= taken
-            done = stream.complete or stream.error is not None
-            if not done:
-                kept[work.source.path] = (work.fingerprint, stream, it)
-            error = str(stream.error) if stream.error else None
-            if error:
-                result.errors.append(error)
-            saves.append(
-                (
-                    work,
-                    FileCheckpoint(
-                        work.rel, work.fingerprint, stream.position, done, error, stream.position
-                    ),
-                )
-            )
-            if done and work.source.user_id is not None:
-                completed_chats.append(work.source.user_id)
-            result.files += 1
-            result.read += taken
-            work = next(rest, None) if budget > 0 else None
-
-        target = TARGETS[component]
-        if component is Component.CONVERSATIONS:
-            ensure_month_partitions(self.settings, buffer.months(), self._months)
-        with session_scope(self.settings, bot_id=bot_id, correlation_id=cid) as session:
-            copy_stage(session, target, buffer.lines())
-            inserted = {tuple(r) for r in session.execute(text(target.insert_new), {"bot": bot_id})}
-            buffer.quarantine_conflicts(inserted)
-            result.inserted = len(inserted)
-            result.quarantined = insert_quarantine(session, bot_id, component, buffer.quarantine)
-            for done_work, checkpoint in saves:
-                save_checkpoint(session, bot_id, component, checkpoint, done_work.checkpoint)
-            if completed_chats:
-                session.execute(
-                    text(REFRESH_CONVERSATIONS), {"bot": bot_id, "chats": completed_chats}
-                )
-        self._streams.update(kept)
-        log.info(
-            "migration batch bot=%s component=%s files=%d read=%d inserted=%d quarantined=%d",
-            bot_id,
-            component.value,
-            result.files,
-            result.read,
-            result.inserted,
-            result.quarantined,
+        report: Callable[[BatchResult], None],
+    ) -> None:
+        """Fresh batches of one bot: assemble N+1 in ``reader`` while N is written."""
+        pending: Future[PreparedBatch] | None = reader.submit(
+            assemble, self._streams, bot_id, component, first, rest, batch_size
         )
-        return result
+        while pending is not None:
+            batch = pending.result()
+            pending = None
+            if batch.next_work is not None:
+                pending = reader.submit(
+                    assemble, self._streams, bot_id, component, batch.next_work, rest, batch_size
+                )
+            try:
+                report(write_batch(self.settings, batch, self._months, None))
+            except BaseException:
+                if pending is not None:
+                    pending.cancel()
+                    pending.exception()  # let a running read finish before readers close
+                raise
+
+    def _next_work(self, component: Component) -> tuple[int, WorkFile, Iterator[WorkFile]] | None:
+        # Bots found with nothing to do are skipped until a pass finds no work anywhere;
+        # then one full pass looks at every bot again before reporting idle.
+        quiet = self._quiet.setdefault(component, set())
+        for full_pass in (False, True):
+            if full_pass:
+                quiet.clear()
+            for bot_id, _folder in bot_dirs(self.root):
+                if bot_id in quiet:
+                    continue
+                with session_scope(self.settings, bot_id=bot_id) as session:
+                    if get_state(session, bot_id, component) not in MIGRATING:
+                        quiet.add(bot_id)
+                        continue
+                    checkpoints = load_checkpoints(session, bot_id, component)
+                work = find_work(self.root, bot_id, component, checkpoints)
+                first = next(work, None)
+                if first is None:
+                    quiet.add(bot_id)
+                    continue
+                if bot_id not in self._bots_ready:
+                    ensure_bot(self.settings, bot_id)
+                    self._bots_ready.add(bot_id)
+                return bot_id, first, work
+        return None
 
     def _rescan(
         self, bot_id: int, component: Component, work: WorkFile, cid: str | None

@@ -115,20 +115,20 @@ def run_until_idle(
 ) -> BatchResult:
     """Run batches until nothing is left; returns the totals."""
     total = BatchResult(component)
+
+    def add(result: BatchResult) -> None:
+        for name in ("files", "read", "inserted", "updated", "deleted", "quarantined"):
+            setattr(total, name, getattr(total, name) + getattr(result, name))
+        total.errors.extend(result.errors)
+        if on_batch is not None:
+            on_batch(result)
+
     migrator = Migrator(settings, root)
     try:
-        while True:
-            result = migrator.run_batch(component, batch_size=batch_size)
-            if result.idle or result.busy:
-                total.busy = result.busy
-                return total
-            for name in ("files", "read", "inserted", "updated", "deleted", "quarantined"):
-                setattr(total, name, getattr(total, name) + getattr(result, name))
-            total.errors.extend(result.errors)
-            if on_batch is not None:
-                on_batch(result)
+        total.busy = not migrator.run_until_idle(component, batch_size=batch_size, on_batch=add)
     finally:
         migrator.close()
+    return total
 
 
 def status(settings: Settings, root: Path, component: Component) -> list[ComponentStatus]:

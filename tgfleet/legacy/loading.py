@@ -20,7 +20,7 @@ from tgfleet.db.partitions import create_month_partition
 from tgfleet.db.session import owner_scope, session_scope
 from tgfleet.legacy.format import Component, SourceFile
 from tgfleet.legacy.reader import RecordStream, SourceRecord
-from tgfleet.legacy.targets import Target, copy_text
+from tgfleet.legacy.targets import Target, copy_line
 from tgfleet.legacy.validate import InvalidRecord, Validator, record_key, validator_for
 from tgfleet.platform.settings import Settings
 
@@ -89,15 +89,16 @@ class LoadBuffer:
                 self.raws.append((self._rel, record.position, record.value))
 
     def lines(self) -> Iterator[str]:
-        for row in self.rows:
-            yield "\t".join([copy_text(v) for v in row]) + "\n"
+        line = copy_line(self.component)
+        return map(line, self.rows)
 
     def streamed_lines(self, stream: RecordStream) -> Iterator[str]:
         """Validate and emit COPY lines straight from a reader (whole-file re-scans)."""
+        line = copy_line(self.component)
         for record in stream:
             row = self.check(record)
             if row is not None:
-                yield "\t".join([copy_text(v) for v in row]) + "\n"
+                yield line(row)
 
     def months(self) -> set[tuple[int, int]]:
         return self._months

@@ -18,8 +18,10 @@ Every statement runs inside the bot's RLS context and also filters on ``bot_id``
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from tgfleet.legacy.format import Component
 
@@ -160,12 +162,25 @@ MESSAGES = Target(
     hash_expr=_hash_expr(
         "t.chat_id", "t.tg_message_id", "t.sender_id", "t.text", _us("t.created_at")
     ),
+    # Inserts the new messages and adds them to their chats' conversations rows in one
+    # statement (data-modifying CTE); returns the keys inserted.
     insert_new=(
-        "INSERT INTO messages AS t (bot_id, created_at, direction, chat_id, sender_id, "
-        f"tg_message_id, text, processed_at) SELECT :bot, s.date, {_DIRECTION}, s.user_id, "
-        "s.sender, s.id, s.text, s.date FROM stage s WHERE NOT EXISTS (SELECT 1 FROM "
-        "messages m WHERE m.bot_id = :bot AND m.chat_id = s.user_id "
-        "AND m.tg_message_id = s.id) RETURNING t.chat_id, t.tg_message_id"
+        "WITH ins AS (INSERT INTO messages AS t (bot_id, created_at, direction, chat_id, "
+        f"sender_id, tg_message_id, text, processed_at) SELECT :bot, s.date, {_DIRECTION}, "
+        "s.user_id, s.sender, s.id, s.text, s.date FROM stage s WHERE NOT EXISTS (SELECT 1 "
+        "FROM messages m WHERE m.bot_id = :bot AND m.chat_id = s.user_id "
+        "AND m.tg_message_id = s.id) "
+        "RETURNING t.chat_id, t.tg_message_id, t.direction, t.created_at, t.id), "
+        "conv AS (INSERT INTO conversations AS c (bot_id, chat_id, messages_in, messages_out, "
+        "last_message_at, last_processed_message_id) SELECT :bot, chat_id, "
+        "count(*) FILTER (WHERE direction = 'in'), count(*) FILTER (WHERE direction = 'out'), "
+        "max(created_at), max(id) FROM ins GROUP BY chat_id "
+        "ON CONFLICT (bot_id, chat_id) DO UPDATE SET "
+        "messages_in = c.messages_in + excluded.messages_in, "
+        "messages_out = c.messages_out + excluded.messages_out, "
+        "last_message_at = greatest(c.last_message_at, excluded.last_message_at), "
+        "updated_at = now()) "
+        "SELECT chat_id, tg_message_id FROM ins"
     ),
     update_changed=(
         f"UPDATE messages t SET created_at = s.date, direction = {_DIRECTION}, "
@@ -180,7 +195,7 @@ MESSAGES = Target(
     ),
 )
 
-#: Keeps the per-chat conversations row in step with the chat's messages.
+#: Recounts a chat's conversations row after a re-scan updated or deleted messages.
 REFRESH_CONVERSATIONS = (
     "INSERT INTO conversations AS c (bot_id, chat_id, messages_in, messages_out, "
     "last_message_at, last_processed_message_id) "
@@ -212,3 +227,17 @@ def copy_text(value: object) -> str:
     if isinstance(value, datetime):
         return value.isoformat()
     return str(value)
+
+
+def _message_line(row: tuple[Any, ...]) -> str:
+    # The hot path (millions of rows): ids and the date never need escaping.
+    return f"{row[0]}\t{row[1]}\t{row[2]}\t{copy_text(row[3])}\t{row[4].isoformat()}\n"
+
+
+def _generic_line(row: tuple[Any, ...]) -> str:
+    return "\t".join([copy_text(v) for v in row]) + "\n"
+
+
+def copy_line(component: Component) -> Callable[[tuple[Any, ...]], str]:
+    """Formats a validated row as one line of COPY text input."""
+    return _message_line if component is Component.CONVERSATIONS else _generic_line

@@ -8,6 +8,7 @@ expected. The rules are the ones docs/legacy-json.md lists.
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -113,6 +114,23 @@ def _text(raw: dict[str, Any], field: str, limit: int, *, required: bool = False
     return value
 
 
+class _Tomorrow:
+    """The latest date allowed, recomputed once a minute (it is asked for every record)."""
+
+    def __init__(self) -> None:
+        self.checked = float("-inf")
+        self.value = EARLIEST
+
+    def __call__(self) -> datetime:
+        stamp = time.monotonic()
+        if stamp - self.checked > 60:
+            self.checked, self.value = stamp, datetime.now(UTC) + timedelta(days=1)
+        return self.value
+
+
+latest_allowed = _Tomorrow()
+
+
 def parse_date(value: Any, field: str, now: datetime | None = None) -> datetime:
     """ISO 8601 (naive means UTC) or Unix seconds, between 2013 and tomorrow."""
     if isinstance(value, bool) or value is None:
@@ -134,7 +152,7 @@ def parse_date(value: Any, field: str, now: datetime | None = None) -> datetime:
             when = when.replace(tzinfo=UTC)
     else:
         raise InvalidRecord(f"{field} is {_short(value)}, expected an ISO 8601 date")
-    latest = (now or datetime.now(UTC)) + timedelta(days=1)
+    latest = now + timedelta(days=1) if now is not None else latest_allowed()
     if not EARLIEST <= when <= latest:
         raise InvalidRecord(f"{field} {when.isoformat()} is outside 2013-01-01 .. tomorrow")
     return when.astimezone(UTC)

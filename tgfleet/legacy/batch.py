@@ -1,0 +1,206 @@
+"""One first-time load batch, in two halves that can overlap in time.
+
+``assemble`` reads and validates up to K records from a bot's files (no database);
+``write_batch`` loads them in one transaction (COPY to staging, insert, quarantine,
+checkpoints). The engine runs ``assemble`` for batch N+1 in a thread while batch N is
+written, so parsing and PostgreSQL work use both cores; a crash still loses nothing,
+since only ``write_batch`` commits and it commits data and checkpoints together.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from itertools import islice
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import text
+
+from tgfleet.db.session import session_scope
+from tgfleet.legacy.checkpoints import FileCheckpoint, save_checkpoints
+from tgfleet.legacy.format import Component, SourceFile, source_files
+from tgfleet.legacy.loading import (
+    LoadBuffer,
+    copy_stage,
+    ensure_month_partitions,
+    insert_quarantine,
+)
+from tgfleet.legacy.reader import RecordStream, SourceRecord
+from tgfleet.legacy.targets import TARGETS
+from tgfleet.platform.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class BatchResult:
+    """What one batch did; ``idle`` means nothing was left to do, ``busy`` that the lock
+    was held by another batch of the same component."""
+
+    component: Component
+    bot_id: int | None = None
+    rescan: bool = False
+    files: int = 0
+    read: int = 0
+    inserted: int = 0
+    updated: int = 0
+    deleted: int = 0
+    quarantined: int = 0
+    errors: list[str] = field(default_factory=list)
+    idle: bool = False
+    busy: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        data = dict(self.__dict__)
+        data["component"] = self.component.value
+        return data
+
+
+@dataclass
+class WorkFile:
+    source: SourceFile
+    rel: str
+    fingerprint: str
+    checkpoint: FileCheckpoint | None
+    rescan: bool
+
+    @property
+    def start(self) -> int:
+        return 0 if self.rescan or self.checkpoint is None else self.checkpoint.position
+
+
+def current_fingerprint(path: Path) -> str:
+    stat = path.stat()
+    return f"{stat.st_size}:{stat.st_mtime_ns}"
+
+
+def find_work(
+    root: Path, bot_id: int, component: Component, checkpoints: dict[str, FileCheckpoint]
+) -> Iterator[WorkFile]:
+    """Files of one bot that need loading, in order (stat only; nothing is read)."""
+    for source in source_files(root, component, bot_id):
+        rel = source.relative_to(root)
+        try:
+            fp = current_fingerprint(source.path)
+        except FileNotFoundError:
+            continue
+        cp = checkpoints.get(rel)
+        if cp is None:
+            yield WorkFile(source, rel, fp, None, rescan=False)
+        elif cp.fingerprint != fp:
+            yield WorkFile(source, rel, fp, cp, rescan=True)
+        elif not cp.complete:
+            yield WorkFile(source, rel, fp, cp, rescan=False)
+
+
+Reader = tuple[str, RecordStream, Iterator[SourceRecord]]
+
+
+class StreamCache:
+    """Open readers kept between batches, so a big file is read once, not re-skipped."""
+
+    def __init__(self) -> None:
+        self._open: dict[Path, Reader] = {}
+
+    def reader(self, work: WorkFile) -> tuple[RecordStream, Iterator[SourceRecord]]:
+        cached = self._open.pop(work.source.path, None)
+        if cached is not None:
+            fp, stream, it = cached
+            if fp == work.fingerprint and stream.position == work.start:
+                return stream, it
+        stream = RecordStream(work.source.path, skip=work.start)
+        return stream, iter(stream)
+
+    def keep(self, work: WorkFile, stream: RecordStream, it: Iterator[SourceRecord]) -> None:
+        self._open[work.source.path] = (work.fingerprint, stream, it)
+
+    def close(self) -> None:
+        self._open.clear()
+
+
+@dataclass
+class PreparedBatch:
+    bot_id: int
+    component: Component
+    buffer: LoadBuffer
+    result: BatchResult
+    saves: list[tuple[WorkFile, FileCheckpoint]] = field(default_factory=list)
+    #: Where this bot's next batch starts (None: nothing more, or a re-scan comes next).
+    next_work: WorkFile | None = None
+
+
+def assemble(
+    cache: StreamCache,
+    bot_id: int,
+    component: Component,
+    first: WorkFile,
+    rest: Iterator[WorkFile],
+    batch_size: int,
+) -> PreparedBatch:
+    """Read and validate up to ``batch_size`` records of fresh files, starting at ``first``."""
+    batch = PreparedBatch(
+        bot_id, component, LoadBuffer(component, bot_id), BatchResult(component, bot_id)
+    )
+    budget = batch_size
+    work: WorkFile | None = first
+    while work is not None and not work.rescan:
+        stream, it = cache.reader(work)
+        batch.buffer.start_file(work.source, work.rel)
+        taken = 0
+        for record in islice(it, budget):
+            batch.buffer.add(record)
+            taken += 1
+        budget -= taken
+        done = stream.complete or stream.error is not None
+        error = str(stream.error) if stream.error else None
+        if error:
+            batch.result.errors.append(error)
+        checkpoint = FileCheckpoint(
+            work.rel, work.fingerprint, stream.position, done, error, stream.position
+        )
+        batch.saves.append((work, checkpoint))
+        batch.result.files += 1
+        batch.result.read += taken
+        if not done:
+            cache.keep(work, stream, it)
+            work = WorkFile(work.source, work.rel, work.fingerprint, checkpoint, rescan=False)
+        else:
+            work = next(rest, None)
+        if budget <= 0:
+            break
+    batch.next_work = work if work is not None and not work.rescan else None
+    return batch
+
+
+def write_batch(
+    settings: Settings, batch: PreparedBatch, months_known: set[Any], cid: str | None
+) -> BatchResult:
+    """Load a prepared batch and move its checkpoints, in one transaction."""
+    bot_id, component, result = batch.bot_id, batch.component, batch.result
+    target = TARGETS[component]
+    if component is Component.CONVERSATIONS:
+        ensure_month_partitions(settings, batch.buffer.months(), months_known)
+    with session_scope(settings, bot_id=bot_id, correlation_id=cid) as session:
+        copy_stage(session, target, batch.buffer.lines())
+        inserted = {tuple(r) for r in session.execute(text(target.insert_new), {"bot": bot_id})}
+        batch.buffer.quarantine_conflicts(inserted)
+        result.inserted = len(inserted)
+        result.quarantined = insert_quarantine(session, bot_id, component, batch.buffer.quarantine)
+        save_checkpoints(
+            session,
+            bot_id,
+            component,
+            [(checkpoint, work.checkpoint) for work, checkpoint in batch.saves],
+        )
+    log.info(
+        "migration batch bot=%s component=%s files=%d read=%d inserted=%d quarantined=%d",
+        bot_id,
+        component.value,
+        result.files,
+        result.read,
+        result.inserted,
+        result.quarantined,
+    )
+    return result
