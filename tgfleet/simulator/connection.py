@@ -18,6 +18,7 @@ from telethon.tl.types import MsgsAck, Pong
 from tgfleet.simulator import mtproto
 from tgfleet.simulator.framing import FrameCodec, FrameError
 from tgfleet.simulator.handshake import Handshake, HandshakeError
+from tgfleet.simulator.render import MAX_BATCH, PushBatch
 from tgfleet.simulator.sessions import AuthSession
 
 if TYPE_CHECKING:
@@ -48,8 +49,9 @@ class ClientConnection(asyncio.Protocol):
         self._salt = 0
         self._ids = mtproto.MessageIds()
         self._seq = 0
-        # ("plain", body) for handshake replies, ("push"|"reply", body) for encrypted ones.
-        self._outbox: list[tuple[str, bytes]] = []
+        # ("plain", body) for handshake replies, ("reply"|"pong", body) and ("push", batch)
+        # for encrypted ones; consecutive pushes merge into one batch.
+        self._outbox: list[tuple[str, bytes | PushBatch]] = []
         self._flush_handle: asyncio.Handle | None = None
 
     # -- asyncio.Protocol ----------------------------------------------------------------
@@ -135,11 +137,16 @@ class ClientConnection(asyncio.Protocol):
 
     # -- outgoing ----------------------------------------------------------------------
 
-    def push(self, body: bytes) -> None:
-        """Queue a pushed update (an ``Updates`` object) for this connection."""
-        self._enqueue("push", body)
+    def push(self, batch: PushBatch) -> None:
+        """Queue pushed updates; merged with a push queued just before, if any."""
+        if self._outbox:
+            last = self._outbox[-1][1]
+            if isinstance(last, PushBatch) and len(last.updates) < MAX_BATCH:
+                last.add(batch)
+                return
+        self._enqueue("push", PushBatch(list(batch.updates), dict(batch.users), dict(batch.chats)))
 
-    def _enqueue(self, kind: str, body: bytes) -> None:
+    def _enqueue(self, kind: str, body: bytes | PushBatch) -> None:
         if self.closed:
             return
         self._outbox.append((kind, body))
@@ -164,7 +171,8 @@ class ClientConnection(asyncio.Protocol):
         chunks: list[bytes] = []
         batch: list[bytes] = []
         batch_bytes = 0
-        for kind, body in outbox:
+        for kind, item in outbox:
+            body = item.to_bytes() if isinstance(item, PushBatch) else item
             if kind == "plain":
                 chunks.extend(self._encrypt_batch(batch))
                 batch, batch_bytes = [], 0

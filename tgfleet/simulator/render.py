@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
+import struct
+import time
+from dataclasses import dataclass, field
 
 from telethon.tl import types
 
+from tgfleet.simulator.mtproto import vector
 from tgfleet.simulator.world import Bot, Group, Photo, StoredMessage, User, World
 
 
@@ -114,4 +118,45 @@ def message_updates(
         chats=peer_chats(world, [message]),
         date=when(message.date),
         seq=0,
+    )
+
+
+_UPDATES_ID = types.Updates.CONSTRUCTOR_ID
+MAX_BATCH = 100
+
+
+@dataclass(slots=True)
+class PushBatch:
+    """Updates queued for one connection in one loop iteration, sent as one ``Updates``
+    (as Telegram batches them): the users and chats they mention appear once."""
+
+    updates: list[bytes] = field(default_factory=list)
+    users: dict[int, bytes] = field(default_factory=dict)
+    chats: dict[int, bytes] = field(default_factory=dict)
+
+    def add(self, other: PushBatch) -> None:
+        self.updates.extend(other.updates)
+        self.users.update(other.users)
+        self.chats.update(other.chats)
+
+    def to_bytes(self) -> bytes:
+        return b"".join(
+            (
+                struct.pack("<I", _UPDATES_ID),
+                vector(self.updates),
+                vector(list(self.users.values())),
+                vector(list(self.chats.values())),
+                struct.pack("<ii", int(time.time()), 0),
+            )
+        )
+
+
+def message_push(world: World, bot: Bot, message: StoredMessage, edit: bool = False) -> PushBatch:
+    """The push of one new (or edited) message, ready to merge with others."""
+    update_cls = types.UpdateEditMessage if edit else types.UpdateNewMessage
+    update = update_cls(message_tl(world, bot, message), pts=message.pts, pts_count=1)
+    return PushBatch(
+        [bytes(update)],
+        {u.id: bytes(u) for u in peer_users(world, bot, [message])},
+        {c.id: bytes(c) for c in peer_chats(world, [message])},
     )

@@ -18,7 +18,7 @@ from tgfleet.simulator.connection import ClientConnection
 from tgfleet.simulator.handshake import ServerKey
 from tgfleet.simulator.limits import FloodControl, FloodLimits
 from tgfleet.simulator.methods import Methods
-from tgfleet.simulator.render import message_updates
+from tgfleet.simulator.render import PushBatch, message_push
 from tgfleet.simulator.sessions import SessionStore
 from tgfleet.simulator.state import dump_state, load_state, read_state_file, write_state_file
 from tgfleet.simulator.world import (
@@ -230,8 +230,8 @@ class Simulator:
             return max(1, int(forced + 0.999))
         return self.flood.check(bot.id, chat_id, group)
 
-    def push(self, bot: Bot, body: bytes, exclude: ClientConnection | None = None) -> int:
-        """Send an Updates body to every listening connection of ``bot``."""
+    def push(self, bot: Bot, batch: PushBatch, exclude: ClientConnection | None = None) -> int:
+        """Queue updates for every listening connection of ``bot``."""
         if self._lost_pushes.get(bot.id, 0) > 0:
             self._lost_pushes[bot.id] -= 1
             self.stats["lost_pushes"] += 1
@@ -239,7 +239,7 @@ class Simulator:
         sent = 0
         for conn in self._by_bot.get(bot.id, ()):
             if conn is not exclude and conn.session is not None and conn.session.listening:
-                conn.push(body)
+                conn.push(batch)
                 sent += 1
         self.stats["pushes"] += sent
         return sent
@@ -258,8 +258,7 @@ class Simulator:
             c is not origin and c.session and c.session.listening
             for c in self._by_bot.get(bot.id, ())
         ):
-            body = bytes(message_updates(self.world, bot, message, edit=edit))
-            self.push(bot, body, exclude=origin)
+            self.push(bot, message_push(self.world, bot, message, edit), exclude=origin)
 
     # -- the control surface (Python API) ------------------------------------------------
 
@@ -291,7 +290,7 @@ class Simulator:
         self.stats["user_messages"] += 1
         self.mark_dirty()
         if self._by_bot.get(bot_id):
-            self.push(bot, bytes(message_updates(world, bot, message)))
+            self.push(bot, message_push(world, bot, message))
         return message
 
     def create_group(self, title: str, member_ids: list[int]) -> Group:
@@ -315,7 +314,7 @@ class Simulator:
             message = world.user_sends(user_id, bot_id, text, picture, chat_id=group_id)
             copies.append((bot, message))
             if self._by_bot.get(bot_id):
-                self.push(bot, bytes(message_updates(world, bot, message)))
+                self.push(bot, message_push(world, bot, message))
         self.stats["user_messages"] += 1
         self.mark_dirty()
         return copies
