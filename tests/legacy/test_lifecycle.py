@@ -181,3 +181,28 @@ def test_rollback_round_trip_is_checksum_identical(
                 assert pg_checksum(session, bot, component) == before[bot, component]
     with owner.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM migration_quarantine")).scalar_one() == 0
+
+
+def test_rollback_in_place_backs_up_files_and_resumes_without_reload(
+    clean_db: Settings, owner: Engine, make_store: Store
+) -> None:
+    # Given users migrated and cut over
+    root, report = make_store(bots=1, users=20)
+    _migrate(clean_db, root, Component.USERS)
+    assert all(r.passed for r in verify(clean_db, root, Component.USERS))
+    cutover(clean_db, root, Component.USERS)
+    original = (root / str(report.bots[0]) / "users.json").read_bytes()
+    # When rolled back into the store itself
+    [result] = rollback(clean_db, root, Component.USERS)
+    # Then the old file is kept under .rollback/, the new one holds PostgreSQL's rows,
+    # and the state is json
+    [backup] = list((root / ".rollback").glob(f"*/{report.bots[0]}/users.json"))
+    assert backup.read_bytes() == original
+    assert result.rows == report.valid(Component.USERS)
+    with session_scope(clean_db, bot_id=report.bots[0]) as session:
+        assert get_state(session, report.bots[0], Component.USERS) is ComponentState.JSON
+    # And migrating again later reloads nothing, and still verifies
+    start(clean_db, root, Component.USERS)
+    again = run_until_idle(clean_db, root, Component.USERS, batch_size=200)
+    assert (again.files, again.inserted, again.updated, again.deleted) == (0, 0, 0, 0)
+    assert all(r.passed for r in verify(clean_db, root, Component.USERS))

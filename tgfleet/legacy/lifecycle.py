@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import text
+from sqlalchemy.orm import Session
 
 from tgfleet.db.session import session_scope
 from tgfleet.legacy.checkpoints import (
@@ -29,7 +30,7 @@ from tgfleet.legacy.checkpoints import (
     get_state,
     load_checkpoints,
     reset_files,
-    save_checkpoint,
+    save_checkpoints,
     set_state,
 )
 from tgfleet.legacy.engine import MIGRATING, BatchResult, Migrator, current_fingerprint
@@ -160,7 +161,7 @@ def status(settings: Settings, root: Path, component: Component) -> list[Compone
     return report
 
 
-def quarantine_count(session: Any, bot_id: int, component: Component) -> int:
+def quarantine_count(session: Session, bot_id: int, component: Component) -> int:
     return int(
         session.execute(
             text(
@@ -238,8 +239,12 @@ def cutover(settings: Settings, root: Path, component: Component) -> list[int]:
 def rollback(
     settings: Settings, root: Path, component: Component, *, out: Path | None = None
 ) -> list[ExportResult]:
-    """Export PostgreSQL's rows to the legacy layout (``out``, default the store itself,
-    whose replaced files are moved to ``<root>/.rollback/<time>/``) and set state json."""
+    """Export PostgreSQL's rows to the legacy layout and set the state back to json.
+
+    By default the files are written into the store itself (the files they replace are
+    moved to ``<root>/.rollback/<time>/``) and recorded as loaded, so a later migration
+    starts from them without reloading. ``out`` writes a copy elsewhere instead.
+    """
     root = root.resolve()
     out = (out or root).resolve()
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
@@ -249,17 +254,36 @@ def rollback(
             _back_up(root, bot, component, root / ".rollback" / stamp)
         result = export_component(settings, bot, component, out)
         with session_scope(settings, bot_id=bot) as session:
-            reset_files(session, bot, component)
-            for path in result.files:
-                rel = path.relative_to(out).as_posix()
-                count = result.counts[path]
-                checkpoint = FileCheckpoint(
-                    rel, current_fingerprint(path), count, True, None, count
-                )
-                save_checkpoint(session, bot, component, checkpoint, None)
-            set_state(session, bot, component, ComponentState.JSON, {"root": str(out)})
+            if out == root:
+                _record_exported(session, bot, component, root, result)
+            set_state(session, bot, component, ComponentState.JSON)
         results.append(result)
     return results
+
+
+def _record_exported(
+    session: Session, bot: int, component: Component, root: Path, result: ExportResult
+) -> None:
+    reset_files(session, bot, component)
+    save_checkpoints(
+        session,
+        bot,
+        component,
+        [
+            (
+                FileCheckpoint(
+                    path.relative_to(root).as_posix(),
+                    current_fingerprint(path),
+                    count,
+                    True,
+                    None,
+                    count,
+                ),
+                None,
+            )
+            for path, count in result.counts.items()
+        ],
+    )
 
 
 def _back_up(root: Path, bot_id: int, component: Component, backup: Path) -> None:
