@@ -152,3 +152,32 @@ def test_history_beyond_the_limit_answers_difference_too_long(run: Callable[...,
         seen = run(scenario())
     assert seen[-1] == "fresh"
     assert "old 0" not in seen
+
+
+def test_a_burst_of_pushes_arrives_complete_and_in_order(
+    world: World, run: Callable[..., Any]
+) -> None:
+    # Given a listening bot
+    def differences() -> int:
+        return int(world.sim.stats()["counters"].get("differences", 0))
+
+    async def scenario() -> tuple[list[str], int]:
+        client = await world.bot_client()
+        seen: list[str] = []
+        client.add_event_handler(collect(seen), events.NewMessage())
+        await client.catch_up()
+        await asyncio.sleep(0.2)
+        before = await asyncio.to_thread(differences)
+        try:
+            # When 300 messages arrive at once (batched into few Updates on the wire)
+            await _user_says(world, "n{i}", count=300)
+            await wait_until(lambda: len(seen) >= 300, timeout=20)
+            await asyncio.sleep(0.2)
+            return seen, await asyncio.to_thread(differences) - before
+        finally:
+            await client.disconnect()
+
+    # Then every one was delivered exactly once, in order, without a getDifference
+    seen, extra_differences = run(scenario())
+    assert seen == [f"n{i}" for i in range(300)]
+    assert extra_differences == 0
