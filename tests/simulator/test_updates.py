@@ -23,13 +23,14 @@ def test_new_message_handler_fires_for_a_users_message(
     world: World, run: Callable[..., Any]
 ) -> None:
     # Given a listening bot with a NewMessage handler
-    async def scenario() -> list[tuple[str, int, bool]]:
+    async def scenario() -> list[tuple[str, int, bool, list[str]]]:
         client = await world.bot_client()
-        seen: list[tuple[str, int, bool]] = []
+        seen: list[tuple[str, int, bool, list[str]]] = []
 
         async def on_message(event: events.NewMessage.Event) -> None:
             sender = await event.get_sender()
-            seen.append((event.raw_text, event.sender_id, bool(sender.access_hash)))
+            commands = [type(entity).__name__ for entity in event.message.entities or []]
+            seen.append((event.raw_text, event.sender_id, bool(sender.access_hash), commands))
 
         client.add_event_handler(on_message, events.NewMessage(incoming=True))
         await client.catch_up()
@@ -41,8 +42,9 @@ def test_new_message_handler_fires_for_a_users_message(
         finally:
             await client.disconnect()
 
-    # Then the handler fired once, with the sender known (access hash cached)
-    assert run(scenario()) == [("/start", world.user["id"], True)]
+    # Then the handler fired once, with the sender known (access hash cached) and the
+    # command marked with a bot_command entity
+    assert run(scenario()) == [("/start", world.user["id"], True, ["MessageEntityBotCommand"])]
 
 
 def test_offline_client_catches_up_every_missed_message(

@@ -29,6 +29,8 @@ log = logging.getLogger(__name__)
 _PLAIN_KEY_ID = b"\x00" * 8
 _CONTAINER_MAX_ITEMS = 500
 _CONTAINER_MAX_BYTES = 256 * 1024
+# A client that stops reading is cut off rather than buffered without bound.
+MAX_WRITE_BUFFER = 32 * 1024 * 1024
 TRANSPORT_ERROR = -404
 
 
@@ -89,6 +91,9 @@ class ClientConnection(asyncio.Protocol):
             struct.error,
         ) as exc:
             self.fail(f"{type(exc).__name__}: {exc}")
+        except Exception as exc:  # a simulator bug must not take other sessions down
+            log.exception("simulator: unexpected error on connection from %s", self.peer)
+            self.fail(f"internal error: {type(exc).__name__}")
 
     # -- incoming ----------------------------------------------------------------------
 
@@ -187,6 +192,11 @@ class ClientConnection(asyncio.Protocol):
                 batch, batch_bytes = [], 0
         chunks.extend(self._encrypt_batch(batch))
         self.transport.write(b"".join(chunks))
+        if self.transport.get_write_buffer_size() > MAX_WRITE_BUFFER:
+            log.warning("simulator: %s stopped reading; closing its connection", self.peer)
+            self.sim.stats["slow_consumers"] += 1
+            self.closed = True
+            self.transport.abort()
 
     def _pack(self, kind: str, body: bytes) -> bytes:
         if kind == "pong":

@@ -71,8 +71,16 @@ def message_tl(world: World, bot: Bot, message: StoredMessage) -> types.Message:
             else types.MessageReplyHeader(reply_to_msg_id=message.reply_to)
         ),
         media=None if photo is None else types.MessageMediaPhoto(photo=photo_tl(photo)),
+        entities=_command_entities(message),
         edit_date=None if message.edit_date is None else when(message.edit_date),
     )
+
+
+def _command_entities(message: StoredMessage) -> list[types.TypeMessageEntity] | None:
+    """A user's "/command args" carries a bot_command entity, as Telegram marks it."""
+    if message.out or not message.text.startswith("/"):
+        return None
+    return [types.MessageEntityBotCommand(offset=0, length=len(message.text.split()[0]))]
 
 
 def peer_users(world: World, bot: Bot, messages: list[StoredMessage]) -> list[types.User]:
