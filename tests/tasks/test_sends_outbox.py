@@ -79,7 +79,7 @@ def test_queue_message_enqueues_only_after_commit(migrated: Settings, bot_id: in
     # And exactly one deliver task after it
     [task] = _queued_tasks(migrated)
     assert task["task"] == "tgfleet.sends.deliver"
-    assert task["kwargs"] == {"outbox_id": row.id, "bot_id": bot_id}
+    assert task["kwargs"] == {"outbox_id": row.id, "bot_id": bot_id, "chat_id": 42}
 
 
 def test_rolled_back_message_is_never_enqueued(migrated: Settings, bot_id: int) -> None:
@@ -112,12 +112,11 @@ def test_a_claim_is_won_once_until_its_lease_expires(migrated: Settings, bot_id:
     results = []
     for _ in range(2):
         with session_scope(migrated, bot_id=bot_id) as s:
-            results.append(claim(s, migrated, bot_id, row.id))
+            results.append(claim(s, migrated, bot_id, row.id) is not None)
     assert results == [True, False]
     expired = migrated.model_copy(update={"send_lease_s": 0.0})
     with session_scope(migrated, bot_id=bot_id) as s:
-        assert claim(s, expired, bot_id, row.id)
-        stored = s.get(Outbox, (bot_id, row.id))
+        stored = claim(s, expired, bot_id, row.id)
         assert stored is not None and stored.status is OutboxStatus.SENDING
         assert stored.random_id == random_id_for(migrated, bot_id, row.id)
 

@@ -41,8 +41,11 @@ def _lease(settings: Settings) -> timedelta:
     return timedelta(seconds=settings.send_lease_s)
 
 
-def claim(session: Session, settings: Settings, bot_id: int, outbox_id: int) -> bool:
-    """``queued``/``retrying`` (or ``sending`` past its lease) -> ``sending``; True if won."""
+def claim(session: Session, settings: Settings, bot_id: int, outbox_id: int) -> Outbox | None:
+    """``queued``/``retrying`` (or ``sending`` past its lease) -> ``sending``.
+
+    Returns the claimed row, or None when it is done or another worker holds it.
+    """
     stmt = (
         update(Outbox)
         .where(
@@ -61,9 +64,9 @@ def claim(session: Session, settings: Settings, bot_id: int, outbox_id: int) -> 
             updated_at=func.clock_timestamp(),
             random_id=random_id_for(settings, bot_id, outbox_id),
         )
-        .returning(Outbox.id)
+        .returning(Outbox)
     )
-    return session.execute(stmt).first() is not None
+    return session.scalars(stmt).one_or_none()
 
 
 def mark_sent(session: Session, bot_id: int, outbox_id: int, tg_message_id: int | None) -> None:

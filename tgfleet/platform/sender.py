@@ -8,9 +8,11 @@ retries with the given countdown (never a sleep). See docs/sends.md.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import random
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,6 +41,10 @@ log = logging.getLogger(__name__)
 
 SEND_TIMEOUT_S = 30.0
 _DONE = (OutboxStatus.SENT, OutboxStatus.FAILED, OutboxStatus.DEAD)
+#: Per-chat limits are used at this fraction: the chat bucket has no slack for the jitter
+#: between taking a token and Telegram seeing the message (the bot bucket has some).
+CHAT_MARGIN = 0.9
+BOT_CONFIG_TTL_S = 30.0
 RESOLVE_METRICS = "tgfleet:metrics:resolve"
 SEND_METRICS = "tgfleet:metrics:sends"
 
@@ -121,6 +127,7 @@ class Sender:
         self.store = DbSessionStore(settings)
         self.clients = BotClients(settings, self.loop, self.store)
         self.lookup = ClientLookup(self.clients, self.loop)
+        self._bots: dict[int, tuple[float, tuple[Limits, list[int]]]] = {}
         self._closed = threading.Event()
 
     # -- the flow ------------------------------------------------------------------------
@@ -129,22 +136,27 @@ class Sender:
         outbox_id: int,
         bot_id: int,
         *,
+        chat_id: int | None = None,
         stage: Stage = Stage.NONE,
         distrust_hash: int | None = None,
         correlation_id: str | None = None,
     ) -> Outcome:
+        """One attempt: claim the row, resolve the peer, take a token, send, record."""
         settings = self.settings
-        with session_scope(settings, bot_id=bot_id, correlation_id=correlation_id) as s:
-            row = s.get(Outbox, (bot_id, outbox_id))
-            if row is None:
-                return Outcome("noop", "no such outbox row")
-            if row.status in _DONE:
-                return Outcome("noop", f"row is {row.status.value}")
-            config = delivery.bot_config(s, bot_id)
-            if config is None:
+        config = self._bot_config(bot_id)
+        if config is None:
+            with session_scope(settings, bot_id=bot_id, correlation_id=correlation_id) as s:
                 delivery.mark_failed(s, bot_id, outbox_id, f"bot {bot_id} does not exist")
-                return Outcome("failed", "no such bot")
-            bot_settings, admins = config
+            return Outcome("failed", "no such bot")
+        limits, admins = config
+        try:  # connected before a token is taken: a token is spent on the wire at once
+            client = self.clients.get(bot_id)
+        except (SenderUnavailable, OSError, TimeoutError, errors.RPCError) as exc:
+            return self._cannot_connect(outbox_id, bot_id, exc)
+        with session_scope(settings, bot_id=bot_id, correlation_id=correlation_id) as s:
+            row = delivery.claim(s, settings, bot_id, outbox_id)
+            if row is None:
+                return Outcome("noop", "already done or claimed by another worker")
             try:
                 resolved = resolve_input_peer(
                     s,
@@ -154,53 +166,78 @@ class Sender:
                     telegram=self.lookup,
                     distrust_hash=distrust_hash,
                 )
-                # Connected before the token is taken: a token is spent on the wire at once.
-                client = self.clients.get(bot_id)
             except PeerNotFound as exc:
                 return self._attempt_failed(s, row, exc.reason, admins)
             except (SenderUnavailable, errors.RPCError, OSError, TimeoutError) as exc:
                 return self._transient(s, row, exc, admins)
-            self.redis.hincrby(RESOLVE_METRICS, resolved.source, 1)
-            if not delivery.claim(s, settings, bot_id, outbox_id):
-                return Outcome("noop", "claimed by another worker")
-        limits_raw = bot_settings.get("limits")
-        limits = Limits.from_settings(
-            settings, limits_raw if isinstance(limits_raw, dict) else None
-        )
-        kind = ChatKind.PRIVATE if row.chat_id > 0 else ChatKind.GROUP
-        request = build_request(
-            row, resolved.peer, delivery.random_id_for(settings, bot_id, row.id)
-        )
-        wait = self.limiter.acquire(bot_id, row.chat_id, kind, limits)
+        request = build_request(row, resolved.peer, row.random_id or 0)
+        # The token is taken last, right before the request goes out: the time between the
+        # two is all the slack Telegram's own buckets give (see docs/sends.md).
+        chat_id = row.chat_id
+        kind = ChatKind.PRIVATE if chat_id > 0 else ChatKind.GROUP
+        wait = self.limiter.acquire(bot_id, chat_id, kind, limits)
         if wait > 0:
-            return self._rate_wait(row, wait, stage, kind, limits)
+            return self._rate_wait(outbox_id, bot_id, chat_id, wait, stage, kind, limits)
         try:
             result = self.loop.run(client(request), SEND_TIMEOUT_S)
         except Exception as exc:  # mapped below; nothing is retried blindly
             return self._send_failed(row, exc, admins, correlation_id)
         with session_scope(settings, bot_id=bot_id, correlation_id=correlation_id) as s:
             delivery.mark_sent(s, bot_id, outbox_id, sent_message_id(result, request))
-        self.redis.hincrby(SEND_METRICS, "sent", 1)
+        with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hincrby(RESOLVE_METRICS, resolved.source, 1)
+            pipe.hincrby(SEND_METRICS, "sent", 1)
+            pipe.execute()
         return Outcome("sent")
+
+    def _bot_config(self, bot_id: int) -> tuple[Limits, list[int]] | None:
+        """The bot's limits and admin chats, cached for ``BOT_CONFIG_TTL_S``."""
+        now = time.monotonic()
+        cached = self._bots.get(bot_id)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        with session_scope(self.settings, bot_id=bot_id) as s:
+            found = delivery.bot_config(s, bot_id)
+        if found is None:
+            return None
+        bot_settings, admins = found
+        raw = bot_settings.get("limits")
+        limits = Limits.from_settings(self.settings, raw if isinstance(raw, dict) else None)
+        limits = dataclasses.replace(limits, chat_per_s=limits.chat_per_s * CHAT_MARGIN)
+        self._bots[bot_id] = (now + BOT_CONFIG_TTL_S, (limits, admins))
+        return limits, admins
 
     # -- waits and failures ----------------------------------------------------------------
     def _rate_wait(
-        self, row: Outbox, wait: float, stage: Stage, kind: ChatKind, limits: Limits
+        self,
+        outbox_id: int,
+        bot_id: int,
+        chat_id: int,
+        wait: float,
+        stage: Stage,
+        kind: ChatKind,
+        limits: Limits,
     ) -> Outcome:
-        paused = self.limiter.paused_for(row.bot_id)
+        paused = self.limiter.paused_for(bot_id)
         if paused > 0:
-            countdown, new_stage = (
-                paused + random.uniform(0, min(5.0, 0.2 * paused + 0.5)),
-                Stage.NONE,
-            )
+            jitter = random.uniform(0, min(5.0, 0.2 * paused + 0.5))
+            countdown, new_stage = paused + jitter, Stage.NONE
         elif stage is Stage.BOTH:
             countdown, new_stage = wait + random.uniform(0, 1.0 / limits.bot_per_s), stage
         else:
-            slot = self.pacer.reserve(row.bot_id, row.chat_id, kind, limits, stage)
+            slot = self.pacer.reserve(bot_id, chat_id, kind, limits, stage)
             countdown, new_stage = max(slot.wait, wait), slot.stage
-        with session_scope(self.settings, bot_id=row.bot_id) as s:
-            delivery.release(s, row.bot_id, row.id, countdown)
-        return Outcome("retry", "rate limit", countdown, new_stage)
+        with session_scope(self.settings, bot_id=bot_id) as s:
+            delivery.release(s, bot_id, outbox_id, countdown)
+        return Outcome("retry", "rate limit", countdown, new_stage, {"chat_id": chat_id})
+
+    def _cannot_connect(self, outbox_id: int, bot_id: int, exc: BaseException) -> Outcome:
+        with session_scope(self.settings, bot_id=bot_id) as s:
+            row = s.get(Outbox, (bot_id, outbox_id))
+            if row is None or row.status in _DONE:
+                return Outcome("noop", "already done")
+            config = self._bot_config(bot_id)
+            return self._transient(s, row, exc, config[1] if config else [])
 
     def backoff(self, attempts: int) -> float:
         """Capped exponential backoff with jitter for the ``attempts``-th failure."""

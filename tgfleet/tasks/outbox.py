@@ -114,7 +114,7 @@ def queue_message(
         row = _insert(session, values)
         if row is not None:
             rows.append(row)
-            enqueue_after_commit(session, [(row.id, bot_id)])
+            enqueue_after_commit(session, [(row.id, bot_id, chat_id)])
         elif key is not None:
             existing = session.scalars(
                 select(Outbox).where(Outbox.bot_id == bot_id, Outbox.dedupe_key == key)
@@ -133,9 +133,13 @@ def _insert(session: Session, values: dict[str, Any]) -> Outbox | None:
     return session.get(Outbox, (values["bot_id"], row_id))
 
 
-def enqueue_after_commit(session: Session, items: Iterable[tuple[int, int]]) -> None:
-    """Enqueue ``deliver(outbox_id, bot_id)`` for ``items`` once ``session`` commits."""
-    pending: list[tuple[int, int]] | None = session.info.get(_PENDING_KEY)
+Delivery = tuple[int, int] | tuple[int, int, int]
+
+
+def enqueue_after_commit(session: Session, items: Iterable[Delivery]) -> None:
+    """Enqueue ``deliver`` for ``items`` ((outbox_id, bot_id[, chat_id]) tuples) once
+    ``session`` commits."""
+    pending: list[Delivery] | None = session.info.get(_PENDING_KEY)
     if pending is None:
         pending = session.info[_PENDING_KEY] = []
         event.listen(session, "after_commit", _flush_pending)
@@ -150,7 +154,7 @@ def _drop_pending(session: Session) -> None:
 
 
 def _flush_pending(session: Session) -> None:
-    pending: list[tuple[int, int]] = session.info.get(_PENDING_KEY) or []
+    pending: list[Delivery] = session.info.get(_PENDING_KEY) or []
     items = list(pending)
     pending.clear()
     if not items:
@@ -170,14 +174,18 @@ def _app() -> Celery:
     return default_app
 
 
-def enqueue_deliveries(items: Iterable[tuple[int, int]], countdown: float | None = None) -> None:
-    """Send ``deliver`` tasks for committed rows (``(outbox_id, bot_id)`` pairs)."""
+def enqueue_deliveries(items: Iterable[Delivery], countdown: float | None = None) -> None:
+    """Send ``deliver`` tasks for committed rows: (outbox_id, bot_id[, chat_id]) tuples.
+    With the chat id the first attempt needs no database read before its rate check."""
     app = _app()
     with app.producer_or_acquire() as producer:
-        for outbox_id, bot_id in items:
+        for item in items:
+            kwargs = {"outbox_id": item[0], "bot_id": item[1]}
+            if len(item) > 2:
+                kwargs["chat_id"] = item[2]
             app.send_task(
                 DELIVER_TASK,
-                kwargs={"outbox_id": outbox_id, "bot_id": bot_id},
+                kwargs=kwargs,
                 producer=producer,
                 countdown=countdown,
             )

@@ -26,6 +26,7 @@ from typing import Any
 from celery import shared_task
 from celery.signals import worker_process_shutdown, worker_shutdown
 
+from celeryconfig import MAX_COUNTDOWN_S
 from tgfleet.db import session_scope
 from tgfleet.platform import delivery
 from tgfleet.platform.celery_app import TgfleetTask
@@ -109,14 +110,16 @@ def deliver(
     self: TgfleetTask,
     outbox_id: int,
     bot_id: int,
+    chat_id: int | None = None,
     stage: int = 0,
     distrust_hash: int | None = None,
 ) -> str:
     """Deliver one outbox row (see ``tgfleet.platform.sender.Sender.deliver``)."""
-    sender = get_sender(self.app.settings)  # type: ignore[attr-defined]
+    sender = get_sender(self.app.settings)
     outcome = sender.deliver(
         int(outbox_id),
         int(bot_id),
+        chat_id=None if chat_id is None else int(chat_id),
         stage=Stage(int(stage)),
         distrust_hash=distrust_hash,
         correlation_id=self.request.id,
@@ -125,12 +128,14 @@ def deliver(
         kwargs: dict[str, Any] = {
             "outbox_id": outbox_id,
             "bot_id": bot_id,
+            "chat_id": chat_id,
             "stage": int(outcome.stage),
             **outcome.extra,
         }
         if outcome.detail != "rate limit":
             log.info("outbox %s: retry in %.1fs: %s", outbox_id, outcome.countdown, outcome.detail)
-        raise self.retry(countdown=outcome.countdown, kwargs=kwargs)
+        countdown = min(outcome.countdown, MAX_COUNTDOWN_S)
+        raise self.retry(countdown=countdown, kwargs=kwargs)
     if outcome.status in ("failed", "dead"):
         log.warning("outbox %s %s: %s", outbox_id, outcome.status, outcome.detail)
     return outcome.status
