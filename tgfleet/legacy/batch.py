@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +31,10 @@ from tgfleet.legacy.targets import TARGETS
 from tgfleet.platform.settings import Settings
 
 log = logging.getLogger(__name__)
+
+#: A batch also ends once its rows make this much COPY text, so memory stays flat
+#: whatever the record size (1 KB messages: ~8k rows a batch).
+MAX_BATCH_CHARS = 8 * 1024 * 1024
 
 
 @dataclass
@@ -129,6 +132,8 @@ class PreparedBatch:
     saves: list[tuple[WorkFile, FileCheckpoint]] = field(default_factory=list)
     #: Where this bot's next batch starts (None: nothing more, or a re-scan comes next).
     next_work: WorkFile | None = None
+    #: The valid rows as COPY text, formatted while the previous batch was written.
+    payload: bytes = b""
 
 
 def assemble(
@@ -149,10 +154,12 @@ def assemble(
         stream, it = cache.reader(work)
         batch.buffer.start_file(work.source, work.rel)
         taken = 0
-        for record in islice(it, budget):
+        for record in it:
             batch.buffer.add(record)
             taken += 1
-        budget -= taken
+            if taken >= budget or batch.buffer.size >= MAX_BATCH_CHARS:
+                break
+        budget = 0 if batch.buffer.size >= MAX_BATCH_CHARS else budget - taken
         done = stream.complete or stream.error is not None
         error = str(stream.error) if stream.error else None
         if error:
@@ -171,6 +178,7 @@ def assemble(
         if budget <= 0:
             break
     batch.next_work = work if work is not None and not work.rescan else None
+    batch.payload = batch.buffer.payload()
     return batch
 
 
@@ -183,10 +191,12 @@ def write_batch(
     if component is Component.CONVERSATIONS:
         ensure_month_partitions(settings, batch.buffer.months(), months_known)
     with session_scope(settings, bot_id=bot_id, correlation_id=cid) as session:
-        copy_stage(session, target, batch.buffer.lines())
-        inserted = {tuple(r) for r in session.execute(text(target.insert_new), {"bot": bot_id})}
-        batch.buffer.quarantine_conflicts(inserted)
-        result.inserted = len(inserted)
+        copy_stage(session, target, batch.payload)
+        batch.payload = b""
+        rejected = session.execute(text(target.insert_reporting_conflicts), {"bot": bot_id})
+        conflicts = {tuple(r) for r in rejected}
+        batch.buffer.quarantine_conflicts(conflicts)
+        result.inserted = len(batch.buffer.keys) - len(conflicts)
         result.quarantined = insert_quarantine(session, bot_id, component, batch.buffer.quarantine)
         save_checkpoints(
             session,

@@ -7,6 +7,7 @@ as a duplicate with its original text) and collects quarantine entries.
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 from collections.abc import Iterable, Iterator
@@ -44,11 +45,17 @@ class LoadBuffer:
 
     def __init__(self, component: Component, bot_id: int, *, keep_raw: bool = True) -> None:
         self.component, self.bot_id, self.keep_raw = component, bot_id, keep_raw
-        self.rows: list[tuple[Any, ...]] = []
+        #: COPY text lines of the valid rows, their keys, and (first loads) the raw records.
+        self.lines: list[str] = []
+        self.keys: list[tuple[int, ...]] = []
         self.raws: list[tuple[str, int, Any]] = []
+        #: Characters of COPY text held (batches are bounded by this too).
+        self.size = 0
+        self._line = copy_line(component)
         self.quarantine: list[dict[str, Any]] = []
         self._months: set[tuple[int, int]] = set()
-        self._seen: dict[tuple[int, ...], int] = {}
+        self._seen: dict[int, int] = {}
+        self._key_index = 1 if component is Component.CONVERSATIONS else 0
         self._validate: Validator | None = None
         self._rel = ""
 
@@ -65,13 +72,13 @@ class LoadBuffer:
         except InvalidRecord as exc:
             self._reject(record.position, record.value, exc.reason)
             return None
-        key = record_key(self.component, row)
+        key = row[self._key_index]  # the id; the user is fixed per conversation file
         first = self._seen.get(key)
         if first is not None:
             self._reject(
                 record.position,
                 record.value,
-                f"duplicate id {_key_text(key)}: the record at position {first} of "
+                f"duplicate id {key}: the record at position {first} of "
                 "this file has the same id and was kept",
             )
             return None
@@ -84,13 +91,18 @@ class LoadBuffer:
     def add(self, record: SourceRecord) -> None:
         row = self.check(record)
         if row is not None:
-            self.rows.append(row)
+            line = self._line(row)
+            self.lines.append(line)
+            self.size += len(line)
+            self.keys.append(record_key(self.component, row))
             if self.keep_raw:
                 self.raws.append((self._rel, record.position, record.value))
 
-    def lines(self) -> Iterator[str]:
-        line = copy_line(self.component)
-        return map(line, self.rows)
+    def payload(self) -> bytes:
+        """The valid rows as one COPY text input (the lines are released)."""
+        data = "".join(self.lines).encode("utf-8")
+        self.lines = []
+        return data
 
     def streamed_lines(self, stream: RecordStream) -> Iterator[str]:
         """Validate and emit COPY lines straight from a reader (whole-file re-scans)."""
@@ -103,13 +115,12 @@ class LoadBuffer:
     def months(self) -> set[tuple[int, int]]:
         return self._months
 
-    def quarantine_conflicts(self, inserted: set[tuple[Any, ...]]) -> None:
+    def quarantine_conflicts(self, conflicts: set[tuple[Any, ...]]) -> None:
         """Rows PostgreSQL already had (same id earlier in the file, in an earlier batch)."""
-        if len(inserted) == len(self.rows):
+        if not conflicts:
             return
-        for row, (rel, position, raw) in zip(self.rows, self.raws, strict=True):
-            key = record_key(self.component, row)
-            if key not in inserted:
+        for key, (rel, position, raw) in zip(self.keys, self.raws, strict=True):
+            if key in conflicts:
                 self.quarantine.append(
                     {
                         "file": rel,
@@ -156,12 +167,14 @@ class _LineReader:
         return self.read(COPY_CHUNK)
 
 
-def copy_stage(session: Session, target: Target, lines: Iterable[str]) -> None:
-    """Create this transaction's staging table and COPY ``lines`` into it."""
+def copy_stage(session: Session, target: Target, lines: Iterable[str] | bytes) -> None:
+    """Create this transaction's staging table and COPY ``lines`` (or a prepared payload
+    of COPY text, which sends without holding the GIL for formatting) into it."""
     cursor = session.connection().connection.driver_connection.cursor()  # type: ignore[union-attr]
+    source = io.BytesIO(lines) if isinstance(lines, bytes) else _LineReader(lines)
     try:
         cursor.execute(target.stage_ddl())
-        cursor.copy_expert("COPY stage FROM STDIN", _LineReader(lines), size=COPY_CHUNK)
+        cursor.copy_expert("COPY stage FROM STDIN", source, size=COPY_CHUNK)
     finally:
         cursor.close()
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from itertools import islice
 from pathlib import Path
 from typing import IO, Any
 
@@ -66,17 +67,17 @@ class RecordStream:
                 return
             try:
                 if layout == "array":
-                    for value in ijson.items(fh, "item", use_float=True, buf_size=READ_BUFFER):
-                        position = self.position
-                        self.position += 1
-                        if position >= self.skip:
-                            yield SourceRecord(position, None, value)
+                    values = ijson.items(fh, "item", use_float=True, buf_size=READ_BUFFER)
+                    pairs: Iterator[tuple[str | None, Any]] = ((None, v) for v in values)
                 else:
-                    for key, value in ijson.kvitems(fh, "", use_float=True, buf_size=READ_BUFFER):
-                        position = self.position
-                        self.position += 1
-                        if position >= self.skip:
-                            yield SourceRecord(position, key, value)
+                    pairs = ijson.kvitems(fh, "", use_float=True, buf_size=READ_BUFFER)
+                for _ in islice(pairs, self.skip):
+                    self.position += 1
+                position = self.position
+                for key, value in pairs:
+                    position += 1
+                    self.position = position  # before yield: exact if the reader stops here
+                    yield SourceRecord(position - 1, key, value)
             except ijson.JSONError as exc:
                 self._fail(fh, _describe(exc))
                 return

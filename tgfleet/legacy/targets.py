@@ -56,9 +56,28 @@ class Target:
     #: The component's rows as validator-ordered tuples (for export/sample/checksum).
     select: str
     hash_expr: str
-    insert_new: str
+    #: ``ins AS (INSERT ... RETURNING <key>)`` (plus any CTE that uses ``ins``).
+    insert_cte: str
     update_changed: str
     delete_missing: str
+
+    @property
+    def insert_new(self) -> str:
+        """Insert the staged rows that are new; returns the keys inserted."""
+        return f"WITH {self.insert_cte} SELECT {', '.join(self.key)} FROM ins"
+
+    @property
+    def insert_reporting_conflicts(self) -> str:
+        """Insert the staged rows that are new; returns the keys of those that were not
+        (usually none, so nothing crosses the wire for a clean batch)."""
+        join = " AND ".join(
+            f"ins.{k} = s.{sk}" for k, sk in zip(self.key, self.stage_key, strict=True)
+        )
+        keys = ", ".join(f"s.{sk}" for sk in self.stage_key)
+        return (
+            f"WITH {self.insert_cte} SELECT {keys} FROM stage s "
+            f"WHERE NOT EXISTS (SELECT 1 FROM ins WHERE {join})"
+        )
 
     def stage_ddl(self) -> str:
         return f"CREATE TEMP TABLE stage ({self.stage_columns}) ON COMMIT DROP"
@@ -83,11 +102,11 @@ USERS = Target(
     hash_expr=_hash_expr(
         "t.user_id", "t.username", "t.first_name", "t.language_code", _us("t.first_seen_at")
     ),
-    insert_new=(
-        "INSERT INTO tg_users AS t (bot_id, user_id, username, first_name, language_code, "
+    insert_cte=(
+        "ins AS (INSERT INTO tg_users AS t (bot_id, user_id, username, first_name, language_code, "
         "first_seen_at, last_seen_at) "
         "SELECT :bot, s.id, s.username, s.first_name, s.language, s.created, s.created "
-        "FROM stage s ON CONFLICT (bot_id, user_id) DO NOTHING RETURNING t.user_id"
+        "FROM stage s ON CONFLICT (bot_id, user_id) DO NOTHING RETURNING t.user_id)"
     ),
     update_changed=(
         "UPDATE tg_users t SET username = s.username, first_name = s.first_name, "
@@ -125,12 +144,12 @@ PROFILES = Target(
         "t.photo_file_id",
         _tf("t.visibility = 'visible'"),
     ),
-    insert_new=(
-        "INSERT INTO profiles AS t (bot_id, user_id, display_name, age, city, bio, "
+    insert_cte=(
+        "ins AS (INSERT INTO profiles AS t (bot_id, user_id, display_name, age, city, bio, "
         "looking_for, photo_file_id, visibility) "
         "SELECT :bot, s.user_id, s.name, s.age, s.city, s.bio, s.looking_for, s.photo, "
         "(CASE WHEN s.visible THEN 'visible' ELSE 'hidden' END)::profile_visibility "
-        "FROM stage s ON CONFLICT (bot_id, user_id) DO NOTHING RETURNING t.user_id"
+        "FROM stage s ON CONFLICT (bot_id, user_id) DO NOTHING RETURNING t.user_id)"
     ),
     update_changed=(
         "UPDATE profiles t SET display_name = s.name, age = s.age, city = s.city, "
@@ -163,9 +182,9 @@ MESSAGES = Target(
         "t.chat_id", "t.tg_message_id", "t.sender_id", "t.text", _us("t.created_at")
     ),
     # Inserts the new messages and adds them to their chats' conversations rows in one
-    # statement (data-modifying CTE); returns the keys inserted.
-    insert_new=(
-        "WITH ins AS (INSERT INTO messages AS t (bot_id, created_at, direction, chat_id, "
+    # statement (data-modifying CTEs).
+    insert_cte=(
+        "ins AS (INSERT INTO messages AS t (bot_id, created_at, direction, chat_id, "
         f"sender_id, tg_message_id, text, processed_at) SELECT :bot, s.date, {_DIRECTION}, "
         "s.user_id, s.sender, s.id, s.text, s.date FROM stage s WHERE NOT EXISTS (SELECT 1 "
         "FROM messages m WHERE m.bot_id = :bot AND m.chat_id = s.user_id "
@@ -179,8 +198,7 @@ MESSAGES = Target(
         "messages_in = c.messages_in + excluded.messages_in, "
         "messages_out = c.messages_out + excluded.messages_out, "
         "last_message_at = greatest(c.last_message_at, excluded.last_message_at), "
-        "updated_at = now()) "
-        "SELECT chat_id, tg_message_id FROM ins"
+        "updated_at = now())"
     ),
     update_changed=(
         f"UPDATE messages t SET created_at = s.date, direction = {_DIRECTION}, "
