@@ -48,7 +48,7 @@ def test_kill_9_mid_batch_then_resume_equals_uninterrupted_run(
     make_store: Callable[..., tuple[Path, GenerateReport]],
 ) -> None:
     # Given a messy store and the state an uninterrupted run leaves
-    root, _ = make_store(bots=2, users=120, messages=15)
+    root, _ = make_store(bots=2, users=200, messages=15)
     for component in Component:
         start(clean_db, root, component)
         run_until_idle(clean_db, root, component, batch_size=150)
