@@ -7,10 +7,13 @@ Set TGFLEET_TEST_KEEP_SERVICES=1 to leave them running after the session.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -95,6 +98,26 @@ def start_worker(subprocess_env: dict[str, str], tmp_path: Path) -> Iterator[Cal
     group.stop()
 
 
+@pytest.fixture
+def start_beat(subprocess_env: dict[str, str], tmp_path: Path) -> Iterator[Callable[..., Child]]:
+    """Factory: a real ``celery -A tgfleet beat`` subprocess; stopped at teardown."""
+    group = ProcessGroup(tmp_path / "beat-logs", subprocess_env)
+
+    def start(extra_env: dict[str, str] | None = None) -> Child:
+        return group.celery(
+            f"beat{len(group.children) + 1}",
+            "beat",
+            "--schedule",
+            str(tmp_path / f"beat-schedule-{len(group.children)}"),
+            "--loglevel",
+            "INFO",
+            extra_env=extra_env,
+        )
+
+    yield start
+    group.stop()
+
+
 def wait_for_log(child: Child, needle: str, timeout: float) -> None:
     """Wait until ``needle`` appears in the child's log; fail with the log tail if not."""
     deadline = time.monotonic() + timeout
@@ -107,3 +130,99 @@ def wait_for_log(child: Child, needle: str, timeout: float) -> None:
         time.sleep(0.1)
     tail = child.log_path.read_text(errors="replace")[-3000:]
     raise AssertionError(f"{child.name} never logged {needle!r}; log tail:\n{tail}")
+
+
+@pytest.fixture(scope="session")
+def migrated(settings: Settings) -> Settings:
+    """Given the session's database migrated to head (shared; tests use their own bots)."""
+    from tgfleet.db import upgrade_database
+
+    upgrade_database(settings)
+    return settings
+
+
+@pytest.fixture(scope="session")
+def simulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A Telegram simulator (real MTProto server) for the session, with limits on."""
+    from tgfleet.simulator import SimulatorThread
+
+    with SimulatorThread() as sim:
+        sim.key_file = sim.write_rsa_key(tmp_path_factory.mktemp("sim") / "server.pem")
+        yield sim
+
+
+@pytest.fixture(scope="session")
+def sim_settings(migrated: Settings, simulator: Any) -> Settings:
+    """Settings pointing tgfleet's Telegram clients at the simulator."""
+    return migrated.model_copy(
+        update={
+            "tg_server": f"{simulator.host}:{simulator.port}",
+            "tg_server_rsa_key_file": simulator.key_file,
+        }
+    )
+
+
+@pytest.fixture
+def sim_env(subprocess_env: dict[str, str], simulator: Any, migrated: Settings) -> dict[str, str]:
+    """Child-process environment with the services and the simulator."""
+    return {
+        **subprocess_env,
+        "TG_SERVER": f"{simulator.host}:{simulator.port}",
+        "TG_SERVER_RSA_KEY_FILE": str(simulator.key_file),
+    }
+
+
+@pytest.fixture
+def make_bot(sim_settings: Settings, simulator: Any) -> Iterator[Callable[..., dict[str, Any]]]:
+    """Factory: a bot in the simulator and in the fleet; removed from the fleet afterwards.
+
+    ``make_bot(app="echo", admins=[user_id])`` returns the simulator's bot dict.
+    """
+    from tgfleet.platform import fleet
+
+    made: list[int] = []
+
+    def make(app: str | None = None, admins: list[int] | None = None) -> dict[str, Any]:
+        bot = simulator.create_bot()
+        fleet.save_bot(
+            sim_settings,
+            bot["token"],
+            name=bot.get("username") or "bot",
+            admin_chat_ids=admins or [],
+            app=app,
+        )
+        made.append(int(bot["id"]))
+        return dict(bot)
+
+    yield make
+    for bot_id in made:
+        with contextlib.suppress(Exception):
+            fleet.remove_bot(sim_settings, bot_id)
+
+
+@pytest.fixture
+def start_listener(sim_env: dict[str, str], tmp_path: Path) -> Iterator[Callable[..., Child]]:
+    """Factory: a real ``tgfleet listen`` subprocess; all stopped at teardown."""
+    group = ProcessGroup(tmp_path / "listener-logs", sim_env)
+    counter = 0
+
+    def start(bots: list[int] | None = None, lease_ttl: float = 10.0) -> Child:
+        nonlocal counter
+        counter += 1
+        ids = ",".join(map(str, bots)) if bots else "all"
+        return group.start(
+            f"listener{counter}",
+            [
+                sys.executable,
+                "-m",
+                "tgfleet",
+                "listen",
+                "--bots",
+                ids,
+                "--lease-ttl",
+                str(lease_ttl),
+            ],
+        )
+
+    yield start
+    group.stop()

@@ -15,7 +15,10 @@ from tgfleet.tasks.maintenance import ping_round_trip
 #: Every task tgfleet registers, and the queue it is routed to.
 EXPECTED_TASKS = {
     "tgfleet.maintenance.ping": "maintenance",
+    "tgfleet.maintenance.restore_unacked": "maintenance",
     "tgfleet.sends.deliver": "sends",
+    "tgfleet.updates.handle": "updates",
+    "tgfleet.updates.record_entities": "updates",
 }
 
 

@@ -23,7 +23,11 @@ from tgfleet.platform.settings import Settings
 log = logging.getLogger(__name__)
 
 #: Modules whose tasks the worker registers.
-TASK_MODULES = ("tgfleet.tasks.maintenance", "tgfleet.tasks.sends")
+TASK_MODULES = (
+    "tgfleet.tasks.maintenance",
+    "tgfleet.tasks.updates",
+    "tgfleet.tasks.sends",
+)
 
 
 class TgfleetCelery(Celery):
@@ -65,6 +69,16 @@ class TgfleetTask(Task):
         return random.uniform(0, min(self.backoff_cap_s, base * 2**n))
 
 
+def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
+    """Every periodic job, with its interval from Settings."""
+    return {
+        "restore-unacked-updates": {
+            "task": "tgfleet.maintenance.restore_unacked",
+            "schedule": float(settings.redeliver_every_s),
+        },
+    }
+
+
 def make_celery(settings: Settings) -> TgfleetCelery:
     """Build the Celery app for ``settings``; no connection is opened here."""
     if settings.visibility_timeout_s <= celeryconfig.MAX_COUNTDOWN_S:
@@ -85,6 +99,7 @@ def make_celery(settings: Settings) -> TgfleetCelery:
         result_backend_transport_options=visibility,
         visibility_timeout=settings.visibility_timeout_s,
         include=list(TASK_MODULES),
+        beat_schedule=beat_schedule(settings),
     )
     return app
 

@@ -100,7 +100,24 @@ def build_parser() -> argparse.ArgumentParser:
     flower.add_argument("--port", type=int, default=None)
     flower.add_argument("--address", default="127.0.0.1")
     flower.set_defaults(func=cmd_flower, needs_settings=True)
+    _add_area_parsers(sub)
     return parser
+
+
+def _add_area_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Each area's own commands, defined next to the code they drive."""
+    from tgfleet.db import cli as db_cli
+    from tgfleet.legacy import cli as legacy_cli
+    from tgfleet.listeners import cli as listen_cli
+    from tgfleet.simulator import cli as simulator_cli
+
+    db_cli.add_parser(sub).set_defaults(func=db_cli.run, needs_settings=True)
+    listen_cli.add_parsers(sub)
+    simulator_cli.add_parser(sub)
+    sub.choices["simulator"].set_defaults(func=simulator_cli.main, needs_settings=False)
+    legacy_cli.add_parser(sub)
+    for name in ("legacy", "migrate-json"):
+        sub.choices[name].set_defaults(func=legacy_cli.run, needs_settings=False)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -429,3 +429,16 @@ def _wait_gone(pid: int | None, timeout: float = 20.0) -> None:
     deadline = time.monotonic() + timeout
     while pid_alive(pid) and time.monotonic() < deadline:
         time.sleep(0.05)
+
+
+def restart_redis(services: DevServices, downtime: float = 0.0) -> None:
+    """Stop Redis (it saves its append-only file) and start it again on the same port."""
+    state = services.load_state()
+    if pid_alive(state.redis_pid):
+        assert state.redis_pid is not None
+        os.kill(state.redis_pid, signal.SIGTERM)
+        _wait_gone(state.redis_pid)
+    state.redis_pid = None
+    time.sleep(downtime)
+    services._up_redis(state)
+    services.save_state(state)

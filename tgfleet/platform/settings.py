@@ -159,6 +159,15 @@ class Settings(BaseSettings):
         default=43_200, alias="TGFLEET_VISIBILITY_TIMEOUT_S"
     )
 
+    #: Unacknowledged ``updates`` messages older than this go back to their queue
+    #: (worker lost its broker mid-task); must exceed the countdowns updates use.
+    redeliver_after_s: Annotated[int, Field(ge=5)] = Field(
+        default=900, alias="TGFLEET_REDELIVER_AFTER_S"
+    )
+    redeliver_every_s: Annotated[int, Field(ge=1)] = Field(
+        default=60, alias="TGFLEET_REDELIVER_EVERY_S"
+    )
+
     # --- logging ------------------------------------------------------------------
     log_format: LogFormat = Field(default=LogFormat.PLAIN, alias="TGFLEET_LOG_FORMAT")
     log_level: str = Field(

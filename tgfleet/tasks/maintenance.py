@@ -34,6 +34,14 @@ def ping(self: TgfleetTask, token: str) -> str:
     return answer
 
 
+@shared_task(name="tgfleet.maintenance.restore_unacked", bind=True, ignore_result=True)
+def restore_unacked(self: TgfleetTask) -> int:
+    """Give back ``updates`` messages stuck unacknowledged (see tgfleet.platform.redelivery)."""
+    from tgfleet.platform.redelivery import restore_stale_unacked
+
+    return restore_stale_unacked(self.app, self.app.settings.redeliver_after_s)
+
+
 def ping_round_trip(app: Celery, timeout: float = 30.0) -> tuple[float, str]:
     """Enqueue ``ping`` and wait for a worker's answer; returns (seconds, answer)."""
     token = uuid.uuid4().hex

@@ -1,0 +1,164 @@
+"""One bot's Telethon client inside a listener process.
+
+It logs in once per node (the session is stored encrypted in ``bot_sessions``),
+loads the saved update state so Telethon catches up with getDifference, and turns
+every update into an envelope for the publisher. The update state it saves only
+ever covers updates whose publish succeeded: a crash replays, it never skips.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from telethon import TelegramClient, events
+from telethon.tl import functions, types
+
+from tgfleet.listeners.envelope import encode, entity_records
+from tgfleet.listeners.lease import Lease
+from tgfleet.listeners.publisher import Publisher
+from tgfleet.platform import fleet
+from tgfleet.platform.fleet import BotInfo, SavedState
+from tgfleet.platform.settings import Settings
+from tgfleet.platform.telegram import make_client
+
+log = logging.getLogger(__name__)
+
+NODE_ROLE = "listener"
+ENTITIES_TASK = "tgfleet.updates.record_entities"
+#: Update state is saved this long after a publish (batching the next ones).
+SAVE_DELAY_S = 0.5
+
+
+class BotListener:
+    """Listens for one bot while this process holds its lease."""
+
+    def __init__(
+        self, settings: Settings, bot: BotInfo, lease: Lease, publisher: Publisher
+    ) -> None:
+        self.settings = settings
+        self.bot = bot
+        self.lease = lease
+        self.publisher = publisher
+        self.client: TelegramClient | None = None
+        self.node = fleet.node_name(NODE_ROLE)
+        #: Last inbound message id published per chat: the order chain for workers.
+        self._prev: dict[int, int] = {}
+        self._published: SavedState | None = None
+        self._saved: SavedState | None = None
+        self._save_task: asyncio.Task[None] | None = None
+        self.updates = 0
+        self.last_update_at: float | None = None
+
+    @property
+    def bot_id(self) -> int:
+        return self.bot.id
+
+    async def start(self) -> None:
+        settings, bot_id = self.settings, self.bot_id
+        session = await asyncio.to_thread(fleet.load_session, settings, bot_id, self.node)
+        state = await asyncio.to_thread(fleet.load_update_state, settings, bot_id)
+        client = make_client(
+            settings, session, receive_updates=True, catch_up=True, sequential_updates=True
+        )
+        if state is not None:
+            self._saved = self._published = state
+            date = state.date or datetime.now(UTC)
+            client.session.set_update_state(
+                0, types.updates.State(state.pts, state.qts, date, state.seq, 0)
+            )
+        client.add_event_handler(self._on_update, events.Raw())
+        self.client = client
+        await client.connect()
+        if not await client.is_user_authorized():
+            token = await asyncio.to_thread(fleet.bot_token, settings, bot_id)
+            await client.sign_in(bot_token=token)
+            await asyncio.to_thread(
+                fleet.save_session, settings, bot_id, self.node, client.session.save()
+            )
+            log.info("bot %s logged in on %s; session stored", bot_id, self.node)
+        me = await client.get_me()
+        if state is None:
+            # First run: remember where the account is now, so that a listener taking over
+            # later catches up from here instead of from "now".
+            current = await client(functions.updates.GetStateRequest())
+            self._published = SavedState(current.pts, current.qts, current.date, 0)
+            await self.save_state()
+        log.info("listening for bot %s (@%s)", bot_id, getattr(me, "username", None))
+        await self._warm_admins()
+
+    async def _warm_admins(self) -> None:
+        """Record the admin chats' entities this session can resolve in the entity store."""
+        assert self.client is not None
+        found: list[Any] = []
+        for admin in self.bot.admin_chat_ids:
+            try:
+                found.append(await self.client.get_entity(admin))
+            except (ValueError, TypeError) as exc:
+                log.warning("bot %s cannot resolve admin %s yet: %s", self.bot_id, admin, exc)
+        records = [record.to_json() for record in entity_records(found)]
+        if records:
+            await self.publisher.send(ENTITIES_TASK, [self.bot_id, records], "updates")
+
+    async def _on_update(self, update: Any) -> None:
+        message = getattr(update, "message", None)
+        pts = getattr(update, "pts", None)
+        date = getattr(message, "date", None)
+        if isinstance(update, types.UpdateNewMessage) and getattr(message, "out", False):
+            # Our own sends (from sender sessions): nothing to handle, but the state moves.
+            self._advance(pts, date)
+            return
+        entities = getattr(update, "_entities", {}) or {}
+        chat_id = None
+        prev = None
+        if isinstance(update, types.UpdateNewMessage) and isinstance(message, types.Message):
+            chat_id = _chat_id(message)
+            prev = self._prev.get(chat_id)
+        envelope = encode(
+            self.bot_id, update, entities.values(), prev_id=prev, lease=self.lease.token
+        )
+        await self.publisher.publish(envelope, lambda: self._advance(pts, date))
+        if chat_id is not None and message is not None:
+            self._prev[chat_id] = message.id
+        self.updates += 1
+        self.last_update_at = time.time()
+
+    def _advance(self, pts: int | None, date: datetime | None) -> None:
+        if pts is None:
+            return
+        current = self._published
+        if current is None or pts > current.pts:
+            self._published = SavedState(pts, current.qts if current else 0, date, 0)
+            if self._save_task is None or self._save_task.done():
+                self._save_task = asyncio.get_running_loop().create_task(self._save_soon())
+
+    async def _save_soon(self) -> None:
+        """Save shortly after publishes, batching the ones that come in between."""
+        await asyncio.sleep(SAVE_DELAY_S)
+        try:
+            await self.save_state()
+        except Exception:
+            log.exception("bot %s: saving update state failed; will retry", self.bot_id)
+
+    async def save_state(self) -> None:
+        """Persist the published state if it moved (called periodically and at stop)."""
+        state = self._published
+        if state is not None and state != self._saved:
+            await asyncio.to_thread(fleet.save_update_state, self.settings, self.bot_id, state)
+            self._saved = state
+
+    async def stop(self) -> None:
+        if self._save_task is not None:
+            self._save_task.cancel()
+        if self.client is not None:
+            await self.client.disconnect()
+        await self.save_state()
+
+
+def _chat_id(message: types.Message) -> int:
+    from telethon import utils
+
+    return int(utils.get_peer_id(message.peer_id))

@@ -1,0 +1,204 @@
+"""The fleet in PostgreSQL: bots, their tokens and per-node sessions, update state.
+
+Tokens and Telethon session strings are stored encrypted (``tgfleet.db.crypto``) and
+never logged. A session belongs to one node (a listener host or a sender host):
+Telegram kills an auth key used from two places at once.
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import delete, select
+from sqlalchemy.dialects.postgresql import insert
+
+from tgfleet.db import (
+    Bot,
+    BotKind,
+    BotSession,
+    BotStatus,
+    UpdateState,
+    decrypt_secret,
+    encrypt_secret,
+    session_scope,
+    token_fingerprint,
+)
+from tgfleet.platform.errors import TgfleetError
+from tgfleet.platform.settings import Settings
+
+#: "<bot id>:<secret>", as BotFather hands them out.
+TOKEN_RE = re.compile(r"^(\d{1,15}):([A-Za-z0-9_-]{30,64})$")
+
+
+class FleetError(TgfleetError):
+    """A fleet operation failed; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class BotInfo:
+    id: int
+    name: str
+    status: BotStatus
+    admin_chat_ids: tuple[int, ...]
+    app: str | None
+
+
+@dataclass(frozen=True)
+class SavedState:
+    pts: int
+    qts: int
+    date: datetime | None
+    seq: int
+
+
+def node_name(role: str) -> str:
+    """The session-owner name of this machine for ``role`` (listener, sender)."""
+    return f"{role}@{socket.gethostname()}"
+
+
+def bot_id_from_token(token: str) -> int:
+    match = TOKEN_RE.match(token.strip())
+    if match is None:
+        raise FleetError(
+            "that is not a bot token: expected '<digits>:<30+ letters, digits, - or _>' "
+            "as @BotFather gives it"
+        )
+    return int(match.group(1))
+
+
+def _info(bot: Bot) -> BotInfo:
+    return BotInfo(
+        id=bot.id,
+        name=bot.name,
+        status=bot.status,
+        admin_chat_ids=tuple(bot.admin_chat_ids or ()),
+        app=(bot.settings or {}).get("app"),
+    )
+
+
+def list_bots(settings: Settings, ids: list[int] | None = None) -> list[BotInfo]:
+    with session_scope(settings, role="admin") as session:
+        query = select(Bot).where(Bot.kind == BotKind.BOT).order_by(Bot.id)
+        if ids:
+            query = query.where(Bot.id.in_(ids))
+        return [_info(bot) for bot in session.execute(query).scalars()]
+
+
+def active_bots(settings: Settings, ids: list[int] | None = None) -> list[BotInfo]:
+    return [bot for bot in list_bots(settings, ids) if bot.status is BotStatus.ACTIVE]
+
+
+def save_bot(
+    settings: Settings,
+    token: str,
+    *,
+    name: str,
+    admin_chat_ids: list[int],
+    app: str | None = None,
+) -> BotInfo:
+    """Add a bot (or update its token, admins and app); the token is stored encrypted."""
+    bot_id = bot_id_from_token(token)
+    values = {
+        "id": bot_id,
+        "name": name,
+        "status": BotStatus.ACTIVE,
+        "admin_chat_ids": admin_chat_ids,
+        "settings": {"app": app} if app else {},
+        "token_encrypted": encrypt_secret(settings, token.strip()),
+        "token_fingerprint": token_fingerprint(settings, token.strip()),
+    }
+    with session_scope(settings, role="admin", bot_id=bot_id) as session:
+        stmt = insert(Bot).values(values)
+        session.execute(
+            stmt.on_conflict_do_update(
+                index_elements=[Bot.id],
+                set_={k: stmt.excluded[k] for k in values if k != "id"},
+            )
+        )
+        return _info(session.get_one(Bot, bot_id, populate_existing=True))
+
+
+def set_status(settings: Settings, bot_id: int, status: BotStatus) -> None:
+    with session_scope(settings, role="admin", bot_id=bot_id) as session:
+        bot = session.get(Bot, bot_id)
+        if bot is None:
+            raise FleetError(f"bot {bot_id} is not in the fleet (see `tgfleet bots list`)")
+        bot.status = status
+
+
+def remove_bot(settings: Settings, bot_id: int) -> None:
+    """Delete a bot and, by cascade, everything stored for it."""
+    with session_scope(settings, role="admin", bot_id=bot_id) as session:
+        if session.execute(delete(Bot).where(Bot.id == bot_id)).rowcount == 0:  # type: ignore[attr-defined]
+            raise FleetError(f"bot {bot_id} is not in the fleet (see `tgfleet bots list`)")
+
+
+def bot_token(settings: Settings, bot_id: int) -> str:
+    with session_scope(settings, bot_id=bot_id) as session:
+        bot = session.get(Bot, bot_id)
+        if bot is None or bot.token_encrypted is None:
+            raise FleetError(f"bot {bot_id} has no token: add it with `tgfleet bots add`")
+        return decrypt_secret(settings, bot.token_encrypted).decode()
+
+
+def load_session(settings: Settings, bot_id: int, node: str) -> str | None:
+    with session_scope(settings, bot_id=bot_id) as session:
+        row = session.get(BotSession, (bot_id, node))
+        return None if row is None else decrypt_secret(settings, row.session_encrypted).decode()
+
+
+def save_session(settings: Settings, bot_id: int, node: str, session_string: str) -> None:
+    with session_scope(settings, bot_id=bot_id) as session:
+        stmt = insert(BotSession).values(
+            bot_id=bot_id,
+            node=node,
+            session_encrypted=encrypt_secret(settings, session_string),
+        )
+        session.execute(
+            stmt.on_conflict_do_update(
+                index_elements=[BotSession.bot_id, BotSession.node],
+                set_={
+                    "session_encrypted": stmt.excluded.session_encrypted,
+                    "updated_at": datetime.now(UTC),
+                },
+            )
+        )
+
+
+def delete_session(settings: Settings, bot_id: int, node: str) -> None:
+    with session_scope(settings, bot_id=bot_id) as session:
+        session.execute(
+            delete(BotSession).where(BotSession.bot_id == bot_id, BotSession.node == node)
+        )
+
+
+def load_update_state(settings: Settings, bot_id: int) -> SavedState | None:
+    with session_scope(settings, bot_id=bot_id) as session:
+        row = session.get(UpdateState, bot_id)
+        if row is None or row.pts <= 0:
+            return None
+        return SavedState(row.pts, row.qts, row.date, row.seq)
+
+
+def save_update_state(settings: Settings, bot_id: int, state: SavedState) -> None:
+    """Persist the state of updates already published (never ahead of them)."""
+    with session_scope(settings, bot_id=bot_id) as session:
+        stmt = insert(UpdateState).values(
+            bot_id=bot_id, pts=state.pts, qts=state.qts, date=state.date, seq=state.seq
+        )
+        session.execute(
+            stmt.on_conflict_do_update(
+                index_elements=[UpdateState.bot_id],
+                set_={
+                    "pts": stmt.excluded.pts,
+                    "qts": stmt.excluded.qts,
+                    "date": stmt.excluded.date,
+                    "seq": stmt.excluded.seq,
+                    "updated_at": datetime.now(UTC),
+                },
+                where=UpdateState.pts <= stmt.excluded.pts,
+            )
+        )

@@ -1,0 +1,147 @@
+"""Queue ``updates``: every incoming Telegram update, recorded and handled in order, once.
+
+The task is a thin adapter over ``tgfleet.platform.inbox``: decode the envelope
+(bad input is dead-lettered with its reason and the worker carries on), record it,
+then drain the chat through the bot's app.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+import redis
+from celery import shared_task
+from sqlalchemy import select
+from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.orm import Session
+
+from tgfleet.bots import app_router
+from tgfleet.bots.router import Context
+from tgfleet.db import Bot, DeadUpdate, session_scope
+from tgfleet.listeners.envelope import EnvelopeError, decode, entity_from_json
+from tgfleet.platform.celery_app import TgfleetTask
+from tgfleet.platform.errors import RetryLater
+from tgfleet.platform.inbox import (
+    CHAIN_STALL_S,
+    InboundMessage,
+    drain_chat,
+    record_update,
+    upsert_entities,
+)
+
+log = logging.getLogger(__name__)
+
+#: Envelopes that name no known bot cannot go to dead_updates (a tenant table): they
+#: land in this Redis list with their reason.
+ORPHAN_DEAD_LETTERS = "tgfleet:dead-updates:orphans"
+
+
+@shared_task(name="tgfleet.updates.handle", bind=True, max_retries=20)
+def handle(self: TgfleetTask, envelope: Any) -> str:
+    """Record one update envelope and run its chat's handlers."""
+    settings = self.app.settings
+    task_id = self.request.id
+    try:
+        decoded = decode(envelope)
+    except EnvelopeError as exc:
+        dead_letter(settings, envelope, exc.reason, task_id)
+        return "dead"
+    try:
+        with session_scope(settings, bot_id=decoded.bot_id, correlation_id=task_id) as session:
+            bot = session.get(Bot, decoded.bot_id)
+            if bot is None:
+                raise EnvelopeError(f"bot {decoded.bot_id} is not in this fleet")
+            fresh = record_update(session, decoded)
+        if decoded.chat_id is None:
+            return "recorded" if fresh else "duplicate"
+        result = drain_chat(
+            settings,
+            decoded.bot_id,
+            decoded.chat_id,
+            _handler_for(bot),
+            correlation_id=task_id,
+        )
+    except EnvelopeError as exc:
+        dead_letter(settings, envelope, exc.reason, task_id)
+        return "dead"
+    except IntegrityError as exc:
+        dead_letter(settings, envelope, f"rejected by the database: {exc.orig!r:.200}", task_id)
+        return "dead"
+    except DBAPIError as exc:  # connection trouble, deadlocks, restarts: try again
+        raise RetryLater(f"database error: {exc.orig!r:.120}", self.backoff(base=0.5)) from None
+    if result.waiting:
+        # A predecessor is still in flight; drain again once it had time to land.
+        raise RetryLater("waiting for an earlier message of this chat", CHAIN_STALL_S + 1)
+    return f"processed={result.processed} dead={result.dead}"
+
+
+def _handler_for(bot: Bot) -> Any:
+    router = app_router((bot.settings or {}).get("app"))
+    admins = list(bot.admin_chat_ids or [])
+
+    def handle_message(session: Session, inbound: InboundMessage) -> None:
+        from tgfleet.tasks.outbox import queue_message
+
+        ctx = Context(
+            session=session,
+            bot_id=bot.id,
+            admin_chat_ids=admins,
+            message=inbound,
+            queue=queue_message,
+            bot_settings=dict(bot.settings or {}),
+        )
+        router.dispatch(ctx)
+
+    return handle_message
+
+
+def dead_letter(settings: Any, envelope: Any, reason: str, task_id: str | None) -> None:
+    """Keep a bad envelope with its reason: in dead_updates, or Redis if it names no bot."""
+    log.warning("dead-lettering update: %s", reason)
+    payload = envelope if isinstance(envelope, dict) else {"raw": repr(envelope)[:10_000]}
+    bot_id = payload.get("bot") if isinstance(payload, dict) else None
+    if isinstance(bot_id, int) and not isinstance(bot_id, bool):
+        try:
+            with session_scope(settings, bot_id=bot_id, correlation_id=task_id) as session:
+                if session.execute(select(Bot.id).where(Bot.id == bot_id)).first() is not None:
+                    key = payload.get("key")
+                    session.add(
+                        DeadUpdate(
+                            bot_id=bot_id,
+                            dedupe_key=key if isinstance(key, str) else None,
+                            reason=reason,
+                            payload=payload,
+                        )
+                    )
+                    return
+        except DBAPIError:
+            log.exception("could not store the dead letter in PostgreSQL; keeping it in Redis")
+    client = redis.Redis.from_url(settings.redis_url)
+    try:
+        client.lpush(
+            ORPHAN_DEAD_LETTERS,
+            json.dumps({"reason": reason, "task_id": task_id, "envelope": payload}, default=str),
+        )
+        client.ltrim(ORPHAN_DEAD_LETTERS, 0, 99_999)
+    finally:
+        client.close()
+
+
+@shared_task(name="tgfleet.updates.record_entities", bind=True, max_retries=10)
+def record_entities(self: TgfleetTask, bot_id: int, entities: list[Any]) -> int:
+    """Upsert peers a listener resolved (admin chats at start) into the entity store."""
+    try:
+        records = tuple(entity_from_json(item) for item in entities)
+    except EnvelopeError as exc:
+        dead_letter(
+            self.app.settings, {"bot": bot_id, "ents": entities}, exc.reason, self.request.id
+        )
+        return 0
+    try:
+        with session_scope(self.app.settings, bot_id=bot_id, correlation_id=self.request.id) as s:
+            upsert_entities(s, bot_id, records)
+    except DBAPIError as exc:
+        raise RetryLater(f"database error: {exc.orig!r:.120}", self.backoff(base=0.5)) from None
+    return len(records)
