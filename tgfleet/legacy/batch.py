@@ -13,9 +13,10 @@ import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import text
+from sqlalchemy import CursorResult, text
+from sqlalchemy.orm import Session
 
 from tgfleet.db.session import session_scope
 from tgfleet.legacy.checkpoints import FileCheckpoint, save_checkpoints
@@ -27,7 +28,7 @@ from tgfleet.legacy.loading import (
     insert_quarantine,
 )
 from tgfleet.legacy.reader import RecordStream, SourceRecord
-from tgfleet.legacy.targets import TARGETS
+from tgfleet.legacy.targets import ADD_TO_CONVERSATIONS, REFRESH_CONVERSATIONS, TARGETS
 from tgfleet.platform.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -193,10 +194,15 @@ def write_batch(
     with session_scope(settings, bot_id=bot_id, correlation_id=cid) as session:
         copy_stage(session, target, batch.payload)
         batch.payload = b""
-        rejected = session.execute(text(target.insert_reporting_conflicts), {"bot": bot_id})
-        conflicts = {tuple(r) for r in rejected}
-        batch.buffer.quarantine_conflicts(conflicts)
-        result.inserted = len(batch.buffer.keys) - len(conflicts)
+        inserted = cast(
+            "CursorResult[Any]", session.execute(text(target.insert_plain), {"bot": bot_id})
+        ).rowcount
+        result.inserted = inserted
+        if inserted < len(batch.buffer.keys):
+            rejected = session.execute(text(target.conflicts), {"bot": bot_id})
+            batch.buffer.quarantine_conflicts({tuple(r) for r in rejected})
+        if component is Component.CONVERSATIONS:
+            _count_conversations(session, batch, exact=inserted == len(batch.buffer.keys))
         result.quarantined = insert_quarantine(session, bot_id, component, batch.buffer.quarantine)
         save_checkpoints(
             session,
@@ -214,3 +220,24 @@ def write_batch(
         result.quarantined,
     )
     return result
+
+
+def _count_conversations(session: Session, batch: PreparedBatch, *, exact: bool) -> None:
+    """Add the batch's messages to their conversations rows; recount the chats instead if
+    some rows were duplicates (then the Python tallies overcount)."""
+    chats = {chat: n for chat, n in batch.buffer.chats.items() if n[0] or n[1]}
+    if not chats:
+        return
+    if not exact:
+        session.execute(text(REFRESH_CONVERSATIONS), {"bot": batch.bot_id, "chats": list(chats)})
+        return
+    session.execute(
+        text(ADD_TO_CONVERSATIONS),
+        {
+            "bot": batch.bot_id,
+            "chats": list(chats),
+            "n_in": [n[0] for n in chats.values()],
+            "n_out": [n[1] for n in chats.values()],
+            "last": [n[2] for n in chats.values()],
+        },
+    )

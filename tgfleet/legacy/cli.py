@@ -28,6 +28,7 @@ from rich.text import Text
 
 from tgfleet.legacy.format import COMPONENT_ORDER, Component
 from tgfleet.platform.errors import TgfleetError
+from tgfleet.platform.settings import Settings
 
 console = Console(stderr=False)
 
@@ -87,16 +88,18 @@ def _components(args: argparse.Namespace) -> list[Component]:
     return [Component(chosen)] if chosen else list(COMPONENT_ORDER)
 
 
-def run(args: argparse.Namespace) -> int:
-    """Run the parsed ``legacy`` / ``migrate-json`` command; returns the exit code."""
+def run(args: argparse.Namespace, settings: Settings | None = None) -> int:
+    """Run the parsed ``legacy`` / ``migrate-json`` command (``args.command`` names which);
+    returns the exit code. Settings are loaded from the environment when not given."""
     try:
         if args.command == "legacy":
             return _generate(args)
         if args.migrate_action == "plan":
             return _plan(args)
-        from tgfleet.platform.settings import settings_or_exit
+        if settings is None:
+            from tgfleet.platform.settings import settings_or_exit
 
-        settings = settings_or_exit()
+            settings = settings_or_exit()
         handler = {
             "run": _run,
             "status": _status,
@@ -173,7 +176,7 @@ def _plan(args: argparse.Namespace) -> int:
     return 0
 
 
-def _root(args: argparse.Namespace, settings: Any) -> Path:
+def _root(args: argparse.Namespace, settings: Settings) -> Path:
     from tgfleet.legacy.lifecycle import known_roots
 
     given = getattr(args, "dir", None)
@@ -195,7 +198,7 @@ class _RowsPerSecond(ProgressColumn):
         return Text(f"{speed:,.0f} rows/s" if speed else "- rows/s")
 
 
-def _run(args: argparse.Namespace, settings: Any) -> int:
+def _run(args: argparse.Namespace, settings: Settings) -> int:
     from tgfleet.legacy import lifecycle
     from tgfleet.legacy.plan import plan_component
 
@@ -233,7 +236,7 @@ def _run(args: argparse.Namespace, settings: Any) -> int:
     return 1 if failed else 0
 
 
-def _status(args: argparse.Namespace, settings: Any) -> int:
+def _status(args: argparse.Namespace, settings: Settings) -> int:
     from tgfleet.legacy.lifecycle import status
 
     root = _root(args, settings)
@@ -278,7 +281,7 @@ def _status(args: argparse.Namespace, settings: Any) -> int:
     return 0
 
 
-def _verify(args: argparse.Namespace, settings: Any) -> int:
+def _verify(args: argparse.Namespace, settings: Settings) -> int:
     from tgfleet.legacy.lifecycle import verify
 
     root = _root(args, settings)
@@ -299,7 +302,7 @@ def _verify(args: argparse.Namespace, settings: Any) -> int:
     return 0 if ok else 1
 
 
-def _cutover(args: argparse.Namespace, settings: Any) -> int:
+def _cutover(args: argparse.Namespace, settings: Settings) -> int:
     from tgfleet.legacy.lifecycle import CutoverRefused, cutover
 
     component = Component(args.component)
@@ -312,7 +315,7 @@ def _cutover(args: argparse.Namespace, settings: Any) -> int:
     return 0
 
 
-def _rollback(args: argparse.Namespace, settings: Any) -> int:
+def _rollback(args: argparse.Namespace, settings: Settings) -> int:
     from tgfleet.legacy.lifecycle import rollback
 
     component = Component(args.component)
@@ -325,7 +328,7 @@ def _rollback(args: argparse.Namespace, settings: Any) -> int:
     return 0
 
 
-def _quarantine(args: argparse.Namespace, settings: Any) -> int:
+def _quarantine(args: argparse.Namespace, settings: Settings) -> int:
     from tgfleet.legacy.lifecycle import quarantine_rows
 
     root = _root(args, settings)

@@ -58,11 +58,16 @@ class LoadBuffer:
         self._key_index = 1 if component is Component.CONVERSATIONS else 0
         self._validate: Validator | None = None
         self._rel = ""
+        #: Conversations: per chat [messages in, messages out, last date] of valid rows.
+        self.chats: dict[int, list[Any]] = {}
+        self._chat: list[Any] = [0, 0, None]
 
     def start_file(self, source: SourceFile, rel: str) -> None:
         self._validate = validator_for(self.component, bot_id=source.bot_id, user_id=source.user_id)
         self._rel = rel
         self._seen = {}
+        if source.user_id is not None:
+            self._chat = self.chats.setdefault(source.user_id, [0, 0, None])
 
     def check(self, record: SourceRecord) -> tuple[Any, ...] | None:
         """The valid row for ``record``, or None after quarantining it."""
@@ -95,6 +100,11 @@ class LoadBuffer:
             self.lines.append(line)
             self.size += len(line)
             self.keys.append(record_key(self.component, row))
+            if self.component is Component.CONVERSATIONS:
+                chat = self._chat
+                chat[row[2] == self.bot_id] += 1  # [in, out]
+                if chat[2] is None or row[4] > chat[2]:
+                    chat[2] = row[4]
             if self.keep_raw:
                 self.raws.append((self._rel, record.position, record.value))
 

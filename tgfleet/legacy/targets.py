@@ -56,27 +56,28 @@ class Target:
     #: The component's rows as validator-ordered tuples (for export/sample/checksum).
     select: str
     hash_expr: str
-    #: ``ins AS (INSERT ... RETURNING <key>)`` (plus any CTE that uses ``ins``).
-    insert_cte: str
+    #: ``INSERT ... SELECT ... FROM stage`` skipping rows whose key exists already.
+    insert_plain: str
     update_changed: str
     delete_missing: str
 
     @property
     def insert_new(self) -> str:
         """Insert the staged rows that are new; returns the keys inserted."""
-        return f"WITH {self.insert_cte} SELECT {', '.join(self.key)} FROM ins"
+        keys = ", ".join(f"t.{k}" for k in self.key)
+        return f"{self.insert_plain} RETURNING {keys}"
 
     @property
-    def insert_reporting_conflicts(self) -> str:
-        """Insert the staged rows that are new; returns the keys of those that were not
-        (usually none, so nothing crosses the wire for a clean batch)."""
+    def conflicts(self) -> str:
+        """After ``insert_plain``: the staged keys this transaction did not insert (they
+        existed already). Only run when the insert's row count says there are some."""
         join = " AND ".join(
-            f"ins.{k} = s.{sk}" for k, sk in zip(self.key, self.stage_key, strict=True)
+            f"t.{k} = s.{sk}" for k, sk in zip(self.key, self.stage_key, strict=True)
         )
         keys = ", ".join(f"s.{sk}" for sk in self.stage_key)
         return (
-            f"WITH {self.insert_cte} SELECT {keys} FROM stage s "
-            f"WHERE NOT EXISTS (SELECT 1 FROM ins WHERE {join})"
+            f"SELECT {keys} FROM stage s WHERE NOT EXISTS (SELECT 1 FROM {self.table} t "
+            f"WHERE t.bot_id = :bot AND {join} AND t.xmin = pg_current_xact_id()::xid)"
         )
 
     def stage_ddl(self) -> str:
@@ -102,11 +103,11 @@ USERS = Target(
     hash_expr=_hash_expr(
         "t.user_id", "t.username", "t.first_name", "t.language_code", _us("t.first_seen_at")
     ),
-    insert_cte=(
-        "ins AS (INSERT INTO tg_users AS t (bot_id, user_id, username, first_name, language_code, "
+    insert_plain=(
+        "INSERT INTO tg_users AS t (bot_id, user_id, username, first_name, language_code, "
         "first_seen_at, last_seen_at) "
         "SELECT :bot, s.id, s.username, s.first_name, s.language, s.created, s.created "
-        "FROM stage s ON CONFLICT (bot_id, user_id) DO NOTHING RETURNING t.user_id)"
+        "FROM stage s ON CONFLICT (bot_id, user_id) DO NOTHING"
     ),
     update_changed=(
         "UPDATE tg_users t SET username = s.username, first_name = s.first_name, "
@@ -144,12 +145,12 @@ PROFILES = Target(
         "t.photo_file_id",
         _tf("t.visibility = 'visible'"),
     ),
-    insert_cte=(
-        "ins AS (INSERT INTO profiles AS t (bot_id, user_id, display_name, age, city, bio, "
+    insert_plain=(
+        "INSERT INTO profiles AS t (bot_id, user_id, display_name, age, city, bio, "
         "looking_for, photo_file_id, visibility) "
         "SELECT :bot, s.user_id, s.name, s.age, s.city, s.bio, s.looking_for, s.photo, "
         "(CASE WHEN s.visible THEN 'visible' ELSE 'hidden' END)::profile_visibility "
-        "FROM stage s ON CONFLICT (bot_id, user_id) DO NOTHING RETURNING t.user_id)"
+        "FROM stage s ON CONFLICT (bot_id, user_id) DO NOTHING"
     ),
     update_changed=(
         "UPDATE profiles t SET display_name = s.name, age = s.age, city = s.city, "
@@ -181,24 +182,12 @@ MESSAGES = Target(
     hash_expr=_hash_expr(
         "t.chat_id", "t.tg_message_id", "t.sender_id", "t.text", _us("t.created_at")
     ),
-    # Inserts the new messages and adds them to their chats' conversations rows in one
-    # statement (data-modifying CTEs).
-    insert_cte=(
-        "ins AS (INSERT INTO messages AS t (bot_id, created_at, direction, chat_id, "
+    insert_plain=(
+        "INSERT INTO messages AS t (bot_id, created_at, direction, chat_id, "
         f"sender_id, tg_message_id, text, processed_at) SELECT :bot, s.date, {_DIRECTION}, "
         "s.user_id, s.sender, s.id, s.text, s.date FROM stage s WHERE NOT EXISTS (SELECT 1 "
         "FROM messages m WHERE m.bot_id = :bot AND m.chat_id = s.user_id "
-        "AND m.tg_message_id = s.id) "
-        "RETURNING t.chat_id, t.tg_message_id, t.direction, t.created_at, t.id), "
-        "conv AS (INSERT INTO conversations AS c (bot_id, chat_id, messages_in, messages_out, "
-        "last_message_at, last_processed_message_id) SELECT :bot, chat_id, "
-        "count(*) FILTER (WHERE direction = 'in'), count(*) FILTER (WHERE direction = 'out'), "
-        "max(created_at), max(id) FROM ins GROUP BY chat_id "
-        "ON CONFLICT (bot_id, chat_id) DO UPDATE SET "
-        "messages_in = c.messages_in + excluded.messages_in, "
-        "messages_out = c.messages_out + excluded.messages_out, "
-        "last_message_at = greatest(c.last_message_at, excluded.last_message_at), "
-        "updated_at = now())"
+        "AND m.tg_message_id = s.id)"
     ),
     update_changed=(
         f"UPDATE messages t SET created_at = s.date, direction = {_DIRECTION}, "
@@ -213,7 +202,20 @@ MESSAGES = Target(
     ),
 )
 
-#: Recounts a chat's conversations row after a re-scan updated or deleted messages.
+#: Adds a batch's new messages to their chats' conversations rows (counted in Python).
+ADD_TO_CONVERSATIONS = (
+    "INSERT INTO conversations AS c (bot_id, chat_id, messages_in, messages_out, "
+    "last_message_at) SELECT :bot, u.chat, u.n_in, u.n_out, u.last FROM unnest("
+    "CAST(:chats AS bigint[]), CAST(:n_in AS int[]), CAST(:n_out AS int[]), "
+    "CAST(:last AS timestamptz[])) AS u(chat, n_in, n_out, last) "
+    "ON CONFLICT (bot_id, chat_id) DO UPDATE SET "
+    "messages_in = c.messages_in + excluded.messages_in, "
+    "messages_out = c.messages_out + excluded.messages_out, "
+    "last_message_at = greatest(c.last_message_at, excluded.last_message_at), "
+    "updated_at = now()"
+)
+
+#: Recounts chats' conversations rows (after a re-scan, or a batch with duplicates).
 REFRESH_CONVERSATIONS = (
     "INSERT INTO conversations AS c (bot_id, chat_id, messages_in, messages_out, "
     "last_message_at, last_processed_message_id) "
