@@ -96,7 +96,7 @@ class LoadBuffer:
     def add(self, record: SourceRecord) -> None:
         row = self.check(record)
         if row is not None:
-            line = self._line(row)
+            line = self._line(row, record.value)
             self.lines.append(line)
             self.size += len(line)
             self.keys.append(record_key(self.component, row))
@@ -120,7 +120,7 @@ class LoadBuffer:
         for record in stream:
             row = self.check(record)
             if row is not None:
-                yield line(row)
+                yield line(row, record.value)
 
     def months(self) -> set[tuple[int, int]]:
         return self._months

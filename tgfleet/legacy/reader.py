@@ -68,16 +68,22 @@ class RecordStream:
             try:
                 if layout == "array":
                     values = ijson.items(fh, "item", use_float=True, buf_size=READ_BUFFER)
-                    pairs: Iterator[tuple[str | None, Any]] = ((None, v) for v in values)
+                    for _ in islice(values, self.skip):
+                        self.position += 1
+                    position = self.position
+                    for value in values:
+                        position += 1
+                        self.position = position  # before yield: exact if the reader stops
+                        yield SourceRecord(position - 1, None, value)
                 else:
                     pairs = ijson.kvitems(fh, "", use_float=True, buf_size=READ_BUFFER)
-                for _ in islice(pairs, self.skip):
-                    self.position += 1
-                position = self.position
-                for key, value in pairs:
-                    position += 1
-                    self.position = position  # before yield: exact if the reader stops here
-                    yield SourceRecord(position - 1, key, value)
+                    for _ in islice(pairs, self.skip):
+                        self.position += 1
+                    position = self.position
+                    for key, value in pairs:
+                        position += 1
+                        self.position = position
+                        yield SourceRecord(position - 1, key, value)
             except ijson.JSONError as exc:
                 self._fail(fh, _describe(exc))
                 return
