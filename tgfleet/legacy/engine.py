@@ -204,12 +204,12 @@ class Migrator:
         buffer = LoadBuffer(component, bot_id, keep_raw=False)
         buffer.start_file(work.source, work.rel)
         with session_scope(self.settings, bot_id=bot_id, correlation_id=cid) as session:
-            copy_stage(session, target, buffer.streamed_lines(stream))
+            copy_stage(session, target.with_hash(), buffer.streamed_lines(stream))
             result.read = stream.position
             if component is Component.CONVERSATIONS:
                 ensure_month_partitions(self.settings, buffer.months(), self._months)
             session.execute(text("ANALYZE stage"))
-            result.updated = _rowcount(session, target.update_changed, {"bot": bot_id})
+            result.updated = _rowcount(session, target.update_if_hash_differs, {"bot": bot_id})
             result.inserted = len(session.execute(text(target.insert_new), {"bot": bot_id}).all())
             complete = stream.error is None
             if complete:

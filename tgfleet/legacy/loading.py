@@ -19,9 +19,10 @@ from sqlalchemy.orm import Session
 
 from tgfleet.db.partitions import create_month_partition
 from tgfleet.db.session import owner_scope, session_scope
+from tgfleet.legacy.checksum import row_hash
 from tgfleet.legacy.format import Component, SourceFile
 from tgfleet.legacy.reader import RecordStream, SourceRecord
-from tgfleet.legacy.targets import Target, copy_line
+from tgfleet.legacy.targets import Target, copy_line, copy_text
 from tgfleet.legacy.validate import InvalidRecord, Validator, record_key, validator_for
 from tgfleet.platform.settings import Settings
 
@@ -115,12 +116,12 @@ class LoadBuffer:
         return data
 
     def streamed_lines(self, stream: RecordStream) -> Iterator[str]:
-        """Validate and emit COPY lines straight from a reader (whole-file re-scans)."""
-        line = copy_line(self.component)
+        """Validate and emit COPY lines, each ending with the record's hash, straight from
+        a reader (whole-file re-scans)."""
         for record in stream:
             row = self.check(record)
             if row is not None:
-                yield line(row, record.value)
+                yield "\t".join([copy_text(v) for v in (*row, row_hash(row))]) + "\n"
 
     def months(self) -> set[tuple[int, int]]:
         return self._months

@@ -19,7 +19,7 @@ Every statement runs inside the bot's RLS context and also filters on ``bot_id``
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -58,7 +58,8 @@ class Target:
     hash_expr: str
     #: ``INSERT ... SELECT ... FROM stage`` skipping rows whose key exists already.
     insert_plain: str
-    update_changed: str
+    #: ``UPDATE <table> t ... FROM stage s WHERE <same key>``: see ``update_if_hash_differs``.
+    update_matching: str
     delete_missing: str
 
     @property
@@ -79,6 +80,16 @@ class Target:
             f"SELECT {keys} FROM stage s WHERE NOT EXISTS (SELECT 1 FROM {self.table} t "
             f"WHERE t.bot_id = :bot AND {join} AND t.xmin = pg_current_xact_id()::xid)"
         )
+
+    @property
+    def update_if_hash_differs(self) -> str:
+        """Update the rows whose record hash (``checksum.row_hash``, staged in ``s.h``)
+        differs from the hash of what PostgreSQL holds: re-scans rewrite only changes."""
+        return f"{self.update_matching} AND {self.hash_expr} <> s.h"
+
+    def with_hash(self) -> Target:
+        """This target with a ``h bigint`` (record hash) column on the staging table."""
+        return replace(self, stage_columns=self.stage_columns + ", h bigint")
 
     def stage_ddl(self) -> str:
         return f"CREATE TEMP TABLE stage ({self.stage_columns}) ON COMMIT DROP"
@@ -109,12 +120,10 @@ USERS = Target(
         "SELECT :bot, s.id, s.username, s.first_name, s.language, s.created, s.created "
         "FROM stage s ON CONFLICT (bot_id, user_id) DO NOTHING"
     ),
-    update_changed=(
+    update_matching=(
         "UPDATE tg_users t SET username = s.username, first_name = s.first_name, "
         "language_code = s.language, first_seen_at = s.created FROM stage s "
-        "WHERE t.bot_id = :bot AND t.user_id = s.id AND (t.username, t.first_name, "
-        "t.language_code, t.first_seen_at) IS DISTINCT FROM "
-        "(s.username, s.first_name, s.language, s.created)"
+        "WHERE t.bot_id = :bot AND t.user_id = s.id"
     ),
     delete_missing=(
         "DELETE FROM tg_users t WHERE t.bot_id = :bot "
@@ -152,14 +161,12 @@ PROFILES = Target(
         "(CASE WHEN s.visible THEN 'visible' ELSE 'hidden' END)::profile_visibility "
         "FROM stage s ON CONFLICT (bot_id, user_id) DO NOTHING"
     ),
-    update_changed=(
+    update_matching=(
         "UPDATE profiles t SET display_name = s.name, age = s.age, city = s.city, "
         "bio = s.bio, looking_for = s.looking_for, photo_file_id = s.photo, "
         "visibility = (CASE WHEN s.visible THEN 'visible' ELSE 'hidden' END)"
         "::profile_visibility, version = t.version + 1, updated_at = now() FROM stage s "
-        "WHERE t.bot_id = :bot AND t.user_id = s.user_id AND (t.display_name, t.age, t.city, "
-        "t.bio, t.looking_for, t.photo_file_id, t.visibility = 'visible') IS DISTINCT FROM "
-        "(s.name, s.age, s.city, s.bio, s.looking_for, s.photo, s.visible)"
+        "WHERE t.bot_id = :bot AND t.user_id = s.user_id"
     ),
     delete_missing=(
         "DELETE FROM profiles t WHERE t.bot_id = :bot "
@@ -189,11 +196,10 @@ MESSAGES = Target(
         "FROM messages m WHERE m.bot_id = :bot AND m.chat_id = s.user_id "
         "AND m.tg_message_id = s.id)"
     ),
-    update_changed=(
+    update_matching=(
         f"UPDATE messages t SET created_at = s.date, direction = {_DIRECTION}, "
         "sender_id = s.sender, text = s.text, processed_at = s.date FROM stage s "
-        "WHERE t.bot_id = :bot AND t.chat_id = s.user_id AND t.tg_message_id = s.id "
-        "AND (t.created_at, t.sender_id, t.text) IS DISTINCT FROM (s.date, s.sender, s.text)"
+        "WHERE t.bot_id = :bot AND t.chat_id = s.user_id AND t.tg_message_id = s.id"
     ),
     delete_missing=(
         "DELETE FROM messages t WHERE t.bot_id = :bot AND t.chat_id = :chat "

@@ -110,7 +110,7 @@ def verify_component(
     with session_scope(settings, bot_id=bot_id) as session:
         checkpoints = load_checkpoints(session, bot_id, component)
         report.pending_files = sum(1 for _ in find_work(root, bot_id, component, checkpoints))
-        copy_stage(session, _with_hash(target), lines())
+        copy_stage(session, target.with_hash(), lines())
         session.execute(text("ANALYZE stage"))
         report.json_count, report.json_checksum = json_sum.count, json_sum.as_text()
         pg_sum = pg_checksum(session, bot_id, component)
@@ -119,10 +119,6 @@ def verify_component(
         _compare_sample(session, target, bot_id, report, sample)
     report.verified_at = datetime.now(UTC).isoformat(timespec="seconds")
     return report
-
-
-def _with_hash(target: Target) -> Target:
-    return Target(**{**target.__dict__, "stage_columns": target.stage_columns + ", h bigint"})
 
 
 def _join(target: Target) -> str:
