@@ -114,22 +114,17 @@ class Migrator:
         batch_size: int = DEFAULT_BATCH_SIZE,
         on_batch: Callable[[BatchResult], None] | None = None,
     ) -> bool:
-        """Batches until nothing is left, the next one prepared while the current one is
-        written; False if another process holds the component's lock."""
+        """Batches until nothing is left, each prepared (read, validated, formatted) in a
+        thread while the one before it is written; False if another process holds the
+        component's lock."""
         report = on_batch or (lambda _result: None)
         with component_lock(self.settings, component) as acquired:
             if not acquired:
                 return False
             try:
                 with ThreadPoolExecutor(1, thread_name_prefix="legacy-read") as reader:
-                    while (found := self._next_work(component)) is not None:
-                        bot_id, first, rest = found
-                        if first.rescan:
-                            report(self._rescan(bot_id, component, first, None))
-                        else:
-                            self._pipeline(
-                                reader, bot_id, component, first, rest, batch_size, report
-                            )
+                    while self._pass(reader, component, batch_size, report):
+                        pass
             except BaseException:
                 self.close()
                 raise
@@ -139,36 +134,55 @@ class Migrator:
         self._streams.close()
 
     # -- internals -----------------------------------------------------------------------
-    def _pipeline(
+    def _pass(
         self,
         reader: ThreadPoolExecutor,
-        bot_id: int,
         component: Component,
-        first: WorkFile,
-        rest: Iterator[WorkFile],
         batch_size: int,
         report: Callable[[BatchResult], None],
-    ) -> None:
-        """Fresh batches of one bot: assemble N+1 in ``reader`` while N is written."""
-        pending: Future[PreparedBatch] | None = reader.submit(
-            assemble, self._streams, bot_id, component, first, rest, batch_size
-        )
-        while pending is not None:
-            batch = pending.result()
-            pending = None
-            if batch.next_work is not None:
-                pending = reader.submit(
-                    assemble, self._streams, bot_id, component, batch.next_work, rest, batch_size
-                )
-            try:
-                report(write_batch(self.settings, batch, self._months, None))
-            except BaseException:
-                if pending is not None:
-                    pending.cancel()
-                    pending.exception()  # let a running read finish before readers close
-                raise
+    ) -> bool:
+        """One pipelined pass over every bot with work; False if there was none.
 
-    def _next_work(self, component: Component) -> tuple[int, WorkFile, Iterator[WorkFile]] | None:
+        The reader thread walks the bots and assembles batches one step ahead of the
+        writer. A bot is visited once per pass (its checkpoints are read before its
+        batches are written), so nothing is assembled twice; what a pass leaves (files
+        that changed meanwhile, re-scans found after fresh files) the next pass finds.
+        """
+        visited: set[int] = set()
+
+        def produce() -> Iterator[PreparedBatch | tuple[int, WorkFile]]:
+            while (found := self._next_work(component, skip=visited)) is not None:
+                bot_id, first, rest = found
+                visited.add(bot_id)
+                if first.rescan:
+                    yield bot_id, first
+                    continue
+                work: WorkFile | None = first
+                while work is not None:
+                    batch = assemble(self._streams, bot_id, component, work, rest, batch_size)
+                    yield batch
+                    work = batch.next_work
+
+        items = produce()
+        pending: Future[Any] = reader.submit(next, items, None)
+        progressed = False
+        while (item := pending.result()) is not None:
+            pending = reader.submit(next, items, None)
+            progressed = True
+            try:
+                if isinstance(item, PreparedBatch):
+                    report(write_batch(self.settings, item, self._months, None))
+                else:
+                    report(self._rescan(item[0], component, item[1], None))
+            except BaseException:
+                pending.cancel()
+                pending.exception()  # let a running read finish before readers close
+                raise
+        return progressed
+
+    def _next_work(
+        self, component: Component, skip: set[int] | None = None
+    ) -> tuple[int, WorkFile, Iterator[WorkFile]] | None:
         # Bots found with nothing to do are skipped until a pass finds no work anywhere;
         # then one full pass looks at every bot again before reporting idle.
         quiet = self._quiet.setdefault(component, set())
@@ -176,7 +190,7 @@ class Migrator:
             if full_pass:
                 quiet.clear()
             for bot_id, _folder in bot_dirs(self.root):
-                if bot_id in quiet:
+                if bot_id in quiet or (skip and bot_id in skip):
                     continue
                 with session_scope(self.settings, bot_id=bot_id) as session:
                     if get_state(session, bot_id, component) not in MIGRATING:
