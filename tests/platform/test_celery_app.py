@@ -16,6 +16,10 @@ from tgfleet.tasks.maintenance import ping_round_trip
 EXPECTED_TASKS = {
     "tgfleet.maintenance.ping": "maintenance",
     "tgfleet.maintenance.restore_unacked": "maintenance",
+    "tgfleet.maintenance.partitions": "maintenance",
+    "tgfleet.maintenance.cleanup": "maintenance",
+    "tgfleet.maintenance.health": "maintenance",
+    "tgfleet.analytics.rollup": "analytics",
     "tgfleet.sends.deliver": "sends",
     "tgfleet.updates.handle": "updates",
     "tgfleet.updates.record_entities": "updates",

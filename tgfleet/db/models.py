@@ -300,6 +300,13 @@ class BotMetric(Base):
     sends_ok: Mapped[int] = mapped_column(Integer, server_default="0")
     sends_failed: Mapped[int] = mapped_column(Integer, server_default="0")
     updated_at: Mapped[datetime] = updated_column()
+    profile_updates: Mapped[int] = mapped_column(Integer, server_default="0")
+    likes: Mapped[int] = mapped_column(Integer, server_default="0")
+    matches: Mapped[int] = mapped_column(Integer, server_default="0")
+    flood_waits: Mapped[int] = mapped_column(Integer, server_default="0")
+    #: Inbound message stored -> handled, milliseconds (None: nothing handled).
+    latency_p50_ms: Mapped[int | None] = mapped_column(Integer)
+    latency_p95_ms: Mapped[int | None] = mapped_column(Integer)
 
 
 # --- the matchmaking app ---------------------------------------------------------------

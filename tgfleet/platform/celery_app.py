@@ -16,6 +16,7 @@ from celery import Celery, Task
 from celery.signals import setup_logging
 
 import celeryconfig
+from tgfleet.platform import queues as _queues  # noqa: F401 (stamps publish times)
 from tgfleet.platform.errors import ConfigError, PermanentError, RetryLater
 from tgfleet.platform.logconfig import configure_logging, log_context
 from tgfleet.platform.settings import Settings
@@ -27,6 +28,7 @@ TASK_MODULES = (
     "tgfleet.tasks.maintenance",
     "tgfleet.tasks.updates",
     "tgfleet.tasks.sends",
+    "tgfleet.tasks.analytics",
 )
 
 
@@ -76,6 +78,24 @@ def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
             "task": "tgfleet.maintenance.restore_unacked",
             "schedule": float(settings.redeliver_every_s),
         },
+        **{
+            name: {
+                "task": task,
+                "schedule": every,
+                # A run nobody picked up within its period is superseded by the next one.
+                "options": {"expires": every},
+            }
+            for name, task, every in (
+                (
+                    "partition-maintenance",
+                    "tgfleet.maintenance.partitions",
+                    settings.partitions_every_s,
+                ),
+                ("analytics-rollup", "tgfleet.analytics.rollup", settings.rollup_every_s),
+                ("cleanup", "tgfleet.maintenance.cleanup", settings.cleanup_every_s),
+                ("health", "tgfleet.maintenance.health", settings.health_every_s),
+            )
+        },
     }
 
 
@@ -100,6 +120,7 @@ def make_celery(settings: Settings) -> TgfleetCelery:
         visibility_timeout=settings.visibility_timeout_s,
         include=list(TASK_MODULES),
         beat_schedule=beat_schedule(settings),
+        beat_scheduler="tgfleet.platform.beat:LockedScheduler",
     )
     return app
 

@@ -152,6 +152,55 @@ class Settings(BaseSettings):
         default=5, alias="TGFLEET_DB_POOL_SIZE"
     )
 
+    # --- operations (beat schedules, maintenance, health; docs/operations.md) --------
+    beat_lock_ttl_s: Annotated[float, Field(ge=2)] = Field(
+        default=30.0, alias="TGFLEET_BEAT_LOCK_TTL_S"
+    )
+    partitions_every_s: Annotated[float, Field(ge=1)] = Field(
+        default=3600.0, alias="TGFLEET_PARTITIONS_EVERY_S"
+    )
+    rollup_every_s: Annotated[float, Field(ge=1)] = Field(
+        default=300.0, alias="TGFLEET_ROLLUP_EVERY_S"
+    )
+    cleanup_every_s: Annotated[float, Field(ge=1)] = Field(
+        default=3600.0, alias="TGFLEET_CLEANUP_EVERY_S"
+    )
+    health_every_s: Annotated[float, Field(ge=1)] = Field(
+        default=60.0, alias="TGFLEET_HEALTH_EVERY_S"
+    )
+    #: Maintenance DDL waits at most this long for a table lock, so ingest never queues
+    #: behind it for longer; a step that times out is retried at the next run.
+    maintenance_lock_timeout_ms: Annotated[int, Field(ge=10)] = Field(
+        default=2000, alias="TGFLEET_MAINTENANCE_LOCK_TIMEOUT_MS"
+    )
+    maintenance_batch_rows: Annotated[int, Field(ge=1)] = Field(
+        default=5000, alias="TGFLEET_MAINTENANCE_BATCH_ROWS"
+    )
+    #: Retention detaches old monthly partitions and keeps them as plain tables
+    #: instead of dropping them.
+    retention_keep_detached: bool = Field(default=False, alias="TGFLEET_RETENTION_KEEP_DETACHED")
+    retention_days_processed_updates: Annotated[int, Field(ge=1)] = Field(
+        default=30, alias="TGFLEET_RETENTION_DAYS_PROCESSED_UPDATES"
+    )
+    retention_days_sent_outbox: Annotated[int, Field(ge=1)] = Field(
+        default=30, alias="TGFLEET_RETENTION_DAYS_SENT_OUTBOX"
+    )
+    retention_days_entities: Annotated[int, Field(ge=1)] = Field(
+        default=180, alias="TGFLEET_RETENTION_DAYS_ENTITIES"
+    )
+    rollup_lookback_hours: Annotated[int, Field(ge=1, le=24 * 31)] = Field(
+        default=3, alias="TGFLEET_ROLLUP_LOOKBACK_HOURS"
+    )
+    health_heartbeat_stale_s: Annotated[float, Field(gt=0)] = Field(
+        default=90.0, alias="TGFLEET_HEALTH_HEARTBEAT_STALE_S"
+    )
+    health_queue_stuck_s: Annotated[float, Field(gt=0)] = Field(
+        default=300.0, alias="TGFLEET_HEALTH_QUEUE_STUCK_S"
+    )
+    health_migration_stale_s: Annotated[float, Field(gt=0)] = Field(
+        default=3600.0, alias="TGFLEET_HEALTH_MIGRATION_STALE_S"
+    )
+
     # --- Celery -----------------------------------------------------------------
     #: Redis redelivers an unacked task after this many seconds; it must exceed
     #: every countdown/ETA the code schedules (see celeryconfig.MAX_COUNTDOWN_S).

@@ -63,3 +63,31 @@ def ping_round_trip(app: Celery, timeout: float = 30.0) -> tuple[float, str]:
         f"no worker answered tgfleet.maintenance.ping within {timeout:.0f}s: is a worker "
         "consuming the 'maintenance' queue? (celery -A tgfleet worker -Q maintenance)"
     )
+
+
+@shared_task(name="tgfleet.maintenance.partitions", bind=True, ignore_result=True)
+def partitions(self: TgfleetTask) -> dict[str, object]:
+    """Premake monthly partitions, apply retention, move rows out of DEFAULT (and alert)."""
+    from tgfleet.db.maintenance import run_partition_maintenance
+    from tgfleet.platform.alerts import alert_default_rows
+
+    report = run_partition_maintenance(self.app.settings)
+    if report.default_rows_by_bot:
+        alert_default_rows(self.app.settings, report)
+    return report.as_dict()
+
+
+@shared_task(name="tgfleet.maintenance.cleanup", bind=True, ignore_result=True)
+def cleanup(self: TgfleetTask) -> dict[str, int]:
+    """Delete processed_updates, sent outbox rows and stale entities past retention."""
+    from tgfleet.db.cleanup import expire_rows
+
+    return expire_rows(self.app.settings)
+
+
+@shared_task(name="tgfleet.maintenance.health", bind=True, ignore_result=True)
+def health(self: TgfleetTask) -> dict[str, list[str]]:
+    """Check listeners, queues, dead letters, partitions, migration; tell admins of changes."""
+    from tgfleet.platform.alerts import run_health_check
+
+    return run_health_check(self.app.settings)
