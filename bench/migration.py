@@ -59,11 +59,24 @@ def migrate(settings: Settings, root: Path, batch_size: int) -> tuple[int, float
 def psql_copy(services: DevServices, settings: Settings, workdir: Path) -> tuple[int, float]:
     """Export the migrated rows, empty the table, and time ``\\copy`` of them back in."""
     state = services.load_state()
-    psql = [f"{state.pg_bin}/psql", "-h", "127.0.0.1", "-p", str(state.pg_port),
-            "-U", "postgres", "-d", "tgfleet", "-v", "ON_ERROR_STOP=1", "-qAt"]
+    psql = [
+        f"{state.pg_bin}/psql",
+        "-h",
+        "127.0.0.1",
+        "-p",
+        str(state.pg_port),
+        "-U",
+        "postgres",
+        "-d",
+        "tgfleet",
+        "-v",
+        "ON_ERROR_STOP=1",
+        "-qAt",
+    ]
     dump = workdir / "messages.copy"
-    subprocess.run([*psql, "-c", f"\\copy (SELECT {COLUMNS} FROM messages) TO '{dump}'"],
-                   check=True)
+    subprocess.run(
+        [*psql, "-c", f"\\copy (SELECT {COLUMNS} FROM messages) TO '{dump}'"], check=True
+    )
     rows = sum(1 for _ in dump.open("rb"))
     subprocess.run([*psql, "-c", "TRUNCATE messages"], check=True)
     began = time.perf_counter()
@@ -76,7 +89,10 @@ def peak_rss_child(env: dict[str, str], root: Path) -> tuple[float, int, float]:
     began = time.perf_counter()
     out = subprocess.run(
         [sys.executable, __file__, "--child", str(root)],
-        env=env, check=True, capture_output=True, text=True,
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
     ).stdout
     seconds = time.perf_counter() - began
     peak_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
@@ -86,8 +102,7 @@ def peak_rss_child(env: dict[str, str], root: Path) -> tuple[float, int, float]:
 def child(root: Path) -> None:
     settings = load_settings()
     start(settings, root, Component.CONVERSATIONS)
-    total = run_until_idle(settings, root, Component.CONVERSATIONS,
-                           batch_size=DEFAULT_BATCH_SIZE)
+    total = run_until_idle(settings, root, Component.CONVERSATIONS, batch_size=DEFAULT_BATCH_SIZE)
     print(json.dumps({"rows": total.inserted}))
 
 
@@ -124,8 +139,10 @@ def main() -> int:
 
             copy_rows, copy_seconds = psql_copy(services, settings, work)
             copy_per_s = copy_rows / copy_seconds
-            log(f"psql \\copy:        {copy_rows:,} rows in {copy_seconds:.1f} s = "
-                f"{copy_per_s:,.0f} rows/s")
+            log(
+                f"psql \\copy:        {copy_rows:,} rows in {copy_seconds:.1f} s = "
+                f"{copy_per_s:,.0f} rows/s"
+            )
 
             owner = create_engine(sqlalchemy_url(settings.owner_database_url))
             with owner.begin() as conn:
@@ -138,24 +155,29 @@ def main() -> int:
             path = big / str(bot_id) / "conversations" / f"{user_id}.json"
             path.parent.mkdir(parents=True)
             log(f"writing one conversation file of {big_messages:,} messages ...")
-            size = write_big_conversation(path, bot_id=bot_id, user_id=user_id,
-                                          messages=big_messages, text_chars=1_050)
+            size = write_big_conversation(
+                path, bot_id=bot_id, user_id=user_id, messages=big_messages, text_chars=1_050
+            )
             log(f"  {size / 2**30:.2f} GiB; migrating it in a child process ...")
             peak_mb, big_rows, big_seconds = peak_rss_child({**os.environ, **env}, big)
             log(f"  {big_rows:,} rows in {big_seconds:.1f} s, peak RSS {peak_mb:.0f} MB")
         finally:
             if not args.keep:
                 services.down()
-    print(json.dumps({
-        "bench": "migration",
-        "rows_per_s": round(rows_per_s),
-        "copy_ratio": round(rows_per_s / copy_per_s, 3),
-        "peak_rss_mb": round(peak_mb, 1),
-        "copy_rows_per_s": round(copy_per_s),
-        "rows": rows,
-        "big_file_gib": round(size / 2**30, 2),
-        "big_file_rows_per_s": round(big_rows / big_seconds),
-    }))
+    print(
+        json.dumps(
+            {
+                "bench": "migration",
+                "rows_per_s": round(rows_per_s),
+                "copy_ratio": round(rows_per_s / copy_per_s, 3),
+                "peak_rss_mb": round(peak_mb, 1),
+                "copy_rows_per_s": round(copy_per_s),
+                "rows": rows,
+                "big_file_gib": round(size / 2**30, 2),
+                "big_file_rows_per_s": round(big_rows / big_seconds),
+            }
+        )
+    )
     return 0
 
 
