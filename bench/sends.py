@@ -4,6 +4,12 @@
     (goal >= 0.95x with zero FLOOD_WAIT);
 (b) 20 bots to 1,000 users with 2 sender processes: the aggregate rate vs
     min(20 x 30/s, the same sends with every limit off, measured in the same run).
+    The bots' messages are queued interleaved (5 at a time per bot), as a fleet's
+    concurrent conversations and broadcasts are; when one bot's backlog exceeds its own
+    30/s, every message of it is re-queued once to its slot, which costs a task hop.
+
+Rates are steady rates: from the end of the first burst to the last delivery, by the
+simulator's delivery timestamps.
 
 Starts its own PostgreSQL + Redis (tgfleet's dev services under a temporary home),
 migrates, runs a simulator in a thread and the workers as
@@ -85,11 +91,15 @@ class Bench:
         with session_scope(self.settings, bot_id=bot_id) as s:
             s.execute(insert(Entity).values(rows).on_conflict_do_nothing())
 
-    def queue(self, plan: dict[int, list[int]], tag: str) -> int:
-        for bot_id, chats in plan.items():
-            with session_scope(self.settings, bot_id=bot_id) as s:
-                for n, chat in enumerate(chats):
-                    queue_message(s, bot_id, chat, f"{tag} {n}")
+    def queue(self, plan: dict[int, list[int]], tag: str, chunk: int = 1000) -> int:
+        """Queue the plan, bots taking turns every ``chunk`` messages (as concurrent
+        broadcasts and conversations of a fleet interleave)."""
+        longest = max(len(chats) for chats in plan.values())
+        for start in range(0, longest, chunk):
+            for bot_id, chats in plan.items():
+                with session_scope(self.settings, bot_id=bot_id) as s:
+                    for n in range(start, min(start + chunk, len(chats))):
+                        queue_message(s, bot_id, chats[n], f"{tag} {n}")
         return sum(len(c) for c in plan.values())
 
     def wait(self, bot_ids: list[int], total: int, timeout: float) -> None:
@@ -163,17 +173,19 @@ def run(args: argparse.Namespace, home: Path) -> dict[str, Any]:
                     chats = [users[(k * 50 + i) % 1000] for i in range(args.fleet_per_bot)]
                     bench.seen(bot, sorted(set(chats)))
                     plan[bot] = chats
-                total = bench.queue(plan, tag)
+                total = bench.queue(plan, tag, chunk=5)
                 bench.wait(bots, total, timeout=total / 20 + 90)
                 return steady_rate(bench.delivery_times(bots, users), skip=20 * 30)
 
+            # The ceiling is measured before and after (the mean), so neither side gains
+            # from running first on a warm or an emptier system.
             sim.set_limits(enabled=False)
-            unlimited_rate = fleet("free", UNLIMITED)
+            free_before = fleet("free1", UNLIMITED)
             sim.set_limits(enabled=True)
-            floods_before = sim.stats()["flood_errors"]
             fleet_rate = fleet("fleet", None)
             flood_waits = sim.stats()["flood_errors"]
-            assert flood_waits >= floods_before
+            sim.set_limits(enabled=False)
+            unlimited_rate = (free_before + fleet("free2", UNLIMITED)) / 2
     finally:
         if group is not None:
             group.stop()

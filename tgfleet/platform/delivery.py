@@ -15,7 +15,7 @@ import logging
 import struct
 from datetime import timedelta
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import ColumnElement, and_, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
@@ -137,6 +137,15 @@ def release(session: Session, bot_id: int, outbox_id: int, countdown: float) -> 
     )
 
 
+def postpone(session: Session, bot_id: int, outbox_id: int, countdown: float) -> None:
+    """Record a long wait for a slot, so the sweep does not take the row for lost."""
+    session.execute(
+        update(Outbox)
+        .where(Outbox.bot_id == bot_id, Outbox.id == outbox_id, Outbox.status.in_(_CLAIMABLE))
+        .values(next_attempt_at=func.now() + timedelta(seconds=countdown))
+    )
+
+
 def mark_blocked(session: Session, bot_id: int, user_id: int) -> None:
     """The user blocked the bot: remember it on ``tg_users``."""
     stmt = insert(TgUser).values(bot_id=bot_id, user_id=user_id, is_blocked=True)
@@ -192,20 +201,31 @@ def bot_config(session: Session, bot_id: int) -> tuple[dict[str, object], list[i
     return dict(found.settings or {}), list(found.admin_chat_ids or [])
 
 
-def overdue(session: Session, settings: Settings, limit: int = 1000) -> list[tuple[int, int]]:
+def _overdue_condition(settings: Settings) -> ColumnElement[bool]:
+    grace = _lease(settings)
+    return or_(
+        and_(Outbox.status.in_(_CLAIMABLE), Outbox.next_attempt_at < func.now() - grace),
+        and_(Outbox.status == OutboxStatus.SENDING, Outbox.updated_at < func.now() - grace),
+    )
+
+
+def overdue_bots(session: Session, settings: Settings) -> list[int]:
+    """Bots with rows overdue by more than the lease (see :func:`overdue`)."""
+    found = session.scalars(select(Outbox.bot_id).where(_overdue_condition(settings)).distinct())
+    return list(found)
+
+
+def overdue(
+    session: Session, settings: Settings, bot_ids: list[int], limit: int = 1000
+) -> list[tuple[int, int]]:
     """Rows whose task was lost (killed worker, failed enqueue): (outbox_id, bot_id).
 
     Each becomes ``retrying``, due now: the next sweep leaves it alone for ``send_lease_s``
     while its new task is on its way. Run with ``role="admin"`` (every bot).
     """
-    grace = _lease(settings)
-    due = or_(
-        and_(Outbox.status.in_(_CLAIMABLE), Outbox.next_attempt_at < func.now() - grace),
-        and_(Outbox.status == OutboxStatus.SENDING, Outbox.updated_at < func.now() - grace),
-    )
     ids = (
         select(Outbox.bot_id, Outbox.id)
-        .where(due)
+        .where(_overdue_condition(settings), Outbox.bot_id.in_(bot_ids))
         .order_by(Outbox.next_attempt_at)
         .limit(limit)
         .with_for_update(skip_locked=True)

@@ -41,6 +41,9 @@ log = logging.getLogger(__name__)
 
 SEND_TIMEOUT_S = 30.0
 _DONE = (OutboxStatus.SENT, OutboxStatus.FAILED, OutboxStatus.DEAD)
+#: Waits for a chat slot longer than this are written to the row, so the sweep knows it is
+#: waiting (the sweep knows bot slots from the pacer itself: ``SendPacer.booked_ahead``).
+POSTPONE_AFTER_S = 2.0
 #: Per-chat limits are used at this fraction: the chat bucket has no slack for the jitter
 #: between taking a token and Telegram seeing the message (the bot bucket has some).
 CHAT_MARGIN = 0.9
@@ -149,6 +152,18 @@ class Sender:
                 delivery.mark_failed(s, bot_id, outbox_id, f"bot {bot_id} does not exist")
             return Outcome("failed", "no such bot")
         limits, admins = config
+        if chat_id is None:  # re-driven by the sweep or the CLI
+            chat_id = self._chat_of(bot_id, outbox_id)
+            if chat_id is None:
+                return Outcome("noop", "no such row, or already done")
+        kind = ChatKind.PRIVATE if chat_id > 0 else ChatKind.GROUP
+        if stage is not Stage.BOTH:
+            slot = self.pacer.reserve(bot_id, chat_id, kind, limits, stage)
+            if slot.wait > 0:  # not our turn yet: come back then (no claim, no token)
+                if slot.stage is Stage.CHAT and slot.wait > POSTPONE_AFTER_S:
+                    with session_scope(settings, bot_id=bot_id) as s:
+                        delivery.postpone(s, bot_id, outbox_id, slot.wait)
+                return Outcome("retry", "rate limit", slot.wait, slot.stage, {"chat_id": chat_id})
         try:  # connected before a token is taken: a token is spent on the wire at once
             client = self.clients.get(bot_id)
         except (SenderUnavailable, OSError, TimeoutError, errors.RPCError) as exc:
@@ -173,11 +188,9 @@ class Sender:
         request = build_request(row, resolved.peer, row.random_id or 0)
         # The token is taken last, right before the request goes out: the time between the
         # two is all the slack Telegram's own buckets give (see docs/sends.md).
-        chat_id = row.chat_id
-        kind = ChatKind.PRIVATE if chat_id > 0 else ChatKind.GROUP
         wait = self.limiter.acquire(bot_id, chat_id, kind, limits)
         if wait > 0:
-            return self._rate_wait(outbox_id, bot_id, chat_id, wait, stage, kind, limits)
+            return self._rate_wait(outbox_id, bot_id, chat_id, wait, limits)
         try:
             result = self.loop.run(client(request), SEND_TIMEOUT_S)
         except Exception as exc:  # mapped below; nothing is retried blindly
@@ -209,27 +222,24 @@ class Sender:
 
     # -- waits and failures ----------------------------------------------------------------
     def _rate_wait(
-        self,
-        outbox_id: int,
-        bot_id: int,
-        chat_id: int,
-        wait: float,
-        stage: Stage,
-        kind: ChatKind,
-        limits: Limits,
+        self, outbox_id: int, bot_id: int, chat_id: int, wait: float, limits: Limits
     ) -> Outcome:
+        """The limiter said no (a FloodWait pause, or drift from the slot): give the claim
+        back and come again; after a pause, through the pacer again."""
         paused = self.limiter.paused_for(bot_id)
         if paused > 0:
             jitter = random.uniform(0, min(5.0, 0.2 * paused + 0.5))
-            countdown, new_stage = paused + jitter, Stage.NONE
-        elif stage is Stage.BOTH:
-            countdown, new_stage = wait + random.uniform(0, 1.0 / limits.bot_per_s), stage
+            countdown, stage = paused + jitter, Stage.NONE
         else:
-            slot = self.pacer.reserve(bot_id, chat_id, kind, limits, stage)
-            countdown, new_stage = max(slot.wait, wait), slot.stage
+            countdown, stage = wait + random.uniform(0, 1.0 / limits.bot_per_s), Stage.BOTH
         with session_scope(self.settings, bot_id=bot_id) as s:
             delivery.release(s, bot_id, outbox_id, countdown)
-        return Outcome("retry", "rate limit", countdown, new_stage, {"chat_id": chat_id})
+        return Outcome("retry", "rate limit", countdown, stage, {"chat_id": chat_id})
+
+    def _chat_of(self, bot_id: int, outbox_id: int) -> int | None:
+        with session_scope(self.settings, bot_id=bot_id) as s:
+            row = s.get(Outbox, (bot_id, outbox_id))
+            return None if row is None or row.status in _DONE else row.chat_id
 
     def _cannot_connect(self, outbox_id: int, bot_id: int, exc: BaseException) -> Outcome:
         with session_scope(self.settings, bot_id=bot_id) as s:

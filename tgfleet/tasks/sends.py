@@ -88,8 +88,13 @@ def sweep_overdue(sender: Sender) -> int:
         return 0  # tasks still waiting in the queue: their rows are late, not lost
     if not sender.redis.set(SWEEP_LOCK, "1", nx=True, px=int(interval * 1000)):
         return 0
+    grace = sender.settings.send_lease_s
     with session_scope(sender.settings, role="admin") as s:
-        rows = delivery.overdue(s, sender.settings)
+        candidates = delivery.overdue_bots(s, sender.settings)
+        # A bot with slots booked ahead has tasks waiting for them: its rows are late,
+        # not lost (bot-slot waits are not written to the rows, to spare the database).
+        idle = [b for b in candidates if sender.pacer.booked_ahead(b) < grace]
+        rows = delivery.overdue(s, sender.settings, idle) if idle else []
     if rows:
         log.warning("sweep: %d outbox rows had lost their task; enqueued again", len(rows))
         enqueue_deliveries(rows)
