@@ -154,12 +154,7 @@ def assemble(
     while work is not None and not work.rescan:
         stream, it = cache.reader(work)
         batch.buffer.start_file(work.source, work.rel)
-        taken = 0
-        for record in it:
-            batch.buffer.add(record)
-            taken += 1
-            if taken >= budget or batch.buffer.size >= MAX_BATCH_CHARS:
-                break
+        taken = batch.buffer.take(it, budget, MAX_BATCH_CHARS)
         budget = 0 if batch.buffer.size >= MAX_BATCH_CHARS else budget - taken
         done = stream.complete or stream.error is not None
         error = str(stream.error) if stream.error else None

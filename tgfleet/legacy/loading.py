@@ -23,7 +23,7 @@ from tgfleet.legacy.checksum import row_hash
 from tgfleet.legacy.format import Component, SourceFile
 from tgfleet.legacy.reader import RecordStream, SourceRecord
 from tgfleet.legacy.targets import Target, copy_line, copy_text
-from tgfleet.legacy.validate import InvalidRecord, Validator, record_key, validator_for
+from tgfleet.legacy.validate import InvalidRecord, Validator, validator_for
 from tgfleet.platform.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -94,20 +94,33 @@ class LoadBuffer:
             self._months.add((when.year, when.month))
         return row
 
-    def add(self, record: SourceRecord) -> None:
-        row = self.check(record)
-        if row is not None:
-            line = self._line(row, record.value)
-            self.lines.append(line)
-            self.size += len(line)
-            self.keys.append(record_key(self.component, row))
-            if self.component is Component.CONVERSATIONS:
-                chat = self._chat
-                chat[row[2] == self.bot_id] += 1  # [in, out]
-                if chat[2] is None or row[4] > chat[2]:
-                    chat[2] = row[4]
-            if self.keep_raw:
-                self.raws.append((self._rel, record.position, record.value))
+    def take(self, records: Iterator[SourceRecord], limit: int, max_chars: int) -> int:
+        """Add records until ``limit`` were read or the COPY text reaches ``max_chars``;
+        returns how many were read. This is the hot loop, hence the local names."""
+        check, line_of, lines, keys, raws = self.check, self._line, self.lines, self.keys, self.raws
+        conversations = self.component is Component.CONVERSATIONS
+        chat, bot_id, keep_raw, rel = self._chat, self.bot_id, self.keep_raw, self._rel
+        size, taken = self.size, 0
+        for record in records:
+            taken += 1
+            row = check(record)
+            if row is not None:
+                line = line_of(row, record.value)
+                lines.append(line)
+                size += len(line)
+                if conversations:
+                    keys.append((row[0], row[1]))
+                    chat[row[2] == bot_id] += 1  # [in, out]
+                    if chat[2] is None or row[4] > chat[2]:
+                        chat[2] = row[4]
+                else:
+                    keys.append((row[0],))
+                if keep_raw:
+                    raws.append((rel, record.position, record.value))
+            if taken >= limit or size >= max_chars:
+                break
+        self.size = size
+        return taken
 
     def payload(self) -> bytes:
         """The valid rows as one COPY text input (the lines are released)."""
