@@ -112,7 +112,7 @@ class LockedScheduler(PersistentScheduler):
         elif not holding and self._active:
             log.warning("beat %s lost %s: standing by", self.lock.owner, LOCK_KEY)
         elif not holding and not self._announced_standby:
-            log.info("beat lock held by %s: standing by", self.lock.holder())
+            log.info("%s held by %s: standing by", LOCK_KEY, self.lock.holder())
             self._announced_standby = True
         self._active = holding
         return holding
