@@ -23,7 +23,7 @@ from tgfleet.platform.delivery import claim, random_id_for
 from tgfleet.platform.resolve import PeerCache, PeerNotFound, resolve_input_peer
 from tgfleet.platform.send_cli import SendCliError, add_parsers, queue_broadcast, recipients
 from tgfleet.platform.settings import Settings
-from tgfleet.tasks.outbox import MAX_TEXT, queue_message, split_text, utf16_len
+from tgfleet.tasks.outbox import MAX_TEXT, next_part_key, queue_message, split_text, utf16_len
 
 
 @pytest.fixture
@@ -97,13 +97,18 @@ def test_dedupe_key_and_long_texts(migrated: Settings, bot_id: int) -> None:
     for _ in range(2):
         with session_scope(migrated, bot_id=bot_id) as s:
             first = queue_message(s, bot_id, 42, text, dedupe_key="welcome:42", parse_mode="html")
-    # Then it became 3 parts, created and enqueued once
+    # Then it became 3 linked parts, created once; only the first is enqueued (the others
+    # are held until the part before them is sent, so they arrive in order)
     with session_scope(migrated, bot_id=bot_id) as s:
         rows = s.scalars(select(Outbox).where(Outbox.bot_id == bot_id).order_by(Outbox.id)).all()
-    assert [r.dedupe_key for r in rows] == ["welcome:42", "welcome:42#1", "welcome:42#2"]
+    keys = [r.dedupe_key for r in rows]
+    assert keys == ["welcome:42", "welcome:42#part1", "welcome:42#part2"]
+    assert next_part_key(keys[0]) == keys[1] and next_part_key(keys[1]) == keys[2]
     assert "".join(r.text for r in rows) == text and rows[0].id == first.id
     assert {r.parse_mode for r in rows} == {"html"}
-    assert len(_queued_tasks(migrated)) == 3
+    assert [r.next_attempt_at.year for r in rows[1:]] == [9999, 9999]
+    [task] = _queued_tasks(migrated)
+    assert task["kwargs"]["outbox_id"] == first.id  # type: ignore[index]
 
 
 def test_a_claim_is_won_once_until_its_lease_expires(migrated: Settings, bot_id: int) -> None:

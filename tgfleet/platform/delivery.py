@@ -69,10 +69,11 @@ def claim(session: Session, settings: Settings, bot_id: int, outbox_id: int) -> 
     return session.scalars(stmt).one_or_none()
 
 
-def mark_sent(session: Session, bot_id: int, outbox_id: int, tg_message_id: int | None) -> None:
+def mark_sent(session: Session, row: Outbox, tg_message_id: int | None) -> None:
+    """``sent``; the next part of a split text, if any, is released and enqueued."""
     session.execute(
         update(Outbox)
-        .where(Outbox.bot_id == bot_id, Outbox.id == outbox_id)
+        .where(Outbox.bot_id == row.bot_id, Outbox.id == row.id)
         .values(
             status=OutboxStatus.SENT,
             tg_message_id=tg_message_id,
@@ -80,14 +81,58 @@ def mark_sent(session: Session, bot_id: int, outbox_id: int, tg_message_id: int 
             last_error=None,
         )
     )
+    if row.dedupe_key is None:
+        return
+    from tgfleet.tasks.outbox import enqueue_after_commit, next_part_key
+
+    released = session.execute(
+        update(Outbox)
+        .where(
+            Outbox.bot_id == row.bot_id,
+            Outbox.dedupe_key == next_part_key(row.dedupe_key),
+            Outbox.status == OutboxStatus.QUEUED,
+        )
+        .values(next_attempt_at=func.now())
+        .returning(Outbox.id, Outbox.chat_id)
+    ).first()
+    if released is not None:
+        enqueue_after_commit(session, [(released.id, row.bot_id, released.chat_id)])
 
 
-def mark_failed(session: Session, bot_id: int, outbox_id: int, reason: str) -> None:
+def fail_later_parts(session: Session, row: Outbox, status: OutboxStatus, reason: str) -> int:
+    """A part that failed or died takes the rest of its text with it."""
+    if row.dedupe_key is None:
+        return 0
+    from tgfleet.tasks.outbox import next_part_key
+
+    count, key = 0, next_part_key(row.dedupe_key)
+    while True:
+        done = session.execute(
+            update(Outbox)
+            .where(
+                Outbox.bot_id == row.bot_id,
+                Outbox.dedupe_key == key,
+                Outbox.status == OutboxStatus.QUEUED,
+            )
+            .values(status=status, last_error=f"an earlier part of this text: {reason}"[:2000])
+            .returning(Outbox.id)
+        ).first()
+        if done is None:
+            return count
+        count += 1
+        key = next_part_key(key)
+
+
+def mark_failed(
+    session: Session, bot_id: int, outbox_id: int, reason: str, row: Outbox | None = None
+) -> None:
     session.execute(
         update(Outbox)
         .where(Outbox.bot_id == bot_id, Outbox.id == outbox_id)
         .values(status=OutboxStatus.FAILED, last_error=reason[:2000])
     )
+    if row is not None:
+        fail_later_parts(session, row, OutboxStatus.FAILED, reason)
 
 
 def defer(
@@ -163,6 +208,7 @@ def mark_dead(
         .where(Outbox.bot_id == bot_id, Outbox.id == row.id)
         .values(status=OutboxStatus.DEAD, last_error=reason[:2000])
     )
+    fail_later_parts(session, row, OutboxStatus.DEAD, reason)
     log.warning("outbox %s (bot %s, chat %s) is dead: %s", row.id, bot_id, row.chat_id, reason)
     if (row.dedupe_key or "").startswith(NOTICE_PREFIX):
         return 0  # never notify about a notice: no loops

@@ -196,7 +196,7 @@ class Sender:
         except Exception as exc:  # mapped below; nothing is retried blindly
             return self._send_failed(row, exc, admins, correlation_id)
         with session_scope(settings, bot_id=bot_id, correlation_id=correlation_id) as s:
-            delivery.mark_sent(s, bot_id, outbox_id, sent_message_id(result, request))
+            delivery.mark_sent(s, row, sent_message_id(result, request))
         with self.redis.pipeline(transaction=False) as pipe:
             pipe.hincrby(RESOLVE_METRICS, resolved.source, 1)
             pipe.hincrby(SEND_METRICS, "sent", 1)
@@ -271,7 +271,7 @@ class Sender:
 
     def _transient(self, s: Any, row: Outbox, exc: BaseException, admins: list[int]) -> Outcome:
         if isinstance(exc, SenderUnavailable) and exc.permanent:
-            delivery.mark_failed(s, row.bot_id, row.id, exc.reason)
+            delivery.mark_failed(s, row.bot_id, row.id, exc.reason, row)
             return Outcome("failed", exc.reason)
         if isinstance(exc, errors.FloodWaitError):
             countdown = float(exc.seconds) + random.uniform(0, 1)
@@ -293,7 +293,7 @@ class Sender:
                 delivery.defer(s, bot_id, row.id, countdown, f"FLOOD_WAIT_{exc.seconds}")
                 return Outcome("retry", f"flood wait {exc.seconds}s", countdown)
             if isinstance(exc, errors.UserIsBlockedError):
-                delivery.mark_failed(s, bot_id, row.id, "the user blocked the bot")
+                delivery.mark_failed(s, bot_id, row.id, "the user blocked the bot", row)
                 if row.chat_id > 0:
                     delivery.mark_blocked(s, bot_id, row.chat_id)
                 self.redis.hincrby(SEND_METRICS, "failed", 1)
@@ -309,11 +309,11 @@ class Sender:
                     self.store.forget(bot_id)
                 return self._attempt_failed(s, row, f"session rejected: {exc}"[:500], admins)
             if isinstance(exc, SenderUnavailable) and exc.permanent:
-                delivery.mark_failed(s, bot_id, row.id, exc.reason)
+                delivery.mark_failed(s, bot_id, row.id, exc.reason, row)
                 return Outcome("failed", exc.reason)
             if isinstance(exc, PERMANENT_ERRORS):
                 reason = f"{type(exc).__name__}: {exc}"[:500]
-                delivery.mark_failed(s, bot_id, row.id, reason)
+                delivery.mark_failed(s, bot_id, row.id, reason, row)
                 self.redis.hincrby(SEND_METRICS, "failed", 1)
                 return Outcome("failed", reason)
             if isinstance(exc, errors.RPCError | SenderUnavailable | OSError | TimeoutError):

@@ -5,15 +5,20 @@ caller's transaction and arranges for ``tgfleet.sends.deliver`` to be enqueued o
 AFTER that transaction commits (Zulip's ``queue_event_on_commit``): a worker never sees a
 row that is not committed, and a rolled-back transaction enqueues nothing.
 
-Texts longer than Telegram's limit become several rows (parts), sent in order of their
-ids; a ``dedupe_key`` makes the call idempotent (``<key>`` for the first part,
-``<key>#<n>`` for the others).
+Texts longer than Telegram's limit become several rows (parts) that arrive in order:
+only the first is enqueued; each later one is held (``next_attempt_at`` far ahead) until
+the sender has sent the part before it, then released in the same transaction. Parts are
+linked by their dedupe keys (``<key>`` for the first part, ``<key>#part<n>`` for the
+others; a split text without a ``dedupe_key`` gets a generated one). A ``dedupe_key``
+makes the call idempotent.
 """
 
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Iterable
+from datetime import UTC, datetime
 from typing import Any
 
 from celery import Celery, current_app
@@ -33,6 +38,10 @@ PARSE_MODES = ("markdown", "md", "html")
 DELIVER_TASK = "tgfleet.sends.deliver"
 
 _PENDING_KEY = "tgfleet.outbox.pending"
+#: Parts 1.. of a split text carry ``<first part's key>#part<n>``.
+PART_SEPARATOR = "#part"
+#: ``next_attempt_at`` of a part waiting for the one before it (the sweep skips it).
+HELD_UNTIL = datetime(9999, 1, 1, tzinfo=UTC)
 
 
 def utf16_len(text: str) -> int:
@@ -96,9 +105,11 @@ def queue_message(
         parts = [head, *([p for p in split_text(text[len(head) :]) if p] if head else [])]
     else:
         parts = split_text(text)
+    if len(parts) > 1 and dedupe_key is None:
+        dedupe_key = f"split:{uuid.uuid4().hex}"  # links the parts (see part_key)
     rows: list[Outbox] = []
     for index, part in enumerate(parts):
-        key = dedupe_key if dedupe_key is None or index == 0 else f"{dedupe_key}#{index}"
+        key = dedupe_key if dedupe_key is None else part_key(dedupe_key, index)
         values: dict[str, Any] = {
             "bot_id": bot_id,
             "chat_id": chat_id,
@@ -111,16 +122,32 @@ def queue_message(
         }
         if media and index == 0:
             values["media"] = media
+        if index > 0:  # held until the part before it is sent (the sender releases it)
+            values["next_attempt_at"] = HELD_UNTIL
         row = _insert(session, values)
         if row is not None:
             rows.append(row)
-            enqueue_after_commit(session, [(row.id, bot_id, chat_id)])
+            if index == 0:
+                enqueue_after_commit(session, [(row.id, bot_id, chat_id)])
         elif key is not None:
             existing = session.scalars(
                 select(Outbox).where(Outbox.bot_id == bot_id, Outbox.dedupe_key == key)
             ).one()
             rows.append(existing)
     return rows[0]
+
+
+def part_key(key: str, index: int) -> str:
+    """The dedupe key of part ``index`` of a split text whose first part has ``key``."""
+    return key if index == 0 else f"{key}{PART_SEPARATOR}{index}"
+
+
+def next_part_key(key: str) -> str:
+    """The dedupe key of the part after the row with dedupe key ``key``."""
+    base, sep, number = key.rpartition(PART_SEPARATOR)
+    if sep and number.isdigit():
+        return part_key(base, int(number) + 1)
+    return part_key(key, 1)
 
 
 def _insert(session: Session, values: dict[str, Any]) -> Outbox | None:
