@@ -27,6 +27,7 @@ def plot_daily(rows: Sequence[dict[str, Any]], path: Path, *, title: str) -> Non
         import matplotlib
 
         matplotlib.use("Agg")
+        import matplotlib.dates as mdates
         import matplotlib.pyplot as plt
     except ImportError:
         raise TgfleetError("--plot needs matplotlib: pip install matplotlib") from None
@@ -42,6 +43,10 @@ def plot_daily(rows: Sequence[dict[str, Any]], path: Path, *, title: str) -> Non
         ax.set_ylim(bottom=0)
         if len(series) > 1:
             ax.legend(loc="upper left", fontsize=8)
+    axes[-1].xaxis.set_major_locator(mdates.AutoDateLocator(minticks=2, maxticks=10))
+    axes[-1].xaxis.set_major_formatter(mdates.DateFormatter("%Y-%m-%d"))
+    if len(days) <= 10:
+        axes[-1].set_xticks(days)
     figure.suptitle(title)
     figure.autofmt_xdate()
     figure.tight_layout()
