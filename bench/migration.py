@@ -99,6 +99,26 @@ def peak_rss_child(env: dict[str, str], root: Path) -> tuple[float, int, float]:
     return peak_kb / 1024, int(json.loads(out.strip().splitlines()[-1])["rows"]), seconds
 
 
+def big_file_run(root: Path, env: dict[str, str], messages: int) -> dict[str, float]:
+    """Write one conversation file of ``messages`` 1 KB messages and migrate it in a child
+    process: its size, rows/s and the child's peak RSS."""
+    bot_id, user_id = 7_100_000_001, 123_456_789
+    path = root / str(bot_id) / "conversations" / f"{user_id}.json"
+    path.parent.mkdir(parents=True)
+    log(f"writing one conversation file of {messages:,} messages ...")
+    size = write_big_conversation(
+        path, bot_id=bot_id, user_id=user_id, messages=messages, text_chars=1_050
+    )
+    log(f"  {size / 2**30:.2f} GiB; migrating it in a child process ...")
+    peak_mb, rows, seconds = peak_rss_child(env, root)
+    log(f"  {rows:,} rows in {seconds:.1f} s, peak RSS {peak_mb:.0f} MB")
+    return {
+        "peak_rss_mb": round(peak_mb, 1),
+        "gib": round(size / 2**30, 2),
+        "rows_per_s": round(rows / seconds),
+    }
+
+
 def child(root: Path) -> None:
     settings = load_settings()
     start(settings, root, Component.CONVERSATIONS)
@@ -111,6 +131,7 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="100k rows and a 100 MB file")
     parser.add_argument("--keep", action="store_true", help="leave the services running")
     parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE)
+    parser.add_argument("--skip-rss", action="store_true", help="skip the big-file part (3.)")
     parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -150,17 +171,9 @@ def main() -> int:
             owner.dispose()
             dispose_engines()
 
-            big = work / "big"
-            bot_id, user_id = 7_100_000_001, 123_456_789
-            path = big / str(bot_id) / "conversations" / f"{user_id}.json"
-            path.parent.mkdir(parents=True)
-            log(f"writing one conversation file of {big_messages:,} messages ...")
-            size = write_big_conversation(
-                path, bot_id=bot_id, user_id=user_id, messages=big_messages, text_chars=1_050
-            )
-            log(f"  {size / 2**30:.2f} GiB; migrating it in a child process ...")
-            peak_mb, big_rows, big_seconds = peak_rss_child({**os.environ, **env}, big)
-            log(f"  {big_rows:,} rows in {big_seconds:.1f} s, peak RSS {peak_mb:.0f} MB")
+            big: dict[str, float] = {}
+            if not args.skip_rss:
+                big = big_file_run(work / "big", {**os.environ, **env}, big_messages)
         finally:
             if not args.keep:
                 services.down()
@@ -170,11 +183,11 @@ def main() -> int:
                 "bench": "migration",
                 "rows_per_s": round(rows_per_s),
                 "copy_ratio": round(rows_per_s / copy_per_s, 3),
-                "peak_rss_mb": round(peak_mb, 1),
+                "peak_rss_mb": big.get("peak_rss_mb"),
                 "copy_rows_per_s": round(copy_per_s),
                 "rows": rows,
-                "big_file_gib": round(size / 2**30, 2),
-                "big_file_rows_per_s": round(big_rows / big_seconds),
+                "big_file_gib": big.get("gib"),
+                "big_file_rows_per_s": big.get("rows_per_s"),
             }
         )
     )

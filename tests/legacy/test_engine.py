@@ -18,7 +18,7 @@ from tgfleet.legacy.checksum import row_hash
 from tgfleet.legacy.format import Component
 from tgfleet.legacy.generate import GenerateReport
 from tgfleet.legacy.lifecycle import run_until_idle, start, status
-from tgfleet.legacy.loading import copy_stage
+from tgfleet.legacy.loading import copy_stage, ensure_bot
 from tgfleet.legacy.reader import RecordStream
 from tgfleet.legacy.targets import TARGETS
 from tgfleet.legacy.verify import json_checksum, pg_checksum
@@ -183,3 +183,43 @@ def test_python_and_sql_row_hashes_agree(clean_db: Settings, rows: list[tuple[An
         got = dict(session.execute(text(f"SELECT t.id, {expr} FROM stage t")).all())
     # Then every row hash equals Python's
     assert got == {r[0]: row_hash(r) for r in rows}
+
+
+def test_messages_already_in_postgresql_are_quarantined_not_doubled(
+    clean_db: Settings, owner: Engine, make_store: Callable[..., tuple[Path, GenerateReport]]
+) -> None:
+    # Given a clean store, and one of its messages already in PostgreSQL (the platform
+    # wrote it, or an earlier import did)
+    root, report = make_store(bots=1, users=8, messages=10, messy=False)
+    bot = report.bots[0]
+    conv = sorted((root / str(bot) / "conversations").glob("*.json"))[0]
+    first = next(iter(RecordStream(conv))).value
+    ensure_bot(clean_db, bot)
+    with owner.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO messages (bot_id, created_at, direction, chat_id, sender_id, "
+                "tg_message_id, text, processed_at) VALUES (:b, now(), 'in', :c, :c, :m, "
+                "'from the platform', now())"
+            ),
+            {"b": bot, "c": int(conv.stem), "m": first["id"]},
+        )
+    # When the conversations are migrated
+    start(clean_db, root, Component.CONVERSATIONS)
+    total = run_until_idle(clean_db, root, Component.CONVERSATIONS, batch_size=1000)
+    # Then that record is quarantined as a duplicate, every other one loaded once
+    valid = report.valid(Component.CONVERSATIONS)
+    assert (total.inserted, total.quarantined) == (valid - 1, 1)
+    with owner.connect() as conn:
+        reason = conn.execute(text("SELECT reason FROM migration_quarantine")).scalar_one()
+        assert "already in PostgreSQL" in reason
+        assert conn.execute(text("SELECT count(*) FROM messages")).scalar_one() == valid
+        # And the chat's conversations row counts what the table holds
+        counted = conn.execute(
+            text("SELECT messages_in + messages_out FROM conversations WHERE chat_id = :c"),
+            {"c": int(conv.stem)},
+        ).scalar_one()
+        in_table = conn.execute(
+            text("SELECT count(*) FROM messages WHERE chat_id = :c"), {"c": int(conv.stem)}
+        ).scalar_one()
+        assert counted == in_table

@@ -28,7 +28,14 @@ from tgfleet.legacy.loading import (
     insert_quarantine,
 )
 from tgfleet.legacy.reader import RecordStream, SourceRecord
-from tgfleet.legacy.targets import ADD_TO_CONVERSATIONS, REFRESH_CONVERSATIONS, TARGETS
+from tgfleet.legacy.targets import (
+    ADD_TO_CONVERSATIONS,
+    CHATS_WITH_MESSAGES,
+    INSERT_MESSAGES_OF_NEW_CHATS,
+    INSERT_OTHER_MESSAGES,
+    REFRESH_CONVERSATIONS,
+    TARGETS,
+)
 from tgfleet.platform.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -135,6 +142,8 @@ class PreparedBatch:
     next_work: WorkFile | None = None
     #: The valid rows as COPY text, formatted while the previous batch was written.
     payload: bytes = b""
+    #: Conversations read from their first record in this batch.
+    whole_chats: list[int] = field(default_factory=list)
 
 
 def assemble(
@@ -154,6 +163,8 @@ def assemble(
     while work is not None and not work.rescan:
         stream, it = cache.reader(work)
         batch.buffer.start_file(work.source, work.rel)
+        if work.start == 0 and work.source.user_id is not None:
+            batch.whole_chats.append(work.source.user_id)
         taken = batch.buffer.take(it, budget, MAX_BATCH_CHARS)
         budget = 0 if batch.buffer.size >= MAX_BATCH_CHARS else budget - taken
         done = stream.complete or stream.error is not None
@@ -189,9 +200,7 @@ def write_batch(
     with session_scope(settings, bot_id=bot_id, correlation_id=cid) as session:
         copy_stage(session, target, batch.payload)
         batch.payload = b""
-        inserted = cast(
-            "CursorResult[Any]", session.execute(text(target.insert_plain), {"bot": bot_id})
-        ).rowcount
+        inserted = _insert(session, batch)
         result.inserted = inserted
         if inserted < len(batch.buffer.keys):
             rejected = session.execute(text(target.conflicts), {"bot": bot_id})
@@ -215,6 +224,30 @@ def write_batch(
         result.quarantined,
     )
     return result
+
+
+def _insert(session: Session, batch: PreparedBatch) -> int:
+    """Insert the staged rows that are new; the number inserted.
+
+    Messages of chats whose file starts in this batch and that have no message in
+    PostgreSQL yet skip the per-row "does this id exist" probe (the reader already
+    dropped duplicates within the file), which is most of a first load.
+    """
+    params: dict[str, Any] = {"bot": batch.bot_id}
+    target = TARGETS[batch.component]
+    if batch.component is not Component.CONVERSATIONS or not batch.whole_chats:
+        return _rowcount(session, target.insert_plain, params)
+    busy = set(
+        session.execute(text(CHATS_WITH_MESSAGES), {**params, "chats": batch.whole_chats}).scalars()
+    )
+    params["new_chats"] = [c for c in batch.whole_chats if c not in busy]
+    return _rowcount(session, INSERT_MESSAGES_OF_NEW_CHATS, params) + _rowcount(
+        session, INSERT_OTHER_MESSAGES, params
+    )
+
+
+def _rowcount(session: Session, sql: str, params: dict[str, Any]) -> int:
+    return int(cast("CursorResult[Any]", session.execute(text(sql), params)).rowcount)
 
 
 def _count_conversations(session: Session, batch: PreparedBatch, *, exact: bool) -> None:

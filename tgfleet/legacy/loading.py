@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from tgfleet.db.partitions import create_month_partition
+from tgfleet.db.partitions import create_month_partition, list_month_partitions
 from tgfleet.db.session import owner_scope, session_scope
 from tgfleet.legacy.checksum import row_hash
 from tgfleet.legacy.format import Component, SourceFile
@@ -234,20 +234,24 @@ def ensure_month_partitions(
     settings: Settings, months: set[tuple[int, int]], known: set[Any]
 ) -> None:
     """Monthly ``messages`` partitions for historical legacy dates, made ahead of the
-    insert (as the schema owner) so old messages do not pile up in the DEFAULT partition."""
-    missing = sorted(m for m in months if m not in known)
+    insert (as the schema owner) so old messages do not pile up in the DEFAULT partition.
+    ``known`` caches the months that have one."""
+    missing = months - known
     if not missing:
         return
     try:
         with owner_scope(settings) as conn:
             conn.execute(text("SELECT pg_advisory_xact_lock(hashtext(:k))"), {"k": _PARTITION_LOCK})
-            for year, month in missing:
+            known.update(
+                (p.start.year, p.start.month) for p in list_month_partitions(conn, "messages")
+            )
+            for year, month in sorted(missing - known):
                 create_month_partition(conn, "messages", date(year, month, 1))
     except Exception as exc:
         log.warning(
-            "could not create messages partitions for %s (%s); rows go to the "
-            "DEFAULT partition until `tgfleet db partitions` makes them",
-            ", ".join(f"{y}-{m:02d}" for y, m in missing),
+            "could not create messages partitions for %s (%s); rows go to the DEFAULT "
+            "partition until `tgfleet db partitions` makes them",
+            ", ".join(f"{y}-{m:02d}" for y, m in sorted(missing - known)),
             exc,
         )
     known.update(missing)

@@ -175,6 +175,27 @@ PROFILES = Target(
 )
 
 _DIRECTION = "(CASE WHEN s.sender = :bot THEN 'out' ELSE 'in' END)::message_direction"
+_MESSAGES_INSERT = (
+    "INSERT INTO messages AS t (bot_id, created_at, direction, chat_id, sender_id, "
+    f"tg_message_id, text, processed_at) SELECT :bot, s.date, {_DIRECTION}, s.user_id, "
+    "s.sender, s.id, s.text, s.date FROM stage s"
+)
+_MESSAGE_IS_NEW = (
+    "NOT EXISTS (SELECT 1 FROM messages m WHERE m.bot_id = :bot AND m.chat_id = s.user_id "
+    "AND m.tg_message_id = s.id)"
+)
+#: First loads of whole conversation files: chats (of ``:chats``) with no message yet,
+#: whose staged rows therefore cannot collide (ids are unique within a file).
+CHATS_WITH_MESSAGES = (
+    "SELECT c FROM unnest(CAST(:chats AS bigint[])) AS c "
+    "WHERE EXISTS (SELECT 1 FROM messages m WHERE m.bot_id = :bot AND m.chat_id = c)"
+)
+#: Inserts the staged messages of ``:new_chats`` without probing for existing ids, and
+#: those of the other chats with the probe.
+INSERT_MESSAGES_OF_NEW_CHATS = f"{_MESSAGES_INSERT} WHERE s.user_id = ANY(:new_chats)"
+INSERT_OTHER_MESSAGES = (
+    f"{_MESSAGES_INSERT} WHERE NOT (s.user_id = ANY(:new_chats)) AND {_MESSAGE_IS_NEW}"
+)
 
 MESSAGES = Target(
     component=Component.CONVERSATIONS,
@@ -189,13 +210,7 @@ MESSAGES = Target(
     hash_expr=_hash_expr(
         "t.chat_id", "t.tg_message_id", "t.sender_id", "t.text", _us("t.created_at")
     ),
-    insert_plain=(
-        "INSERT INTO messages AS t (bot_id, created_at, direction, chat_id, "
-        f"sender_id, tg_message_id, text, processed_at) SELECT :bot, s.date, {_DIRECTION}, "
-        "s.user_id, s.sender, s.id, s.text, s.date FROM stage s WHERE NOT EXISTS (SELECT 1 "
-        "FROM messages m WHERE m.bot_id = :bot AND m.chat_id = s.user_id "
-        "AND m.tg_message_id = s.id)"
-    ),
+    insert_plain=f"{_MESSAGES_INSERT} WHERE {_MESSAGE_IS_NEW}",
     update_matching=(
         f"UPDATE messages t SET created_at = s.date, direction = {_DIRECTION}, "
         "sender_id = s.sender, text = s.text, processed_at = s.date FROM stage s "
