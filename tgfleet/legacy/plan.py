@@ -19,7 +19,7 @@ from tgfleet.legacy.reader import RecordStream
 from tgfleet.legacy.validate import InvalidRecord, validator_for
 
 #: Rows per second a migration run reaches on a small machine (bench/migration.py).
-PLAN_ROWS_PER_S = 50_000
+PLAN_ROWS_PER_S = 40_000
 
 
 @dataclass
