@@ -78,7 +78,7 @@ class SendPacer:
         self._reserve = client.register_script(_RESERVE)
 
     def booked_ahead(self, bot_id: int) -> float:
-        """Seconds until the bot's last reserved slot (0 when none is in the future)."""
+        """Seconds the bot is booked ahead: its last slot plus one burst (0: none ahead)."""
         raw = self._client.get(f"{self._prefix}:bot:{bot_id}")
         if raw is None:
             return 0.0

@@ -185,7 +185,12 @@ class Sender:
                 return self._attempt_failed(s, row, exc.reason, admins)
             except (SenderUnavailable, errors.RPCError, OSError, TimeoutError) as exc:
                 return self._transient(s, row, exc, admins)
-        request = build_request(row, resolved.peer, row.random_id or 0)
+            try:
+                request = build_request(row, resolved.peer, row.random_id or 0)
+            except (ValueError, TypeError) as exc:  # bad media/markup: a retry cannot help
+                reason = f"cannot build the message: {exc}"[:500]
+                delivery.mark_failed(s, bot_id, row.id, reason, row)
+                return Outcome("failed", reason)
         # The token is taken last, right before the request goes out: the time between the
         # two is all the slack Telegram's own buckets give (see docs/sends.md).
         wait = self.limiter.acquire(bot_id, chat_id, kind, limits)
@@ -319,7 +324,11 @@ class Sender:
             if isinstance(exc, errors.RPCError | SenderUnavailable | OSError | TimeoutError):
                 # Unknown whether it arrived: the retry reuses the random_id.
                 return self._attempt_failed(s, row, f"{type(exc).__name__}: {exc}"[:500], admins)
-        raise exc
+            # Anything else is a bug, not weather: fail the row (no retry loop) and say so.
+            log.error("outbox %s: unexpected error while sending", row.id, exc_info=exc)
+            reason = f"unexpected {type(exc).__name__}: {exc}"[:500]
+            delivery.mark_failed(s, bot_id, row.id, reason, row)
+            return Outcome("failed", reason)
 
     def close(self) -> None:
         if self._closed.is_set():

@@ -1,0 +1,49 @@
+"""The send pacer against a real Redis: bursts, even spacing, chat slots, booked time."""
+
+from __future__ import annotations
+
+import itertools
+import uuid
+
+import pytest
+import redis
+
+from tgfleet.platform.pacing import BOT_BURST, SendPacer, Stage
+from tgfleet.platform.ratelimit import SAFETY, ChatKind, Limits
+from tgfleet.platform.settings import Settings
+
+LIMITS = Limits(bot_per_s=30.0, chat_per_s=1.0, chat_burst=3, group_per_min=20.0)
+
+
+@pytest.fixture
+def pacer(settings: Settings) -> SendPacer:
+    client = redis.Redis.from_url(settings.redis_url)
+    return SendPacer(client, prefix=f"test:pace:{uuid.uuid4().hex}")
+
+
+def test_a_bot_bursts_a_little_then_gets_evenly_spaced_slots(pacer: SendPacer) -> None:
+    # Given 40 messages of one bot to 40 different chats, reserved at once
+    slots = [pacer.reserve(1, chat, ChatKind.PRIVATE, LIMITS, Stage.NONE) for chat in range(40)]
+    # Then the first BOT_BURST go now and the rest get slots one interval apart
+    assert all(s.stage is Stage.BOTH for s in slots)
+    assert [s.wait for s in slots[:BOT_BURST]] == [0.0] * BOT_BURST
+    interval = 1 / (30.0 * SAFETY)
+    later = slots[BOT_BURST:]
+    gaps = [b.wait - a.wait for a, b in itertools.pairwise(later)]
+    assert all(abs(gap - interval) < 0.005 for gap in gaps)
+    assert slots[-1].wait == pytest.approx((40 - BOT_BURST) * interval, abs=0.05)
+    # (the theoretical arrival time runs one burst ahead of the last slot handed out)
+    assert pacer.booked_ahead(1) == pytest.approx(slots[-1].wait + BOT_BURST * interval, abs=0.05)
+    assert pacer.booked_ahead(2) == 0.0
+
+
+def test_one_chat_gets_its_burst_then_chat_slots_without_bot_slots(pacer: SendPacer) -> None:
+    slots = [pacer.reserve(1, 99, ChatKind.PRIVATE, LIMITS, Stage.NONE) for _ in range(6)]
+    # The chat's burst of 3 goes now; later messages wait for chat slots ~1 s apart, and
+    # they book no bot slot yet (other chats of the bot are not held up behind them)
+    assert [s.wait for s in slots[:3]] == [0.0] * 3
+    assert [s.stage for s in slots[3:]] == [Stage.CHAT] * 3
+    assert [round(s.wait, 1) for s in slots[3:]] == [round(n / SAFETY, 1) for n in (1, 2, 3)]
+    assert pacer.booked_ahead(1) < 0.2
+    # A task coming back with its chat slot then books a bot slot
+    assert pacer.reserve(1, 99, ChatKind.PRIVATE, LIMITS, Stage.CHAT).stage is Stage.BOTH
