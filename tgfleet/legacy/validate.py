@@ -200,7 +200,9 @@ def validate_profile(raw: Any, key: str | None = None) -> tuple[Any, ...]:
     return (user_id, name, age, city, bio, looking_for, photo, visible)
 
 
-def validate_message(raw: Any, key: str | None, *, user_id: int, bot_id: int) -> tuple[Any, ...]:
+def validate_message(
+    raw: Any, key: str | None, *, user_id: int, bot_id: int, latest: datetime | None = None
+) -> tuple[Any, ...]:
     """A message row; the common, clean case is checked inline (this runs millions of
     times), anything unusual takes the full path that explains what is wrong."""
     if type(raw) is dict:
@@ -223,7 +225,7 @@ def validate_message(raw: Any, key: str | None, *, user_id: int, bot_id: int) ->
                 return _validate_message(raw, key, user_id=user_id, bot_id=bot_id)
             if when.tzinfo is not UTC:
                 when = when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
-            if EARLIEST <= when <= latest_allowed():
+            if EARLIEST <= when <= (latest or latest_allowed()):
                 return (user_id, mid, sender, text, when)
     return _validate_message(raw, key, user_id=user_id, bot_id=bot_id)
 
@@ -257,8 +259,10 @@ def validator_for(component: Component, *, bot_id: int, user_id: int | None) -> 
     if user_id is None:
         raise ValueError("conversation files need the user id from their file name")
 
+    latest = latest_allowed()  # once per file, not per message
+
     def _message(raw: Any, key: str | None) -> tuple[Any, ...]:
-        return validate_message(raw, key, user_id=user_id, bot_id=bot_id)
+        return validate_message(raw, key, user_id=user_id, bot_id=bot_id, latest=latest)
 
     return _message
 
