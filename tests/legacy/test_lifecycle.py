@@ -206,3 +206,28 @@ def test_rollback_in_place_backs_up_files_and_resumes_without_reload(
     again = run_until_idle(clean_db, root, Component.USERS, batch_size=200)
     assert (again.files, again.inserted, again.updated, again.deleted) == (0, 0, 0, 0)
     assert all(r.passed for r in verify(clean_db, root, Component.USERS))
+
+
+def test_file_caught_mid_write_during_dual_deletes_nothing_then_converges(
+    clean_db: Settings, owner: Engine, make_store: Store
+) -> None:
+    # Given users migrated and in dual
+    root, report = make_store(bots=1, users=30, messy=False)
+    _migrate(clean_db, root, Component.USERS)
+    users_file = root / str(report.bots[0]) / "users.json"
+    users = [r.value for r in RecordStream(users_file)]
+    users[0]["first_name"] = "Renamed"
+    # When the old bot is caught half way through rewriting the file
+    text_full = json.dumps(users)
+    _rewrite(users_file, users)
+    users_file.write_text(text_full[: len(text_full) // 2])
+    partial = run_until_idle(clean_db, root, Component.USERS, batch_size=200)
+    # Then the good prefix is applied, nothing is deleted, and the damage is reported
+    assert (partial.updated, partial.deleted) == (1, 0)
+    assert any("truncated" in e for e in partial.errors)
+    with owner.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM tg_users")).scalar_one() == len(users)
+    # When the write completes, Then PostgreSQL matches the file again
+    _rewrite(users_file, users)
+    run_until_idle(clean_db, root, Component.USERS, batch_size=200)
+    assert all(r.passed for r in verify(clean_db, root, Component.USERS))

@@ -229,9 +229,11 @@ class Migrator:
             if complete:
                 params = {"bot": bot_id, "chat": work.source.user_id}
                 result.deleted = _rowcount(session, target.delete_missing, params)
-                _forget_quarantine(session, bot_id, component, work.rel)
-            else:
+            else:  # caught mid-write: keep what lies beyond the damage for next time
                 result.errors.append(str(stream.error))
+            _forget_quarantine(
+                session, bot_id, component, work.rel, None if complete else stream.position
+            )
             result.quarantined = insert_quarantine(session, bot_id, component, buffer.quarantine)
             checkpoint = FileCheckpoint(
                 work.rel,
@@ -262,13 +264,17 @@ def _rowcount(session: Session, sql: str, params: dict[str, Any]) -> int:
     return int(cast("CursorResult[Any]", result).rowcount)
 
 
-def _forget_quarantine(session: Session, bot_id: int, component: Component, rel: str) -> None:
+def _forget_quarantine(
+    session: Session, bot_id: int, component: Component, rel: str, before: int | None
+) -> None:
+    """Drop a re-scanned file's quarantine entries (those before ``before`` if given):
+    the re-scan inserts the current ones."""
     session.execute(
         text(
             "DELETE FROM migration_quarantine WHERE bot_id = :bot AND component = :c "
-            "AND file = :file"
+            "AND file = :file AND (CAST(:before AS bigint) IS NULL OR position < :before)"
         ),
-        {"bot": bot_id, "c": component.value, "file": rel},
+        {"bot": bot_id, "c": component.value, "file": rel, "before": before},
     )
 
 
