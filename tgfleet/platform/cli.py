@@ -109,12 +109,13 @@ def _add_area_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     from tgfleet.db import cli as db_cli
     from tgfleet.legacy import cli as legacy_cli
     from tgfleet.listeners import cli as listen_cli
-    from tgfleet.platform import ops_cli
+    from tgfleet.platform import ops_cli, send_cli
     from tgfleet.simulator import cli as simulator_cli
 
     db_cli.add_parser(sub).set_defaults(func=db_cli.run, needs_settings=True)
     listen_cli.add_parsers(sub)
     ops_cli.add_parsers(sub)
+    send_cli.add_parsers(sub)
     simulator_cli.add_parser(sub)
     sub.choices["simulator"].set_defaults(func=simulator_cli.main, needs_settings=False)
     legacy_cli.add_parser(sub)
