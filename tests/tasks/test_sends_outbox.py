@@ -7,6 +7,8 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import subprocess
+import sys
 from collections.abc import Iterator
 
 import pytest
@@ -187,3 +189,35 @@ def test_outbox_retry_requeues_dead_rows(migrated: Settings, bot_id: int) -> Non
             None,
         )
     assert len(_queued_tasks(migrated)) == 2
+
+
+def test_cli_send_is_resumable_and_outbox_reports(
+    migrated: Settings, bot_id: int, subprocess_env: dict[str, str]
+) -> None:
+    # Given 3 users of the bot
+    with session_scope(migrated, bot_id=bot_id) as s:
+        for user_id in (11, 12, 13):
+            s.add(TgUser(bot_id=bot_id, user_id=user_id))
+
+    def tgfleet(*argv: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "tgfleet", *argv],
+            env=subprocess_env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    send = ["send", "--bot", str(bot_id), "--to", "all", "--text", "hi", "--broadcast-id", "9"]
+    # When the same broadcast is sent twice
+    first, again = tgfleet(*send), tgfleet(*send)
+    # Then the first run queued 3 rows and the second none
+    assert first.returncode == 0, first.stderr
+    assert "queued 3 message(s) for 3 chat(s)" in first.stdout
+    assert "queued 0 message(s) for 3 chat(s), 3 already queued earlier" in again.stdout
+    status = tgfleet("outbox", "status", "--bot", str(bot_id))
+    assert status.returncode == 0, status.stderr
+    assert str(bot_id) in status.stdout and "queued" in status.stdout
+    # And a bad target is refused with a clear message
+    bad = tgfleet("send", "--bot", str(bot_id), "--to", "@ghost", "--text", "x")
+    assert bad.returncode == 1 and "does not know @ghost" in bad.stderr
