@@ -162,6 +162,10 @@ def test_faults_mid_batch_lose_nothing_and_duplicate_nothing(
         expected.setdefault(user_id, Counter())[text] += 1
     for user in users:
         assert Counter(w.received(user["id"])) == expected[user["id"]]
+    if fault == "kill -9 a sender":
+        # (the killed worker's unacknowledged tasks came back through the sweep)
+        survivor = w.workers[1].log_path.read_text()
+        assert "had lost their task" in survivor, w.log_tail()
 
 
 def test_node_session_is_stored_encrypted_and_reused_after_restart(send_world: SendWorld) -> None:
