@@ -4,6 +4,7 @@ real PostgreSQL and Redis."""
 
 from __future__ import annotations
 
+import base64
 import os
 import signal
 import time
@@ -202,3 +203,26 @@ def test_node_session_is_stored_encrypted_and_reused_after_restart(send_world: S
     assert w.received(user["id"])[-1] == "again"
     assert "logged in on node" not in second.log_path.read_text()
     assert w.sim.stats()["authorized_keys"] == keys_before
+
+
+def test_photo_with_caption_and_reply_is_delivered(send_world: SendWorld) -> None:
+    w = send_world
+    # Given a photo the bot's listener saw (id, access hash, file reference) and a user
+    bot, user = w.add_bot(), w.add_user("viewer")
+    w.listener_saw(bot["id"], [user["id"]])
+    photo = w.sim.call(lambda: w.sim.sim.world.add_photo())
+    [inbound] = w.sim.send(user["id"], bot["id"], "show me")
+    reference = base64.b64encode(photo.file_reference).decode()
+    # When a handler queues it with an html caption as a reply
+    w.queue(
+        [(bot["id"], user["id"], "<b>Ann</b>, 30")],
+        parse_mode="html",
+        reply_to=inbound["id"],
+        media={"photo": [photo.id, photo.access_hash, reference]},
+    )
+    w.start_senders(1)
+    w.wait_settled(1, timeout=60)
+    # Then the user got the photo with the caption's text, as a reply
+    [got] = w.sim.received(user["id"])
+    assert got["media"] == {"type": "photo", "id": photo.id}, w.log_tail()
+    assert (got["text"], got["reply_to"]) == ("Ann, 30", inbound["id"])
