@@ -52,6 +52,47 @@ def measure(kind: str, n: int, env: dict[str, str], client: redis.Redis, db_url:
     return n / elapsed
 
 
+def run_baseline(env: dict[str, str], workdir: Path, tasks: int) -> dict[str, float]:
+    """No-op and one-INSERT tasks/s on the services ``env`` points at (2 prefork workers)."""
+    env = {**os.environ, **env, "PYTHONPATH": f"{ROOT}:{ROOT / 'bench'}"}
+    db_url = env["MIGRATE_DATABASE_URL"]
+    with psycopg2.connect(db_url) as conn, conn.cursor() as cur:
+        cur.execute(
+            "CREATE TABLE IF NOT EXISTS bench_baseline (id bigserial PRIMARY KEY, n bigint)"
+        )
+        cur.execute("TRUNCATE bench_baseline")
+    client = redis.Redis.from_url(env["REDIS_URL"])
+    results: dict[str, float] = {}
+    worker = [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "baseline_app",
+        "worker",
+        "-Q",
+        "bench",
+        "-c",
+        "2",
+        "-P",
+        "prefork",
+        "--without-mingle",
+        "--without-gossip",
+        "--loglevel",
+        "WARNING",
+    ]
+    with ProcessGroup(workdir / "baseline-logs", env) as group:
+        group.start("worker", worker)
+        # Warm-up: returns once the worker is up and has drained 200 tasks.
+        measure("noop", 200, env, client, db_url)
+        results["noop"] = measure("noop", tasks, env, client, db_url)
+        with psycopg2.connect(db_url) as conn, conn.cursor() as cur:
+            cur.execute("TRUNCATE bench_baseline")
+        results["insert"] = measure("insert", tasks, env, client, db_url)
+    client.close()
+    return results
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--tasks", type=int, default=5000)
@@ -60,40 +101,7 @@ def main() -> None:
         services = DevServices(Path(tmp))
         services.up()
         try:
-            env = {**os.environ, **services.env(), "PYTHONPATH": f"{ROOT}:{ROOT / 'bench'}"}
-            db_url = env["MIGRATE_DATABASE_URL"]
-            with psycopg2.connect(db_url) as conn, conn.cursor() as cur:
-                cur.execute("CREATE TABLE bench_baseline (id bigserial PRIMARY KEY, n bigint)")
-            client = redis.Redis.from_url(env["REDIS_URL"])
-            results: dict[str, float] = {}
-            with ProcessGroup(Path(tmp) / "logs", env) as group:
-                group.start(
-                    "worker",
-                    [
-                        sys.executable,
-                        "-m",
-                        "celery",
-                        "-A",
-                        "baseline_app",
-                        "worker",
-                        "-Q",
-                        "bench",
-                        "-c",
-                        "2",
-                        "-P",
-                        "prefork",
-                        "--without-mingle",
-                        "--without-gossip",
-                        "--loglevel",
-                        "WARNING",
-                    ],
-                )
-                # Warm-up: returns once the worker is up and has drained 200 tasks.
-                measure("noop", 200, env, client, db_url)
-                results["noop"] = measure("noop", args.tasks, env, client, db_url)
-                with psycopg2.connect(db_url) as conn, conn.cursor() as cur:
-                    cur.execute("TRUNCATE bench_baseline")
-                results["insert"] = measure("insert", args.tasks, env, client, db_url)
+            results = run_baseline(services.env(), Path(tmp), args.tasks)
         finally:
             services.down()
     cores = os.cpu_count() or 0

@@ -29,7 +29,7 @@ class Message(Base):
             "ix_messages_unprocessed",
             "bot_id",
             "chat_id",
-            "id",
+            "tg_message_id",
             postgresql_where=text("processed_at IS NULL AND direction = 'in'"),
         ),
         range_partitioned("created_at"),

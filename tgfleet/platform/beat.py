@@ -102,7 +102,9 @@ class LockedScheduler(PersistentScheduler):
             holding = self.lock.hold()
         except redis.RedisError as exc:
             log.warning("beat lock unreachable (%s): not scheduling until Redis answers", exc)
-            holding = False
+            self._next_renew = now + self.renew_every
+            self._active = False
+            return False
         self._next_renew = now + self.renew_every
         if holding and not self._active:
             log.info(

@@ -64,9 +64,10 @@ def cmd_flower(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from tgfleet.platform.demo import run_demo
+    from tgfleet.platform.demo import DemoOptions, run_demo
 
-    return run_demo(home=DevSettings().home, duration=args.duration)
+    options = DemoOptions(duration=args.duration, bots=args.bots, users=args.users, rate=args.rate)
+    return run_demo(DevSettings().home, options)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -87,6 +88,9 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="run unattended for S seconds, then print a summary and stop",
     )
+    demo.add_argument("--bots", type=int, default=3, help="matchmaking bots (first run)")
+    demo.add_argument("--users", type=int, default=24, help="simulated users (first run)")
+    demo.add_argument("--rate", type=float, default=15.0, help="user messages per second")
     demo.set_defaults(func=cmd_demo, needs_settings=False)
 
     ping = sub.add_parser("ping", help="round-trip a task through a worker")
@@ -138,7 +142,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except TgfleetError as exc:
         print(f"tgfleet: {exc}", file=sys.stderr)
         return 1
-    except TimeoutError as exc:
+    except (TimeoutError, RuntimeError) as exc:
         print(f"tgfleet: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -1,28 +1,71 @@
 """``tgfleet demo``: the whole platform on this machine, started and shown working.
 
-It starts the embedded PostgreSQL + Redis, a Celery worker, beat and Flower
-(with generated credentials), round-trips a task through the worker and prints
-where to look. Ctrl-C (or ``--duration``) stops everything it started.
+It starts the embedded PostgreSQL + Redis, migrates the schema, starts tgfleet's
+Telegram simulator with a few matchmaking bots and simulated users, a listener,
+update and sender workers, beat and Flower (with generated credentials), and a
+traffic generator of users going through the matchmaking flow, then shows a live
+panel: updates/s, queue depths, p50/p99 latency from Telegram to a handled row,
+replies delivered. Ctrl-C (or ``--duration``) stops what it started and prints a
+summary. The services keep running for the next time (``tgfleet dev down``).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import statistics
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from rich.console import Console
+import redis
+from rich.console import Console, Group
+from rich.live import Live
+from rich.table import Table
+from sqlalchemy import text
 
+from tgfleet.db import session_scope, upgrade_database
+from tgfleet.platform import fleet
 from tgfleet.platform.celery_app import make_celery
 from tgfleet.platform.devservices import DevServices, free_port, port_open
 from tgfleet.platform.flower import flower_argv, flower_env, generate_password
 from tgfleet.platform.processes import ProcessGroup
-from tgfleet.platform.settings import load_settings
+from tgfleet.platform.settings import Settings, load_settings
+from tgfleet.platform.traffic import NAMES, SimUser, TrafficGenerator
+from tgfleet.simulator import SimulatorClient
 from tgfleet.tasks.maintenance import ping_round_trip
 
 WORKER_QUEUES = "updates,analytics,migration,maintenance"
+
+
+@dataclass
+class DemoOptions:
+    duration: float | None = None
+    bots: int = 3
+    users: int = 24
+    rate: float = 15.0
+
+
+@dataclass
+class Stats:
+    """What the panel shows, accumulated over the run."""
+
+    started: float = field(default_factory=time.monotonic)
+    handled: int = 0
+    latencies_ms: list[float] = field(default_factory=list)
+    since: Any = None
+    rate: float = 0.0
+    outbox: dict[str, int] = field(default_factory=dict)
+    queues: dict[str, int] = field(default_factory=dict)
+    dead: int = 0
+
+    def percentile(self, q: float) -> float | None:
+        if len(self.latencies_ms) < 2:
+            return self.latencies_ms[0] if self.latencies_ms else None
+        return statistics.quantiles(self.latencies_ms[-5000:], n=100)[int(q) - 1]
 
 
 def _wait_port(port: int, timeout: float) -> bool:
@@ -34,20 +77,147 @@ def _wait_port(port: int, timeout: float) -> bool:
     return False
 
 
-def run_demo(home: Path, duration: float | None) -> int:
+def _first_ping(app: Any, group: ProcessGroup, timeout: float = 120) -> tuple[float, str]:
+    """Round-trip a task, failing fast (with the log to read) if a process died."""
+    deadline = time.monotonic() + timeout
+    while True:
+        dead = group.dead()
+        if dead:
+            raise RuntimeError(f"{dead[0].name} stopped; see {dead[0].log_path}")
+        try:
+            return ping_round_trip(app, timeout=5)
+        except TimeoutError:
+            if time.monotonic() > deadline:
+                raise
+
+
+def _start_simulator(group: ProcessGroup, home: Path) -> tuple[SimulatorClient, dict[str, str]]:
+    mtproto, control = free_port(), free_port()
+    key = home / "simulator.pem"
+    group.start(
+        "simulator",
+        [
+            sys.executable,
+            "-m",
+            "tgfleet",
+            "simulator",
+            "run",
+            "--port",
+            str(mtproto),
+            "--control-port",
+            str(control),
+            "--state",
+            str(home / "simulator.json"),
+            "--rsa-key-out",
+            str(key),
+        ],
+    )
+    if not _wait_port(control, 30) or not _wait_port(mtproto, 5):
+        raise RuntimeError(f"the simulator did not start; see {group.log_dir / 'simulator.log'}")
+    return SimulatorClient(f"http://127.0.0.1:{control}"), {
+        "TG_SERVER": f"127.0.0.1:{mtproto}",
+        "TG_SERVER_RSA_KEY_FILE": str(key),
+    }
+
+
+def _world(sim: SimulatorClient, settings: Settings, home: Path, options: DemoOptions) -> Any:
+    """The demo's bots, admin and users: reused across runs while the simulator has them."""
+    path = home / "demo-world.json"
+    known = {int(bot["id"]) for bot in sim.bots()}
+    if path.exists():
+        world = json.loads(path.read_text())
+        if all(bot_id in known for bot_id in world["bots"]):
+            return world
+    admin = int(sim.create_user("Admin", username="demo_admin")["id"])
+    bots = []
+    for n in range(options.bots):
+        bot = sim.create_bot(username=f"demo{n}_match_bot")
+        fleet.save_bot(
+            settings, bot["token"], name=bot["username"], admin_chat_ids=[admin], app="matchmaking"
+        )
+        bots.append(int(bot["id"]))
+    users = [
+        [int(sim.create_user(NAMES[i % len(NAMES)])["id"]), bots[i % len(bots)]]
+        for i in range(options.users)
+    ]
+    world = {"admin": admin, "bots": bots, "users": users}
+    path.write_text(json.dumps(world))
+    return world
+
+
+def _refresh(
+    stats: Stats, settings: Settings, world: Any, traffic: TrafficGenerator, broker: redis.Redis
+) -> None:
+    with session_scope(settings, role="admin") as session:
+        rows = session.execute(
+            text(
+                "SELECT bot_id, tg_message_id, processed_at FROM messages "
+                "WHERE bot_id = ANY(:bots) AND direction = 'in' AND processed_at IS NOT NULL "
+                "AND processed_at > COALESCE(CAST(:since AS timestamptz), "
+                "now() - interval '1 hour') ORDER BY processed_at"
+            ),
+            {"bots": world["bots"], "since": stats.since},
+        ).all()
+        stats.outbox = dict(
+            session.execute(
+                text(
+                    "SELECT status::text, count(*) FROM outbox WHERE bot_id = ANY(:bots) "
+                    "GROUP BY status"
+                ),
+                {"bots": world["bots"]},
+            ).all()
+        )
+        stats.dead = int(
+            session.execute(
+                text("SELECT count(*) FROM dead_updates WHERE bot_id = ANY(:bots)"),
+                {"bots": world["bots"]},
+            ).scalar_one()
+        )
+    for bot_id, message_id, processed_at in rows:
+        sent = traffic.sent_time(bot_id, int(message_id))
+        if sent is not None:
+            stats.latencies_ms.append(max(0.0, (processed_at.timestamp() - sent) * 1000))
+        stats.since = processed_at
+    stats.handled += len(rows)
+    stats.rate = 0.7 * stats.rate + 0.3 * len(rows)  # per 1 s refresh, smoothed
+    stats.queues = {q: int(broker.llen(q)) for q in ("updates", "sends")}
+
+
+def _panel(stats: Stats, traffic: TrafficGenerator, flower: str) -> Group:
+    p50, p99 = stats.percentile(50), stats.percentile(99)
+    table = Table(title="tgfleet demo", show_header=False, min_width=60)
+    table.add_row("running for", f"{time.monotonic() - stats.started:.0f} s")
+    table.add_row("messages sent by simulated users", str(traffic.sent))
+    table.add_row("updates handled", f"{stats.handled}  ({stats.rate:.1f}/s)")
+    table.add_row(
+        "latency Telegram -> handled row",
+        "-" if p50 is None else f"p50 {p50:.0f} ms, p99 {p99:.0f} ms",
+    )
+    table.add_row("queue depth", ", ".join(f"{q} {n}" for q, n in stats.queues.items()))
+    table.add_row("replies delivered", str(stats.outbox.get("sent", 0)))
+    table.add_row(
+        "outbox waiting",
+        str(sum(n for s, n in stats.outbox.items() if s in ("queued", "retrying", "sending"))),
+    )
+    table.add_row(
+        "failed / dead sends", f"{stats.outbox.get('failed', 0)} / {stats.outbox.get('dead', 0)}"
+    )
+    table.add_row("dead-lettered updates", str(stats.dead))
+    table.add_row("Flower", flower)
+    return Group(table)
+
+
+def run_demo(home: Path, options: DemoOptions) -> int:
     console = Console()
     services = DevServices(home)
     with console.status(f"starting PostgreSQL and Redis under {services.home}"):
         state = services.up()
+        base_env = services.env(state)
+        upgrade_database(load_settings(**base_env))
     console.print(
         f"[green]✓[/] PostgreSQL {state.pg_major} :{state.pg_port}, "
-        f"Redis :{state.redis_port} ({services.home})"
+        f"Redis :{state.redis_port}, schema migrated ({services.home})"
     )
-    env = {**os.environ, **services.env(state)}
-    settings = load_settings(**services.env(state))
-    flower_port = free_port()
-    password = generate_password()
-
     stop = False
 
     def _stop(*_: object) -> None:
@@ -55,59 +225,74 @@ def run_demo(home: Path, duration: float | None) -> int:
         stop = True
 
     signal.signal(signal.SIGTERM, _stop)
-    with ProcessGroup(services.home / "logs", env) as group:
-        group.celery(
-            "worker",
-            "worker",
-            "-Q",
-            WORKER_QUEUES,
-            "-c",
-            "2",
-            "-n",
-            "demo@%h",
-            "--loglevel",
-            "INFO",
+    with ProcessGroup(services.home / "logs", {**os.environ, **base_env}) as group:
+        sim, tg_env = _start_simulator(group, services.home)
+        env = {**base_env, **tg_env}
+        group.env.update(tg_env)
+        settings = load_settings(**env)
+        world = _world(sim, settings, services.home, options)
+        console.print(
+            f"[green]✓[/] simulator with {len(world['bots'])} matchmaking bots and "
+            f"{len(world['users'])} users ({sim.base_url})"
         )
-        group.celery(
-            "beat",
-            "beat",
-            "--schedule",
-            str(services.home / "celerybeat-schedule"),
-            "--loglevel",
-            "INFO",
+        password = generate_password()
+        flower_port = free_port()
+        group.start(
+            "listener",
+            [
+                sys.executable,
+                "-m",
+                "tgfleet",
+                "listen",
+                "--bots",
+                ",".join(map(str, world["bots"])),
+            ],
         )
+        group.celery("worker", "worker", "-Q", WORKER_QUEUES, "-c", "2", "-n", "demo@%h")
+        group.celery(
+            "sender", "worker", "-Q", "sends", "-P", "threads", "-c", "8", "-n", "demo-sender@%h"
+        )
+        group.celery("beat", "beat", "--schedule", str(services.home / "celerybeat-schedule"))
         group.start("flower", flower_argv(flower_port), flower_env(settings.flower_user, password))
         with console.status("waiting for a worker to answer a task"):
-            seconds, answer = ping_round_trip(make_celery(settings), timeout=60)
+            seconds, answer = _first_ping(make_celery(settings), group)
         console.print(f"[green]✓[/] task round trip: {answer} in {seconds * 1000:.0f} ms")
-        flower_up = _wait_port(flower_port, 30)
-        mark = "[green]✓[/]" if flower_up else "[red]✗[/]"
-        console.print(
-            f"{mark} Flower: http://127.0.0.1:{flower_port}  "
-            f"user [bold]{settings.flower_user}[/] password [bold]{password}[/]"
-        )
-        console.print(f"  logs: {group.log_dir}")
-        console.print(
-            '  shell: eval "$(tgfleet dev env)" then `tgfleet ping`, '
-            "`celery -A tgfleet inspect active`"
-        )
-        console.print(
-            "Ctrl-C stops the demo's processes (the services keep running: `tgfleet dev down`)."
-            if duration is None
-            else f"running for {duration:.0f}s"
-        )
-        started = time.monotonic()
+        sim.send(world["admin"], world["bots"][0], "/start")  # so the bots can reach the admin
+        flower = f"http://127.0.0.1:{flower_port} user {settings.flower_user} password {password}"
+        console.print(f"[green]✓[/] Flower: {flower}  · logs: {group.log_dir}")
+        users = [SimUser(u, b, NAMES[i % len(NAMES)]) for i, (u, b) in enumerate(world["users"])]
+        traffic = TrafficGenerator(sim, users, options.rate)
+        traffic.start()
+        stats = Stats()
+        broker = redis.Redis.from_url(settings.redis_url)
         try:
-            while not stop and (duration is None or time.monotonic() - started < duration):
-                dead = group.dead()
-                if dead:
-                    names = ", ".join(f"{c.name} (see {c.log_path})" for c in dead)
-                    console.print(f"[red]✗[/] stopped unexpectedly: {names}")
-                    return 1
-                time.sleep(0.5)
+            with Live(
+                _panel(stats, traffic, flower),
+                console=console,
+                refresh_per_second=2,
+                transient=options.duration is not None,
+            ) as live:
+                while not stop and (
+                    options.duration is None or time.monotonic() - stats.started < options.duration
+                ):
+                    dead = group.dead()
+                    if dead:
+                        names = ", ".join(f"{c.name} (see {c.log_path})" for c in dead)
+                        console.print(f"[red]✗[/] stopped unexpectedly: {names}")
+                        return 1
+                    time.sleep(1)
+                    _refresh(stats, settings, world, traffic, broker)
+                    live.update(_panel(stats, traffic, flower))
         except KeyboardInterrupt:
             pass
-        console.print("stopping worker, beat and Flower…")
-    console.print("[green]✓[/] demo finished")
-    sys.stdout.flush()
+        finally:
+            traffic.stop()
+        console.print(_panel(stats, traffic, flower))
+        console.print("stopping the listener, workers, beat, Flower and the simulator…")
+    p50, p99 = stats.percentile(50), stats.percentile(99)
+    console.print(
+        f"[green]✓[/] demo finished: {stats.handled} updates handled, "
+        f"{stats.outbox.get('sent', 0)} replies delivered"
+        + ("" if p50 is None else f", latency p50 {p50:.0f} ms p99 {p99:.0f} ms")
+    )
     return 0

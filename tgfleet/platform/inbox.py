@@ -19,14 +19,17 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import logging
+import time
 import traceback
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select, text
+from sqlalchemy import event, func, select, text
 from sqlalchemy import update as update_stmt
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import DBAPIError
@@ -35,13 +38,11 @@ from telethon.extensions import BinaryReader
 from telethon.tl import types
 
 from tgfleet.db import (
-    Conversation,
     DeadUpdate,
     Entity,
     Message,
     MessageDirection,
     PeerType,
-    ProcessedUpdate,
     TgUser,
     session_scope,
 )
@@ -90,39 +91,53 @@ def chat_lock_key(bot_id: int, chat_id: int) -> int:
     return int.from_bytes(digest, "big", signed=True)
 
 
+# The hot path is raw SQL on purpose: every message goes through it, and each of these
+# statements replaces two or three ORM round trips (claim + insert, select + join,
+# update + upsert). Statement count is what bounds a worker's updates/s.
+_CLAIM = text(
+    "INSERT INTO processed_updates (bot_id, dedupe_key) VALUES (:bot, :key) "
+    "ON CONFLICT DO NOTHING RETURNING 1"
+)
+_CLAIM_AND_STORE = text(
+    "WITH claim AS (INSERT INTO processed_updates (bot_id, dedupe_key) VALUES (:bot, :key) "
+    "ON CONFLICT DO NOTHING RETURNING 1) "
+    "INSERT INTO messages (bot_id, direction, chat_id, sender_id, tg_message_id, text, payload) "
+    "SELECT :bot, 'in', :chat, :sender, :msg, :text, CAST(:payload AS jsonb) FROM claim "
+    "RETURNING id"
+)
+
+
 def record_update(session: Session, envelope: Envelope) -> bool:
     """Store the envelope's entities and message; False if it was seen before."""
     upsert_entities(session, envelope.bot_id, envelope.entities)
-    claimed = session.execute(
-        insert(ProcessedUpdate)
-        .values(bot_id=envelope.bot_id, dedupe_key=envelope.key)
-        .on_conflict_do_nothing()
-        .returning(ProcessedUpdate.dedupe_key)
-    ).first()
-    if claimed is None:
-        return False
-    if envelope.kind == KIND_USER_NAME and isinstance(envelope.update, types.UpdateUserName):
-        apply_name_change(session, envelope.bot_id, envelope.update)
     if envelope.kind in (KIND_MESSAGE, KIND_EDIT) and envelope.chat_id is not None:
         message = envelope.update.message
         sender = getattr(message.from_id, "user_id", None) or (
             envelope.chat_id if envelope.chat_id > 0 else None
         )
-        session.execute(
-            insert(Message).values(
-                bot_id=envelope.bot_id,
-                direction=MessageDirection.IN,
-                chat_id=envelope.chat_id,
-                sender_id=sender,
-                tg_message_id=envelope.msg_id,
-                text=message.message or "",
-                payload={
-                    "kind": envelope.kind,
-                    "prev": envelope.prev_id,
-                    "tl": base64.b64encode(bytes(message)).decode(),
-                },
-            )
-        )
+        payload = {
+            "kind": envelope.kind,
+            "prev": envelope.prev_id,
+            "tl": base64.b64encode(bytes(message)).decode(),
+        }
+        stored = session.execute(
+            _CLAIM_AND_STORE,
+            {
+                "bot": envelope.bot_id,
+                "key": envelope.key,
+                "chat": envelope.chat_id,
+                "sender": sender,
+                "msg": envelope.msg_id,
+                "text": message.message or "",
+                "payload": json.dumps(payload),
+            },
+        ).first()
+        return stored is not None
+    claimed = session.execute(_CLAIM, {"bot": envelope.bot_id, "key": envelope.key}).first()
+    if claimed is None:
+        return False
+    if envelope.kind == KIND_USER_NAME and isinstance(envelope.update, types.UpdateUserName):
+        apply_name_change(session, envelope.bot_id, envelope.update)
     return True
 
 
@@ -151,10 +166,45 @@ def apply_name_change(session: Session, bot_id: int, update: types.UpdateUserNam
     )
 
 
+#: Peers written recently by this process: (bot, type, id) -> (record, when). Unchanged
+#: peers seen within ENTITY_FRESH_S are not written again (one user, many messages).
+_recent: OrderedDict[tuple[int, str, int], tuple[EntityRecord, float]] = OrderedDict()
+ENTITY_FRESH_S = 60.0
+_RECENT_MAX = 50_000
+
+
+def _stale(bot_id: int, records: tuple[EntityRecord, ...]) -> list[EntityRecord]:
+    now = time.monotonic()
+    out = []
+    for record in {(r.peer_type, r.peer_id): r for r in records}.values():
+        seen = _recent.get((bot_id, record.peer_type, record.peer_id))
+        if seen is None or seen[0] != record or now - seen[1] > ENTITY_FRESH_S:
+            out.append(record)
+    return out
+
+
+def _remember_after_commit(session: Session, bot_id: int, records: list[EntityRecord]) -> None:
+    """Cache the peers once their rows are committed (a rollback must not be cached)."""
+
+    def remember(_: Session) -> None:
+        now = time.monotonic()
+        for record in records:
+            key = (bot_id, record.peer_type, record.peer_id)
+            _recent[key] = (record, now)
+            _recent.move_to_end(key)
+        while len(_recent) > _RECENT_MAX:
+            _recent.popitem(last=False)
+
+    event.listen(session, "after_commit", remember, once=True)
+
+
 def upsert_entities(session: Session, bot_id: int, records: tuple[EntityRecord, ...]) -> None:
     """Entity store + tg_users from the peers an update brought (hashes are per account)."""
-    if not records:
+    stale = _stale(bot_id, records)
+    if not stale:
         return
+    _remember_after_commit(session, bot_id, stale)
+    records = tuple(stale)
     rows = [
         {
             "bot_id": bot_id,
@@ -210,10 +260,42 @@ def upsert_entities(session: Session, bot_id: int, records: tuple[EntityRecord, 
 
 
 @dataclass
+class Step:
+    """What one pass over a chat did: ``ok``, ``dead`` (handler failed, dead-lettered),
+    ``wait`` (predecessor not recorded yet), ``empty`` (nothing to do) or ``busy``
+    (another worker holds the chat); ``more`` when further messages are waiting."""
+
+    outcome: str
+    more: bool = False
+
+
+@dataclass
 class DrainResult:
     processed: int = 0
     dead: int = 0
     waiting: bool = False  # a message waits for its predecessor
+    busy: bool = False  # another worker is draining this chat
+
+    def add(self, step: Step) -> None:
+        if step.outcome == "ok":
+            self.processed += 1
+        elif step.outcome == "dead":
+            self.dead += 1
+        elif step.outcome == "wait":
+            self.waiting = True
+        elif step.outcome == "busy":
+            self.busy = True
+
+
+def lock_chat(session: Session, bot_id: int, chat_id: int) -> None:
+    """Wait for the chat's advisory lock (for this transaction)."""
+    session.execute(select(func.pg_advisory_xact_lock(chat_lock_key(bot_id, chat_id))))
+
+
+def try_chat_lock(session: Session, bot_id: int, chat_id: int) -> bool:
+    """Take the chat's advisory lock for this transaction, if no other worker has it."""
+    key = chat_lock_key(bot_id, chat_id)
+    return bool(session.execute(select(func.pg_try_advisory_xact_lock(key))).scalar())
 
 
 def drain_chat(
@@ -223,95 +305,161 @@ def drain_chat(
     handler: Handler,
     *,
     correlation_id: str | None = None,
+    first: Step | None = None,
     limit: int = 1000,
 ) -> DrainResult:
-    """Run ``handler`` on the chat's unprocessed inbound messages, in order, once each."""
+    """Run ``handler`` on the chat's unprocessed inbound messages, in order, once each.
+
+    One transaction per message. ``first`` is a step already taken by the caller (in
+    the transaction that recorded the update): draining continues only if it said more.
+    """
     result = DrainResult()
-    while result.processed + result.dead < limit:
-        with session_scope(settings, bot_id=bot_id, correlation_id=correlation_id) as session:
-            outcome = _process_next(session, bot_id, chat_id, handler)
-        if outcome is None:
-            break
-        if outcome == "wait":
-            result.waiting = True
-            break
-        if outcome == "dead":
-            result.dead += 1
-        else:
-            result.processed += 1
+    step = first or Step("ok", more=True)
+    if first is not None:
+        result.add(first)
+    while step.more and result.processed + result.dead < limit:
+        try:
+            with session_scope(settings, bot_id=bot_id, correlation_id=correlation_id) as s:
+                step = (
+                    process_next(s, bot_id, chat_id, handler)
+                    if try_chat_lock(s, bot_id, chat_id)
+                    else Step("busy")
+                )
+        except HandlerFailed as failure:
+            with session_scope(settings, bot_id=bot_id, correlation_id=correlation_id) as s:
+                lock_chat(s, bot_id, chat_id)
+                mark_dead(s, bot_id, failure)
+            step = Step("dead", more=True)
+        result.add(step)
     return result
 
 
-def _process_next(session: Session, bot_id: int, chat_id: int, handler: Handler) -> str | None:
-    session.execute(select(func.pg_advisory_xact_lock(chat_lock_key(bot_id, chat_id))))
-    conversation = _conversation(session, bot_id, chat_id)
-    row = session.execute(
-        select(Message)
-        .where(
-            Message.bot_id == bot_id,
-            Message.chat_id == chat_id,
-            Message.direction == MessageDirection.IN,
-            Message.processed_at.is_(None),
-        )
-        .order_by(Message.tg_message_id, Message.id)
-        .limit(1)
-    ).scalar_one_or_none()
-    if row is None:
-        return None
+_NEXT = text(
+    "SELECT m.id, m.created_at, m.sender_id, m.tg_message_id, m.text, m.payload, "
+    "c.chat_id IS NOT NULL AS has_conversation, c.last_processed_message_id "
+    "FROM messages m LEFT JOIN conversations c ON c.bot_id = m.bot_id AND c.chat_id = m.chat_id "
+    "WHERE m.bot_id = :bot AND m.chat_id = :chat AND m.direction = 'in' "
+    "AND m.processed_at IS NULL ORDER BY m.tg_message_id, m.id LIMIT 2"
+)
+_NEW_CONVERSATION = text(
+    "INSERT INTO conversations (bot_id, chat_id) VALUES (:bot, :chat) ON CONFLICT DO NOTHING"
+)
+_MARK_PROCESSED = text(
+    "WITH done AS (UPDATE messages SET processed_at = now() "
+    "WHERE bot_id = :bot AND created_at = :created_at AND id = :id) "
+    "UPDATE conversations SET messages_in = messages_in + 1, "
+    "last_processed_message_id = GREATEST(COALESCE(last_processed_message_id, 0), :msg), "
+    "last_message_at = :created_at, updated_at = now() "
+    "WHERE bot_id = :bot AND chat_id = :chat"
+)
+
+
+class HandlerFailed(Exception):
+    """A handler raised: the transaction is rolled back and the message dead-lettered."""
+
+    def __init__(self, chat_id: int, tg_message_id: int, error: BaseException) -> None:
+        super().__init__(f"handler error: {error!r:.300}")
+        self.chat_id = chat_id
+        self.tg_message_id = tg_message_id
+        self.reason = f"handler error: {error!r:.300}"
+        self.traceback = traceback.format_exc(limit=8)[-4000:]
+
+
+def process_next(session: Session, bot_id: int, chat_id: int, handler: Handler) -> Step:
+    """With the chat lock held: handle the chat's first unprocessed inbound message.
+
+    A handler exception raises HandlerFailed (the caller rolls back and calls
+    ``mark_dead``); database errors propagate for the task to retry.
+    """
+    rows = session.execute(_NEXT, {"bot": bot_id, "chat": chat_id}).all()
+    if not rows:
+        return Step("empty")
+    row, more = rows[0], len(rows) > 1
     prev = (row.payload or {}).get("prev")
-    last = conversation.last_processed_message_id
+    last = row.last_processed_message_id
     if (
         prev is not None
         and (last is None or prev > last)
         and row.created_at > datetime.now(UTC) - timedelta(seconds=CHAIN_STALL_S)
     ):
-        return "wait"
-    inbound = _inbound(row)
-    outcome = "ok"
+        return Step("wait")
+    if not row.has_conversation:
+        session.execute(_NEW_CONVERSATION, {"bot": bot_id, "chat": chat_id})
     try:
-        with session.begin_nested():
-            handler(session, inbound)
+        handler(session, _inbound(bot_id, chat_id, row))
+        session.flush()
     except DBAPIError:
-        raise  # transient database trouble: the task retries the whole drain
-    except Exception as exc:  # a handler bug must not block the chat: dead-letter it
-        outcome = "dead"
+        raise  # transient database trouble: the task retries
+    except Exception as exc:  # a handler bug must not block the chat
         log.exception("handler failed on message %s of chat %s", row.tg_message_id, chat_id)
-        session.add(
-            DeadUpdate(
-                bot_id=bot_id,
-                dedupe_key=f"h:{chat_id}:{row.tg_message_id}",
-                reason=f"handler error: {exc!r:.300}",
-                payload={
-                    "chat_id": chat_id,
-                    "tg_message_id": row.tg_message_id,
-                    "text": (row.text or "")[:1000],
-                    "traceback": traceback.format_exc(limit=8)[-4000:],
-                },
-            )
+        raise HandlerFailed(chat_id, int(row.tg_message_id or 0), exc) from exc
+    session.execute(
+        _MARK_PROCESSED,
+        {
+            "bot": bot_id,
+            "chat": chat_id,
+            "id": row.id,
+            "created_at": row.created_at,
+            "msg": int(row.tg_message_id or 0),
+        },
+    )
+    return Step("ok", more)
+
+
+def mark_dead(session: Session, bot_id: int, failure: HandlerFailed) -> None:
+    """With the chat lock held: dead-letter the failed message and mark it processed."""
+    row = session.execute(
+        text(
+            "SELECT id, created_at, text FROM messages WHERE bot_id = :bot AND chat_id = :chat "
+            "AND tg_message_id = :msg AND direction = 'in' AND processed_at IS NULL LIMIT 1"
+        ),
+        {"bot": bot_id, "chat": failure.chat_id, "msg": failure.tg_message_id},
+    ).first()
+    if row is None:
+        return
+    session.add(
+        DeadUpdate(
+            bot_id=bot_id,
+            dedupe_key=f"h:{failure.chat_id}:{failure.tg_message_id}",
+            reason=failure.reason,
+            payload={
+                "chat_id": failure.chat_id,
+                "tg_message_id": failure.tg_message_id,
+                "text": (row.text or "")[:1000],
+                "traceback": failure.traceback,
+            },
         )
-    session.execute(
-        update_stmt(Message)
-        .where(Message.bot_id == bot_id, Message.created_at == row.created_at, Message.id == row.id)
-        .values(processed_at=func.now())
     )
-    conversation.messages_in += 1
-    conversation.last_processed_message_id = max(last or 0, row.tg_message_id or 0)
-    conversation.last_message_at = row.created_at
-    return outcome
-
-
-def _conversation(session: Session, bot_id: int, chat_id: int) -> Conversation:
+    session.execute(_NEW_CONVERSATION, {"bot": bot_id, "chat": failure.chat_id})
     session.execute(
-        insert(Conversation).values(bot_id=bot_id, chat_id=chat_id).on_conflict_do_nothing()
+        _MARK_PROCESSED,
+        {
+            "bot": bot_id,
+            "chat": failure.chat_id,
+            "id": row.id,
+            "created_at": row.created_at,
+            "msg": failure.tg_message_id,
+        },
     )
-    return session.execute(
-        select(Conversation)
-        .where(Conversation.bot_id == bot_id, Conversation.chat_id == chat_id)
-        .with_for_update()
-    ).scalar_one()
 
 
-def _inbound(row: Message) -> InboundMessage:
+def is_processed(session: Session, bot_id: int, chat_id: int, tg_message_id: int) -> bool:
+    """True when no inbound row of that message is still waiting for its handlers."""
+    waiting = session.execute(
+        select(Message.id)
+        .where(
+            Message.bot_id == bot_id,
+            Message.chat_id == chat_id,
+            Message.tg_message_id == tg_message_id,
+            Message.direction == MessageDirection.IN,
+            Message.processed_at.is_(None),
+        )
+        .limit(1)
+    ).first()
+    return waiting is None
+
+
+def _inbound(bot_id: int, chat_id: int, row: Any) -> InboundMessage:
     payload: dict[str, Any] = row.payload or {}
     message: types.Message | None = None
     raw = payload.get("tl")
@@ -320,8 +468,8 @@ def _inbound(row: Message) -> InboundMessage:
         if isinstance(parsed, types.Message):
             message = parsed
     return InboundMessage(
-        bot_id=row.bot_id,
-        chat_id=row.chat_id,
+        bot_id=bot_id,
+        chat_id=chat_id,
         sender_id=row.sender_id,
         tg_message_id=int(row.tg_message_id or 0),
         text=row.text or "",

@@ -1,11 +1,11 @@
 """Give back messages a worker took but will never acknowledge.
 
 With ``task_acks_late`` on Redis, a message a worker has taken sits in kombu's
-``unacked`` hash until it is acknowledged. If the worker loses its broker
-connection mid-task (Redis restarted) it can neither acknowledge nor reject, and
-Redis redelivers only after the visibility timeout, which has to be hours long
-because of countdowns. For queues whose tasks are short and idempotent
-(``updates``), the maintenance schedule hands such messages back much sooner:
+``unacked`` hash until it is acknowledged. If the worker is killed (SIGKILL, OOM)
+or loses its broker connection mid-task (Redis restarted), it can neither
+acknowledge nor reject, and Redis redelivers only after the visibility timeout,
+which has to be hours long because of countdowns. For queues whose tasks are short and idempotent
+(``updates``), beat's ``restore_unacked`` job hands such messages back much sooner:
 anything unacknowledged for longer than ``TGFLEET_REDELIVER_AFTER_S`` (more than
 the longest countdown those tasks use) goes back to its queue. A message that a
 live worker still holds is at worst delivered twice, which these tasks absorb.

@@ -209,9 +209,10 @@ class Settings(BaseSettings):
     )
 
     #: Unacknowledged ``updates`` messages older than this go back to their queue
-    #: (worker lost its broker mid-task); must exceed the countdowns updates use.
+    #: (worker killed, or lost its broker mid-task); must exceed the countdowns updates
+    #: use (at most UPDATES_MAX_COUNTDOWN_S, 60 s).
     redeliver_after_s: Annotated[int, Field(ge=5)] = Field(
-        default=900, alias="TGFLEET_REDELIVER_AFTER_S"
+        default=120, alias="TGFLEET_REDELIVER_AFTER_S"
     )
     redeliver_every_s: Annotated[int, Field(ge=1)] = Field(
         default=60, alias="TGFLEET_REDELIVER_EVERY_S"

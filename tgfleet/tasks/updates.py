@@ -15,32 +15,53 @@ import redis
 from celery import shared_task
 from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError, IntegrityError
-from sqlalchemy.orm import Session
 
-from tgfleet.bots import app_router
-from tgfleet.bots.router import Context
+from tgfleet.bots.runtime import bot_view, handler_for
 from tgfleet.db import Bot, DeadUpdate, session_scope
-from tgfleet.listeners.envelope import EnvelopeError, decode, entity_from_json
+from tgfleet.listeners.envelope import Envelope, EnvelopeError, decode, entity_from_json
 from tgfleet.platform.celery_app import TgfleetTask
 from tgfleet.platform.errors import RetryLater
 from tgfleet.platform.inbox import (
     CHAIN_STALL_S,
-    InboundMessage,
+    Handler,
+    HandlerFailed,
+    Step,
     drain_chat,
+    is_processed,
+    lock_chat,
+    mark_dead,
+    process_next,
     record_update,
+    try_chat_lock,
     upsert_entities,
 )
+from tgfleet.platform.settings import Settings
 
 log = logging.getLogger(__name__)
 
 #: Envelopes that name no known bot cannot go to dead_updates (a tenant table): they
 #: land in this Redis list with their reason.
 ORPHAN_DEAD_LETTERS = "tgfleet:dead-updates:orphans"
+#: Longest countdown an updates task schedules (redelivery of stuck messages waits longer).
+UPDATES_MAX_COUNTDOWN_S = 60.0
+#: When another worker holds the chat, look again after this long.
+BUSY_RETRY_S = 1.0
 
 
-@shared_task(name="tgfleet.updates.handle", bind=True, max_retries=20)
+@shared_task(
+    name="tgfleet.updates.handle",
+    bind=True,
+    max_retries=None,
+    backoff_cap_s=UPDATES_MAX_COUNTDOWN_S,
+)
 def handle(self: TgfleetTask, envelope: Any) -> str:
-    """Record one update envelope and run its chat's handlers."""
+    """Record one update envelope and run its chat's handlers.
+
+    The update is recorded and, when the chat is free, its first waiting message handled
+    in one transaction; the rest of the chat's backlog is drained after. A task ends
+    only once its own message has been handled (by it, or by the worker holding the
+    chat), so nothing depends on timing.
+    """
     settings = self.app.settings
     task_id = self.request.id
     try:
@@ -48,21 +69,21 @@ def handle(self: TgfleetTask, envelope: Any) -> str:
     except EnvelopeError as exc:
         dead_letter(settings, envelope, exc.reason, task_id)
         return "dead"
+    bot_id, chat_id = decoded.bot_id, decoded.chat_id
     try:
-        with session_scope(settings, bot_id=decoded.bot_id, correlation_id=task_id) as session:
-            bot = session.get(Bot, decoded.bot_id)
-            if bot is None:
-                raise EnvelopeError(f"bot {decoded.bot_id} is not in this fleet")
-            fresh = record_update(session, decoded)
-        if decoded.chat_id is None:
+        bot = bot_view(settings, bot_id)
+        if bot is None:
+            raise EnvelopeError(f"bot {bot_id} is not in this fleet")
+        handler = handler_for(bot)
+        fresh, first = record_and_start(settings, decoded, handler, task_id)
+        if chat_id is None:
             return "recorded" if fresh else "duplicate"
-        result = drain_chat(
-            settings,
-            decoded.bot_id,
-            decoded.chat_id,
-            _handler_for(bot),
-            correlation_id=task_id,
-        )
+        result = drain_chat(settings, bot_id, chat_id, handler, correlation_id=task_id, first=first)
+        if result.busy and decoded.msg_id is not None:
+            with session_scope(settings, bot_id=bot_id, correlation_id=task_id) as session:
+                done = is_processed(session, bot_id, chat_id, decoded.msg_id)
+            if not done:  # the worker holding the chat may have looked before we committed
+                raise RetryLater("chat busy in another worker", BUSY_RETRY_S)
     except EnvelopeError as exc:
         dead_letter(settings, envelope, exc.reason, task_id)
         return "dead"
@@ -77,24 +98,26 @@ def handle(self: TgfleetTask, envelope: Any) -> str:
     return f"processed={result.processed} dead={result.dead}"
 
 
-def _handler_for(bot: Bot) -> Any:
-    router = app_router((bot.settings or {}).get("app"))
-    admins = list(bot.admin_chat_ids or [])
-
-    def handle_message(session: Session, inbound: InboundMessage) -> None:
-        from tgfleet.tasks.outbox import queue_message
-
-        ctx = Context(
-            session=session,
-            bot_id=bot.id,
-            admin_chat_ids=admins,
-            message=inbound,
-            queue=queue_message,
-            bot_settings=dict(bot.settings or {}),
-        )
-        router.dispatch(ctx)
-
-    return handle_message
+def record_and_start(
+    settings: Settings, decoded: Envelope, handler: Handler, task_id: str | None
+) -> tuple[bool, Step]:
+    """One transaction: record the update and, if the chat is free, handle its first
+    waiting message. Returns (fresh, first step: ``busy`` when another worker has it)."""
+    bot_id, chat_id = decoded.bot_id, decoded.chat_id
+    try:
+        with session_scope(settings, bot_id=bot_id, correlation_id=task_id) as session:
+            fresh = record_update(session, decoded)
+            if chat_id is None:
+                return fresh, Step("empty")
+            if not try_chat_lock(session, bot_id, chat_id):
+                return fresh, Step("busy")
+            return fresh, process_next(session, bot_id, chat_id, handler)
+    except HandlerFailed as failure:  # all rolled back: record again, dead-letter it
+        with session_scope(settings, bot_id=bot_id, correlation_id=task_id) as session:
+            fresh = record_update(session, decoded)
+            lock_chat(session, bot_id, failure.chat_id)
+            mark_dead(session, bot_id, failure)
+        return fresh, Step("dead", more=True)
 
 
 def dead_letter(settings: Any, envelope: Any, reason: str, task_id: str | None) -> None:

@@ -1,0 +1,307 @@
+"""Ingest benchmark: simulator -> `tgfleet listen` -> Redis -> update workers -> PostgreSQL.
+
+(a) listener publish rate vs bare kombu publishes of the same payloads (goal >= 0.7x);
+(b) update -> committed row latency at 200 msg/s (goal p50 <= 30 ms, p99 <= 200 ms);
+(c) sustained updates/s with 2 worker processes vs celery_baseline's one-INSERT rate
+    (goal >= 0.5x), and vs a "monolith": one Telethon process doing the same handler
+    work inline, in the same run.
+Brings up its own PostgreSQL, Redis and simulator; the bots run the echo app (one
+inbound row, one outbox row and one event per message). Task events are off.
+
+    .venv/bin/python bench/ingest.py [--messages N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import psycopg2
+import redis
+from kombu import Connection, Exchange, Producer, Queue
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
+
+from celery_baseline import run_baseline  # noqa: E402
+from telethon import events  # noqa: E402
+from telethon.tl import types  # noqa: E402
+
+from tgfleet.bots.runtime import bot_view, handler_for  # noqa: E402
+from tgfleet.db import upgrade_database  # noqa: E402
+from tgfleet.listeners.envelope import decode, encode  # noqa: E402
+from tgfleet.platform import fleet  # noqa: E402
+from tgfleet.platform.devservices import DevServices  # noqa: E402
+from tgfleet.platform.inbox import drain_chat  # noqa: E402
+from tgfleet.platform.processes import ProcessGroup  # noqa: E402
+from tgfleet.platform.settings import Settings, load_settings  # noqa: E402
+from tgfleet.platform.telegram import make_client  # noqa: E402
+from tgfleet.simulator import FloodLimits, SimulatorThread  # noqa: E402
+from tgfleet.tasks.updates import record_and_start  # noqa: E402
+
+#: Private chats the benchmark's traffic is spread over (one user per chat).
+CHATS = 100
+
+
+def wait_for(predicate: Any, timeout: float, what: str, poll: float = 0.005) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise SystemExit(f"timed out waiting for {what}")
+        time.sleep(poll)
+
+
+def count_rows(settings: Settings, bot_id: int, processed: bool = True) -> int:
+    with psycopg2.connect(settings.owner_database_url) as conn, conn.cursor() as cur:
+        cur.execute(
+            "SELECT count(*) FROM messages WHERE bot_id = %s AND direction = 'in'"
+            + (" AND processed_at IS NOT NULL" if processed else ""),
+            (bot_id,),
+        )
+        return int(cur.fetchone()[0])
+
+
+def bare_kombu_rate(redis_url: str, payloads: list[dict[str, Any]]) -> float:
+    """The same envelopes through a plain kombu producer: the upper bound for (a)."""
+    queue = Queue("bench-bare", Exchange("bench-bare", "direct"), routing_key="bench-bare")
+    with Connection(redis_url) as conn:
+        producer = Producer(conn.channel(), serializer="json")
+        queue(conn.channel()).declare()
+        started = time.perf_counter()
+        for payload in payloads:
+            producer.publish(
+                payload, exchange=queue.exchange, routing_key="bench-bare", declare=[queue]
+            )
+        elapsed = time.perf_counter() - started
+        queue(conn.channel()).purge()
+    return len(payloads) / elapsed
+
+
+def sample_payloads(sim: SimulatorThread, settings: Settings, n: int) -> list[dict[str, Any]]:
+    """Real envelopes, as the listener built them (read back from the queue)."""
+    client = redis.Redis.from_url(settings.redis_url)
+    raw = client.lrange("updates", 0, n - 1)
+    client.close()
+    bodies = []
+    for item in raw:
+        message = json.loads(item)
+        body = json.loads(base64.b64decode(message["body"]))
+        bodies.append(body[0][0])
+    decode(bodies[0])  # they are valid envelopes
+    return bodies
+
+
+def monolith_rate(settings: Settings, sim: SimulatorThread, n: int) -> float:
+    """One Telethon process: receive each update and do the handler work inline."""
+    bot = sim.create_bot()
+    users = [int(sim.create_user(f"Mono{i}")["id"]) for i in range(CHATS)]
+    n -= n % CHATS
+    fleet.save_bot(settings, bot["token"], name="mono", admin_chat_ids=[], app="echo")
+    view = bot_view(settings, bot["id"])
+    assert view is not None
+    handler = handler_for(view)
+
+    async def run() -> float:
+        client = make_client(settings, None, receive_updates=True, sequential_updates=True)
+        await client.start(bot_token=bot["token"])
+        done = asyncio.Event()
+        handled = 0
+
+        async def on_update(update: Any) -> None:
+            nonlocal handled
+            envelope = decode(encode(bot["id"], update, update._entities.values()))
+            _, first = record_and_start(settings, envelope, handler, None)
+            drain_chat(settings, bot["id"], envelope.chat_id, handler, first=first)
+            handled += 1
+            if handled == n:
+                done.set()
+
+        client.add_event_handler(on_update, events.Raw(types=[types.UpdateNewMessage]))
+        await client.get_me()
+        await asyncio.sleep(0.5)
+        started = time.perf_counter()
+        for user_id in users:
+            await asyncio.to_thread(sim.send, user_id, bot["id"], "mono", count=n // CHATS)
+        await asyncio.wait_for(done.wait(), timeout=600)
+        elapsed = time.perf_counter() - started
+        await client.disconnect()
+        return n / elapsed
+
+    return asyncio.run(run())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--messages", type=int, default=3000)
+    parser.add_argument("--latency-seconds", type=float, default=10.0)
+    args = parser.parse_args()
+    n = args.messages
+    with tempfile.TemporaryDirectory(prefix="tgfleet-ingest-") as tmp:
+        services = DevServices(Path(tmp))
+        services.up()
+        try:
+            with SimulatorThread(limits=FloodLimits(enabled=False)) as sim:
+                results = run(services, sim, Path(tmp), n, args.latency_seconds)
+        finally:
+            services.down()
+    print_results(results, n)
+
+
+def run(
+    services: DevServices, sim: SimulatorThread, tmp: Path, n: int, latency_s: float
+) -> dict[str, Any]:
+    key = sim.write_rsa_key(tmp / "sim.pem")
+    env = {
+        **services.env(),
+        "TG_SERVER": f"{sim.host}:{sim.port}",
+        "TG_SERVER_RSA_KEY_FILE": str(key),
+    }
+    os.environ.update(env)
+    settings = load_settings(**env)
+    upgrade_database(settings)
+    broker = redis.Redis.from_url(settings.redis_url)
+    bot = sim.create_bot()
+    users = [int(sim.create_user(f"Bench{i}")["id"]) for i in range(CHATS)]
+    n -= n % CHATS
+    fleet.save_bot(settings, bot["token"], name="bench", admin_chat_ids=[], app="echo")
+    results: dict[str, Any] = {}
+    child_env = {**os.environ, **env, "PYTHONPATH": str(ROOT)}
+    with ProcessGroup(tmp / "logs", child_env) as group:
+        listener = group.start(
+            "listener", [sys.executable, "-m", "tgfleet", "listen", "--bots", str(bot["id"])]
+        )
+        wait_for(
+            lambda: "listening for bot" in listener.log_path.read_text(),
+            60,
+            "the listener",
+            poll=0.1,
+        )
+        broker.delete("updates")
+        # (a) the listener's publish rate, no consumer: time until N envelopes are queued
+        started = time.perf_counter()
+        for user_id in users:  # N messages over CHATS private chats
+            sim.send(user_id, bot["id"], "hello", count=n // len(users))
+        wait_for(lambda: broker.llen("updates") >= n, 600, "the listener's publishes")
+        results["listener_rate"] = n / (time.perf_counter() - started)
+        payloads = sample_payloads(sim, settings, n)
+        results["bare_rate"] = bare_kombu_rate(settings.redis_url, payloads)
+        # (c) sustained: 2 prefork worker processes drain the N queued updates
+        started = time.perf_counter()
+        group.celery(
+            "worker",
+            "worker",
+            "-Q",
+            "updates",
+            "-c",
+            "2",
+            "-P",
+            "prefork",
+            "--without-mingle",
+            "--without-gossip",
+            "--loglevel",
+            "WARNING",
+        )
+        wait_for(lambda: count_rows(settings, bot["id"]) >= n, 900, "the workers", poll=0.2)
+        results["sustained_rate"] = n / (time.perf_counter() - started)
+        # (b) latency at 200 msg/s: send time -> committed inbound row (created_at)
+        results["latencies_ms"] = latency_run(
+            sim, settings, broker, bot["id"], users, rate=200.0, seconds=latency_s
+        )
+    results["monolith_rate"] = monolith_rate(settings, sim, min(n, 2000))
+    results["baseline"] = run_baseline(env, tmp, 3000)
+    broker.close()
+    return results
+
+
+def latency_run(
+    sim: SimulatorThread,
+    settings: Settings,
+    broker: redis.Redis,
+    bot_id: int,
+    users: list[int],
+    rate: float,
+    seconds: float,
+) -> list[float]:
+    sent: dict[int, float] = {}
+    interval = 1.0 / rate
+    next_at = time.monotonic()
+    end = next_at + seconds
+    while time.monotonic() < end:
+        user_id = users[len(sent) % len(users)]
+        for item in sim.send(user_id, bot_id, "latency"):
+            sent[int(item["id"])] = time.time()
+        next_at += interval
+        delay = next_at - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+    ids = list(sent)
+
+    def stored() -> bool:
+        with psycopg2.connect(settings.owner_database_url) as conn, conn.cursor() as cur:
+            cur.execute(
+                "SELECT count(*) FROM messages WHERE bot_id = %s AND tg_message_id = ANY(%s)",
+                (bot_id, ids),
+            )
+            return int(cur.fetchone()[0]) >= len(ids)
+
+    wait_for(stored, 300, "the latency run's rows", poll=0.2)
+    with psycopg2.connect(settings.owner_database_url) as conn, conn.cursor() as cur:
+        # created_at is now() of the inserting transaction: the row is committed right after
+        cur.execute(
+            "SELECT tg_message_id, extract(epoch FROM created_at) FROM messages "
+            "WHERE bot_id = %s AND tg_message_id = ANY(%s)",
+            (bot_id, ids),
+        )
+        return [max(0.0, (float(at) - sent[int(mid)]) * 1000) for mid, at in cur.fetchall()]
+
+
+def print_results(r: dict[str, Any], n: int) -> None:
+    lat = sorted(r["latencies_ms"])
+    p50 = statistics.median(lat)
+    p99 = lat[min(len(lat) - 1, int(len(lat) * 0.99))]
+    base_insert = r["baseline"]["insert"]
+    publish_ratio = r["listener_rate"] / r["bare_rate"]
+    print(f"ingest benchmark ({n} messages, echo app, task events off, {os.cpu_count()} cores)")
+    print(f"  (a) listener publishes:   {r['listener_rate']:8.0f} updates/s")
+    print(
+        f"      bare kombu publishes: {r['bare_rate']:8.0f} msgs/s  -> ratio {publish_ratio:.2f}"
+        " (goal >= 0.7)"
+    )
+    print(
+        f"  (b) latency at 200 msg/s, Telegram -> committed row ({len(lat)} messages): "
+        f"p50 {p50:.1f} ms, p99 {p99:.1f} ms (goal <= 30 / 200)"
+    )
+    print(f"  (c) sustained with 2 worker processes: {r['sustained_rate']:8.0f} updates/s")
+    print(
+        f"      celery one-INSERT baseline:        {base_insert:8.0f} tasks/s -> ratio "
+        f"{r['sustained_rate'] / base_insert:.2f} (goal >= 0.5)"
+    )
+    print(
+        f"      monolith (one Telethon process):   {r['monolith_rate']:8.0f} updates/s -> "
+        f"ratio {r['sustained_rate'] / r['monolith_rate']:.2f}"
+    )
+    print(
+        json.dumps(
+            {
+                "bench": "ingest",
+                "publish_ratio": round(publish_ratio, 3),
+                "latency_p50_ms": round(p50, 1),
+                "latency_p99_ms": round(p99, 1),
+                "throughput_ratio_celery": round(r["sustained_rate"] / base_insert, 3),
+                "throughput_ratio_monolith": round(r["sustained_rate"] / r["monolith_rate"], 3),
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,63 @@
+"""What an update worker needs to run a bot's app: a short-lived view of the bot and
+the handler that feeds inbound messages to its Router."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from tgfleet.bots import app_router
+from tgfleet.bots.router import Context
+from tgfleet.db import Bot, session_scope
+from tgfleet.platform.inbox import Handler, InboundMessage
+from tgfleet.platform.settings import Settings
+from tgfleet.tasks.outbox import queue_message
+
+#: How long a worker process trusts its copy of a bot's app and admins.
+BOT_CACHE_S = 10.0
+
+
+@dataclass(frozen=True)
+class BotView:
+    id: int
+    admin_chat_ids: tuple[int, ...]
+    settings: dict[str, Any] = field(default_factory=dict)
+
+
+_bots: dict[int, tuple[BotView, float]] = {}
+
+
+def bot_view(settings: Settings, bot_id: int) -> BotView | None:
+    """The bot as handling needs it (None if it is not in the fleet); cached briefly."""
+    cached = _bots.get(bot_id)
+    if cached is not None and time.monotonic() - cached[1] < BOT_CACHE_S:
+        return cached[0]
+    with session_scope(settings, bot_id=bot_id) as session:
+        bot = session.get(Bot, bot_id)
+        if bot is None:
+            return None
+        view = BotView(bot.id, tuple(bot.admin_chat_ids or ()), dict(bot.settings or {}))
+    _bots[bot_id] = (view, time.monotonic())
+    return view
+
+
+def handler_for(bot: BotView) -> Handler:
+    """The inbox handler that runs ``bot``'s app on one message."""
+    router = app_router(bot.settings.get("app"))
+    admins = list(bot.admin_chat_ids)
+
+    def handle_message(session: Session, inbound: InboundMessage) -> None:
+        ctx = Context(
+            session=session,
+            bot_id=bot.id,
+            admin_chat_ids=admins,
+            message=inbound,
+            queue=queue_message,
+            bot_settings=bot.settings,
+        )
+        router.dispatch(ctx)
+
+    return handle_message
