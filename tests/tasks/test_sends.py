@@ -133,7 +133,9 @@ def test_blocked_user_fails_without_retries_and_is_marked(send_world: SendWorld)
     assert w.received(blocker["id"]) == []
 
 
-@pytest.mark.parametrize("fault", ["kill -9 a sender", "drop all connections"])
+@pytest.mark.parametrize(
+    "fault", ["kill -9 a sender", "kill -9 every sender", "drop all connections"]
+)
 def test_faults_mid_batch_lose_nothing_and_duplicate_nothing(
     send_world: SendWorld, fault: str
 ) -> None:
@@ -153,6 +155,10 @@ def test_faults_mid_batch_lose_nothing_and_duplicate_nothing(
     # When a sender is killed with SIGKILL (or the server drops every connection)
     if fault == "kill -9 a sender":
         os.kill(victim.process.pid, signal.SIGKILL)
+    elif fault == "kill -9 every sender":
+        for child in list(w.workers):
+            os.kill(child.process.pid, signal.SIGKILL)
+        w.start_senders(1)  # a fresh one: no task of the killed ones ever reaches it
     else:
         assert w.sim.drop_connections() >= 1
     # Then every message still arrives, exactly once
@@ -163,9 +169,9 @@ def test_faults_mid_batch_lose_nothing_and_duplicate_nothing(
         expected.setdefault(user_id, Counter())[text] += 1
     for user in users:
         assert Counter(w.received(user["id"])) == expected[user["id"]]
-    if fault == "kill -9 a sender":
-        # (the killed worker's unacknowledged tasks came back through the sweep)
-        survivor = w.workers[1].log_path.read_text()
+    if fault.startswith("kill"):
+        # (the killed workers' unacknowledged tasks came back through the sweep)
+        survivor = w.workers[-1].log_path.read_text()
         assert "had lost their task" in survivor, w.log_tail()
 
 

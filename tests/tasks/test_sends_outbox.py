@@ -9,7 +9,10 @@ import json
 import random
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 import redis
@@ -24,8 +27,10 @@ from tgfleet.platform.celery_app import make_celery
 from tgfleet.platform.delivery import claim, random_id_for
 from tgfleet.platform.resolve import PeerCache, PeerNotFound, resolve_input_peer
 from tgfleet.platform.send_cli import SendCliError, add_parsers, queue_broadcast, recipients
+from tgfleet.platform.sender import SEND_METRICS
 from tgfleet.platform.settings import Settings
 from tgfleet.tasks.outbox import MAX_TEXT, next_part_key, queue_message, split_text, utf16_len
+from tgfleet.tasks.sends import QueueDelay
 
 
 @pytest.fixture
@@ -221,3 +226,25 @@ def test_cli_send_is_resumable_and_outbox_reports(
     # And a bad target is refused with a clear message
     bad = tgfleet("send", "--bot", str(bot_id), "--to", "@ghost", "--text", "x")
     assert bad.returncode == 1 and "does not know @ghost" in bad.stderr
+
+
+def test_queue_delay_tells_a_busy_queue_from_lost_tasks(migrated: Settings) -> None:
+    client = redis.Redis.from_url(migrated.redis_url)
+    fake_sender: Any = SimpleNamespace(redis=client)
+    delay = QueueDelay()
+    client.delete("sends")
+    try:
+        # Given 100 tasks waiting: no send rate known yet -> no verdict (no sweep)
+        client.rpush("sends", *["task"] * 100)
+        assert delay.estimate(fake_sender) is None
+        # When senders get through 50 messages in about 0.2 s
+        client.hincrby(SEND_METRICS, "sent", 50)
+        time.sleep(0.2)
+        # Then a task waits about 2 x 100 / 250 per s in the queue: rows are late, not lost
+        estimate = delay.estimate(fake_sender)
+        assert estimate is not None and 0.3 < estimate < 1.5
+        # And an empty queue means no delay at all
+        client.delete("sends")
+        assert delay.estimate(fake_sender) == 0.0
+    finally:
+        client.delete("sends")

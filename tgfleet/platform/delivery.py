@@ -247,22 +247,27 @@ def bot_config(session: Session, bot_id: int) -> tuple[dict[str, object], list[i
     return dict(found.settings or {}), list(found.admin_chat_ids or [])
 
 
-def _overdue_condition(settings: Settings) -> ColumnElement[bool]:
-    grace = _lease(settings)
+def _overdue_condition(settings: Settings, extra_s: float) -> ColumnElement[bool]:
+    grace = _lease(settings) + timedelta(seconds=extra_s)
     return or_(
         and_(Outbox.status.in_(_CLAIMABLE), Outbox.next_attempt_at < func.now() - grace),
         and_(Outbox.status == OutboxStatus.SENDING, Outbox.updated_at < func.now() - grace),
     )
 
 
-def overdue_bots(session: Session, settings: Settings) -> list[int]:
-    """Bots with rows overdue by more than the lease (see :func:`overdue`)."""
-    found = session.scalars(select(Outbox.bot_id).where(_overdue_condition(settings)).distinct())
+def overdue_bots(session: Session, settings: Settings, extra_s: float = 0.0) -> list[int]:
+    """Bots with rows overdue by more than the lease + ``extra_s`` (see :func:`overdue`)."""
+    due = _overdue_condition(settings, extra_s)
+    found = session.scalars(select(Outbox.bot_id).where(due).distinct())
     return list(found)
 
 
 def overdue(
-    session: Session, settings: Settings, bot_ids: list[int], limit: int = 1000
+    session: Session,
+    settings: Settings,
+    bot_ids: list[int],
+    extra_s: float = 0.0,
+    limit: int = 1000,
 ) -> list[tuple[int, int]]:
     """Rows whose task was lost (killed worker, failed enqueue): (outbox_id, bot_id).
 
@@ -271,7 +276,7 @@ def overdue(
     """
     ids = (
         select(Outbox.bot_id, Outbox.id)
-        .where(_overdue_condition(settings), Outbox.bot_id.in_(bot_ids))
+        .where(_overdue_condition(settings, extra_s), Outbox.bot_id.in_(bot_ids))
         .order_by(Outbox.next_attempt_at)
         .limit(limit)
         .with_for_update(skip_locked=True)
