@@ -12,7 +12,6 @@ Each file is either a JSON array of records or a JSON object keyed by the record
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -76,26 +75,6 @@ class SourceFile:
         return self.path.relative_to(root).as_posix()
 
 
-@dataclass(frozen=True, slots=True)
-class Fingerprint:
-    """Cheap change detector for a file: size, mtime and a hash of its last 64 KiB."""
-
-    size: int
-    mtime_ns: int
-    tail_sha1: str
-
-    def as_text(self) -> str:
-        return f"{self.size}:{self.mtime_ns}:{self.tail_sha1}"
-
-
-def fingerprint(path: Path) -> Fingerprint:
-    stat = path.stat()
-    with path.open("rb") as fh:
-        fh.seek(max(0, stat.st_size - 65_536))
-        tail = hashlib.sha1(fh.read()).hexdigest()
-    return Fingerprint(stat.st_size, stat.st_mtime_ns, tail)
-
-
 def bot_dirs(root: Path) -> list[tuple[int, Path]]:
     """The bots of a legacy store, by id, sorted; raises LegacyStoreError if there are none."""
     if not root.is_dir():
@@ -139,10 +118,6 @@ def source_files(
 def _numeric_stem(name: str) -> tuple[int, str]:
     stem = name.removesuffix(".json")
     return (int(stem), name) if stem.isdigit() else (-1, name)
-
-
-def conversation_path(root: Path, bot_id: int, user_id: int) -> Path:
-    return root / str(bot_id) / CONVERSATIONS_DIR / f"{user_id}.json"
 
 
 def component_path(root: Path, bot_id: int, component: Component) -> Path:
