@@ -16,8 +16,16 @@ import redis
 from sqlalchemy import delete, func, select
 
 from tests.conftest import wait_for_log
-from tgfleet.db import Bot, Entity, Outbox, OutboxStatus, PeerType, encrypt_secret, session_scope
-from tgfleet.db import upgrade_database
+from tgfleet.db import (
+    Bot,
+    Entity,
+    Outbox,
+    OutboxStatus,
+    PeerType,
+    encrypt_secret,
+    session_scope,
+    upgrade_database,
+)
 from tgfleet.platform.celery_app import make_celery
 from tgfleet.platform.processes import Child, ProcessGroup
 from tgfleet.platform.settings import Settings

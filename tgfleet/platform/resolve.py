@@ -20,7 +20,7 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, TypeAlias
 
 from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert
@@ -31,7 +31,7 @@ from telethon.tl import types
 from tgfleet.db import Entity, PeerType, TgUser
 from tgfleet.platform.errors import TgfleetError
 
-InputPeer = types.InputPeerUser | types.InputPeerChat | types.InputPeerChannel
+InputPeer: TypeAlias = types.InputPeerUser | types.InputPeerChat | types.InputPeerChannel
 
 #: Names of the sources, as counted in ``tgfleet:metrics:resolve``.
 SOURCES = ("lru", "store", "session", "api_hash", "api_username", "static")

@@ -164,7 +164,7 @@ class BotClients:
         client = self._clients.pop(bot_id, None)
         if client is not None:
             try:
-                self.loop.run(client.disconnect(), 10)  # type: ignore[arg-type]
+                self.loop.run(client.disconnect(), 10)
             except Exception:
                 log.debug("bot %s: disconnect failed", bot_id, exc_info=True)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import base64
 import logging
-from typing import Any
+from typing import Any, TypeAlias
 
 from telethon import errors
 from telethon.extensions import html, markdown
@@ -18,7 +18,7 @@ from tgfleet.platform.sender_loop import BotClients, SenderLoop
 log = logging.getLogger(__name__)
 
 LOOKUP_TIMEOUT_S = 20.0
-SendRequest = functions.messages.SendMessageRequest | functions.messages.SendMediaRequest
+SendRequest: TypeAlias = functions.messages.SendMessageRequest | functions.messages.SendMediaRequest
 
 
 def parse_text(text: str, parse_mode: str | None) -> tuple[str, list[Any] | None]:
