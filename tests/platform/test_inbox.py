@@ -13,20 +13,9 @@ import pytest
 from sqlalchemy.orm import Session
 from telethon.tl import types
 
-from tgfleet.db import session_scope
 from tgfleet.listeners.envelope import Envelope, decode, encode
 from tgfleet.platform import fleet
-from tgfleet.platform.inbox import (
-    HandlerFailed,
-    InboundMessage,
-    Step,
-    drain_chat,
-    lock_chat,
-    mark_dead,
-    process_next,
-    record_update,
-    try_chat_lock,
-)
+from tgfleet.platform.inbox import InboundMessage, drain_chat, record_and_handle
 from tgfleet.platform.settings import Settings
 
 
@@ -54,20 +43,7 @@ def envelope(
 
 def deliver(settings: Settings, env: Envelope, handler: Callable[..., None]) -> None:
     """What the update task does, minus Celery: record + first step, then drain."""
-    try:
-        with session_scope(settings, bot_id=env.bot_id) as session:
-            record_update(session, env)
-            first = (
-                process_next(session, env.bot_id, env.chat_id, handler)
-                if try_chat_lock(session, env.bot_id, env.chat_id)
-                else Step("busy")
-            )
-    except HandlerFailed as failure:
-        with session_scope(settings, bot_id=env.bot_id) as session:
-            record_update(session, env)
-            lock_chat(session, env.bot_id, failure.chat_id)
-            mark_dead(session, env.bot_id, failure)
-        first = Step("dead", more=True)
+    _, first = record_and_handle(settings, env, handler)
     drain_chat(settings, env.bot_id, env.chat_id, handler, first=first)
 
 

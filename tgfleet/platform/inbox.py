@@ -27,12 +27,13 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
 from sqlalchemy import event, func, select, text
 from sqlalchemy import update as update_stmt
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session
 from telethon.extensions import BinaryReader
 from telethon.tl import types
@@ -287,15 +288,61 @@ class DrainResult:
             self.busy = True
 
 
-def lock_chat(session: Session, bot_id: int, chat_id: int) -> None:
-    """Wait for the chat's advisory lock (for this transaction)."""
-    session.execute(select(func.pg_advisory_xact_lock(chat_lock_key(bot_id, chat_id))))
+#: How long a worker waits for a chat another worker is handling before giving up.
+CHAT_LOCK_WAIT_MS = 2000
+#: Waiting to dead-letter a failed message: long, the failure must be recorded.
+LONG_WAIT_MS = 30_000
+LOCK_NOT_AVAILABLE = "55P03"
+_LOCK = text("SELECT set_config('lock_timeout', :wait, true), pg_advisory_xact_lock(:key)")
 
 
-def try_chat_lock(session: Session, bot_id: int, chat_id: int) -> bool:
-    """Take the chat's advisory lock for this transaction, if no other worker has it."""
-    key = chat_lock_key(bot_id, chat_id)
-    return bool(session.execute(select(func.pg_try_advisory_xact_lock(key))).scalar())
+class ChatBusy(Exception):
+    """Another worker held the chat for longer than CHAT_LOCK_WAIT_MS."""
+
+
+def lock_chat(
+    session: Session, bot_id: int, chat_id: int, wait_ms: int = CHAT_LOCK_WAIT_MS
+) -> None:
+    """Take the chat's advisory lock for this transaction, waiting at most ``wait_ms``.
+
+    Raises ChatBusy on time-out (the transaction is then aborted). The lock_timeout set
+    here stays for the rest of the transaction: no handler waits long on a row either.
+    """
+    try:
+        session.execute(_LOCK, {"wait": f"{wait_ms}ms", "key": chat_lock_key(bot_id, chat_id)})
+    except OperationalError as exc:
+        if getattr(exc.orig, "pgcode", None) == LOCK_NOT_AVAILABLE:
+            raise ChatBusy(f"chat {chat_id} of bot {bot_id} is busy") from None
+        raise
+
+
+def record_and_handle(
+    settings: Settings, envelope: Envelope, handler: Handler, correlation_id: str | None = None
+) -> tuple[bool, Step]:
+    """Record an update and handle its chat's first waiting message, in one transaction.
+
+    Returns (fresh, step); the step is ``busy`` when another worker kept the chat, and
+    ``dead`` when a handler failed (then rolled back, recorded again, dead-lettered).
+    """
+    bot_id, chat_id = envelope.bot_id, envelope.chat_id
+    scope = partial(session_scope, settings, bot_id=bot_id, correlation_id=correlation_id)
+    if chat_id is None:
+        with scope() as session:
+            return record_update(session, envelope), Step("empty")
+    try:
+        with scope() as session:
+            lock_chat(session, bot_id, chat_id)
+            fresh = record_update(session, envelope)
+            return fresh, process_next(session, bot_id, chat_id, handler)
+    except ChatBusy:
+        with scope() as session:
+            return record_update(session, envelope), Step("busy")
+    except HandlerFailed as failure:
+        with scope() as session:
+            fresh = record_update(session, envelope)
+            lock_chat(session, bot_id, chat_id, wait_ms=LONG_WAIT_MS)
+            mark_dead(session, bot_id, failure)
+        return fresh, Step("dead", more=True)
 
 
 def drain_chat(
@@ -320,14 +367,13 @@ def drain_chat(
     while step.more and result.processed + result.dead < limit:
         try:
             with session_scope(settings, bot_id=bot_id, correlation_id=correlation_id) as s:
-                step = (
-                    process_next(s, bot_id, chat_id, handler)
-                    if try_chat_lock(s, bot_id, chat_id)
-                    else Step("busy")
-                )
+                lock_chat(s, bot_id, chat_id)
+                step = process_next(s, bot_id, chat_id, handler)
+        except ChatBusy:
+            step = Step("busy")
         except HandlerFailed as failure:
             with session_scope(settings, bot_id=bot_id, correlation_id=correlation_id) as s:
-                lock_chat(s, bot_id, chat_id)
+                lock_chat(s, bot_id, chat_id, wait_ms=LONG_WAIT_MS)
                 mark_dead(s, bot_id, failure)
             step = Step("dead", more=True)
         result.add(step)

@@ -154,10 +154,7 @@ def _insert(session: Session, values: dict[str, Any]) -> Outbox | None:
     stmt = insert(Outbox).values(**values)
     if values.get("dedupe_key") is not None:
         stmt = stmt.on_conflict_do_nothing(index_elements=["bot_id", "dedupe_key"])
-    row_id = session.execute(stmt.returning(Outbox.id)).scalar_one_or_none()
-    if row_id is None:
-        return None
-    return session.get(Outbox, (values["bot_id"], row_id))
+    return session.execute(stmt.returning(Outbox)).scalar_one_or_none()
 
 
 Delivery = tuple[int, int] | tuple[int, int, int]

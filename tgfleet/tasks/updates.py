@@ -18,24 +18,16 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from tgfleet.bots.runtime import bot_view, handler_for
 from tgfleet.db import Bot, DeadUpdate, session_scope
-from tgfleet.listeners.envelope import Envelope, EnvelopeError, decode, entity_from_json
+from tgfleet.listeners.envelope import EnvelopeError, decode, entity_from_json
 from tgfleet.platform.celery_app import TgfleetTask
 from tgfleet.platform.errors import RetryLater
 from tgfleet.platform.inbox import (
     CHAIN_STALL_S,
-    Handler,
-    HandlerFailed,
-    Step,
     drain_chat,
     is_processed,
-    lock_chat,
-    mark_dead,
-    process_next,
-    record_update,
-    try_chat_lock,
+    record_and_handle,
     upsert_entities,
 )
-from tgfleet.platform.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +67,7 @@ def handle(self: TgfleetTask, envelope: Any) -> str:
         if bot is None:
             raise EnvelopeError(f"bot {bot_id} is not in this fleet")
         handler = handler_for(bot)
-        fresh, first = record_and_start(settings, decoded, handler, task_id)
+        fresh, first = record_and_handle(settings, decoded, handler, task_id)
         if chat_id is None:
             return "recorded" if fresh else "duplicate"
         result = drain_chat(settings, bot_id, chat_id, handler, correlation_id=task_id, first=first)
@@ -96,28 +88,6 @@ def handle(self: TgfleetTask, envelope: Any) -> str:
         # A predecessor is still in flight; drain again once it had time to land.
         raise RetryLater("waiting for an earlier message of this chat", CHAIN_STALL_S + 1)
     return f"processed={result.processed} dead={result.dead}"
-
-
-def record_and_start(
-    settings: Settings, decoded: Envelope, handler: Handler, task_id: str | None
-) -> tuple[bool, Step]:
-    """One transaction: record the update and, if the chat is free, handle its first
-    waiting message. Returns (fresh, first step: ``busy`` when another worker has it)."""
-    bot_id, chat_id = decoded.bot_id, decoded.chat_id
-    try:
-        with session_scope(settings, bot_id=bot_id, correlation_id=task_id) as session:
-            fresh = record_update(session, decoded)
-            if chat_id is None:
-                return fresh, Step("empty")
-            if not try_chat_lock(session, bot_id, chat_id):
-                return fresh, Step("busy")
-            return fresh, process_next(session, bot_id, chat_id, handler)
-    except HandlerFailed as failure:  # all rolled back: record again, dead-letter it
-        with session_scope(settings, bot_id=bot_id, correlation_id=task_id) as session:
-            fresh = record_update(session, decoded)
-            lock_chat(session, bot_id, failure.chat_id)
-            mark_dead(session, bot_id, failure)
-        return fresh, Step("dead", more=True)
 
 
 def dead_letter(settings: Any, envelope: Any, reason: str, task_id: str | None) -> None:
