@@ -23,6 +23,7 @@ EXPECTED_TASKS = {
     "tgfleet.sends.deliver": "sends",
     "tgfleet.updates.handle": "updates",
     "tgfleet.updates.record_entities": "updates",
+    "tgfleet.migration.run_batch": "migration",
 }
 
 

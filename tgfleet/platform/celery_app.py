@@ -29,6 +29,7 @@ TASK_MODULES = (
     "tgfleet.tasks.updates",
     "tgfleet.tasks.sends",
     "tgfleet.tasks.analytics",
+    "tgfleet.tasks.migration",
 )
 
 
@@ -73,7 +74,10 @@ class TgfleetTask(Task):
 
 def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
     """Every periodic job, with its interval from Settings."""
+    from tgfleet.tasks.migration import migration_beat_schedule
+
     return {
+        **migration_beat_schedule(settings),
         "restore-unacked-updates": {
             "task": "tgfleet.maintenance.restore_unacked",
             "schedule": float(settings.redeliver_every_s),
