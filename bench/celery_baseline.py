@@ -27,6 +27,23 @@ from tgfleet.platform.devservices import DevServices  # noqa: E402
 from tgfleet.platform.processes import ProcessGroup  # noqa: E402
 
 
+def worker_args(queue: str) -> list[str]:
+    """The worker every benchmark compares: 2 prefork processes on ``queue``, quiet."""
+    return [
+        "worker",
+        "-Q",
+        queue,
+        "-c",
+        "2",
+        "-P",
+        "prefork",
+        "--without-mingle",
+        "--without-gossip",
+        "--loglevel",
+        "WARNING",
+    ]
+
+
 def drained(client: redis.Redis) -> bool:
     return client.llen("bench") == 0 and client.hlen("unacked") == 0
 
@@ -63,24 +80,7 @@ def run_baseline(env: dict[str, str], workdir: Path, tasks: int) -> dict[str, fl
         cur.execute("TRUNCATE bench_baseline")
     client = redis.Redis.from_url(env["REDIS_URL"])
     results: dict[str, float] = {}
-    worker = [
-        sys.executable,
-        "-m",
-        "celery",
-        "-A",
-        "baseline_app",
-        "worker",
-        "-Q",
-        "bench",
-        "-c",
-        "2",
-        "-P",
-        "prefork",
-        "--without-mingle",
-        "--without-gossip",
-        "--loglevel",
-        "WARNING",
-    ]
+    worker = [sys.executable, "-m", "celery", "-A", "baseline_app", *worker_args("bench")]
     with ProcessGroup(workdir / "baseline-logs", env) as group:
         group.start("worker", worker)
         # Warm-up: returns once the worker is up and has drained 200 tasks.

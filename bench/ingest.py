@@ -32,7 +32,7 @@ from kombu import Connection, Exchange, Producer, Queue
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
-from celery_baseline import run_baseline  # noqa: E402
+from celery_baseline import run_baseline, worker_args  # noqa: E402
 from telethon import events  # noqa: E402
 from telethon.tl import types  # noqa: E402
 
@@ -213,20 +213,7 @@ def run(
             sim.send(users[k % len(users)], bot["id"], "work")
         wait_for(lambda: broker.llen("updates") >= n, 600, "the preload")
         started = time.perf_counter()
-        group.celery(
-            "worker",
-            "worker",
-            "-Q",
-            "updates",
-            "-c",
-            "2",
-            "-P",
-            "prefork",
-            "--without-mingle",
-            "--without-gossip",
-            "--loglevel",
-            "WARNING",
-        )
+        group.celery("worker", *worker_args("updates"))
         wait_for(
             lambda: broker.llen("updates") == 0 and count_rows(settings, bot["id"]) >= n,
             900,

@@ -69,7 +69,16 @@ def test_compose_lists_every_process(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     services = set(done.stdout.split())
-    assert {"postgres", "redis", "migrate", "worker", "sender", "beat", "flower"} <= services
+    assert {
+        "postgres",
+        "redis",
+        "migrate",
+        "listener",
+        "worker",
+        "sender",
+        "beat",
+        "flower",
+    } <= services
 
 
 @pytest.mark.parametrize(

@@ -13,24 +13,13 @@ from rich.table import Table
 from sqlalchemy import select
 
 from tgfleet.db import BotMetric, MetricBucket, session_scope
+from tgfleet.db.rollups import METRICS
 from tgfleet.platform.errors import TgfleetError
 from tgfleet.platform.health import Snapshot, add_workers, collect_snapshot
 from tgfleet.platform.settings import Settings
 
-STATS_COLUMNS = (
-    "messages_in",
-    "messages_out",
-    "new_users",
-    "active_users",
-    "profile_updates",
-    "likes",
-    "matches",
-    "sends_ok",
-    "sends_failed",
-    "flood_waits",
-    "latency_p50_ms",
-    "latency_p95_ms",
-)
+#: The roll-up columns `tgfleet stats` shows: every metric the roll-up computes.
+STATS_COLUMNS = METRICS
 
 
 def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
