@@ -47,6 +47,9 @@ POSTPONE_AFTER_S = 2.0
 #: Per-chat limits are used at this fraction: the chat bucket has no slack for the jitter
 #: between taking a token and Telegram seeing the message (the bot bucket has some).
 CHAT_MARGIN = 0.9
+#: ...and the chat burst one message short of Telegram's: a burst's first message that
+#: reaches Telegram late would otherwise leave the next one without a token (FLOOD_WAIT).
+CHAT_BURST_SLACK = 1
 BOT_CONFIG_TTL_S = 30.0
 RESOLVE_METRICS = "tgfleet:metrics:resolve"
 SEND_METRICS = "tgfleet:metrics:sends"
@@ -221,7 +224,11 @@ class Sender:
         bot_settings, admins = found
         raw = bot_settings.get("limits")
         limits = Limits.from_settings(self.settings, raw if isinstance(raw, dict) else None)
-        limits = dataclasses.replace(limits, chat_per_s=limits.chat_per_s * CHAT_MARGIN)
+        limits = dataclasses.replace(
+            limits,
+            chat_per_s=limits.chat_per_s * CHAT_MARGIN,
+            chat_burst=max(1, limits.chat_burst - CHAT_BURST_SLACK),
+        )
         self._bots[bot_id] = (now + BOT_CONFIG_TTL_S, (limits, admins))
         return limits, admins
 
