@@ -24,7 +24,6 @@ from tgfleet.db import (
     PeerType,
     encrypt_secret,
     session_scope,
-    upgrade_database,
 )
 from tgfleet.platform.celery_app import make_celery
 from tgfleet.platform.processes import Child, ProcessGroup
@@ -42,12 +41,6 @@ FAST_ENV = {
     "TGFLEET_SEND_SWEEP_INTERVAL_S": "2",
 }
 _REDIS_PATTERNS = ("tgfleet:rl:*", "tgfleet:pace:*", "tgfleet:metrics:*", "tgfleet:sends:*")
-
-
-@pytest.fixture(scope="session")
-def migrated(settings: Settings) -> Settings:
-    upgrade_database(settings)
-    return settings
 
 
 @dataclass

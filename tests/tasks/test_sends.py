@@ -14,7 +14,7 @@ import pytest
 import redis
 from sqlalchemy import select
 
-from tests.tasks.sends_support import SendWorld, migrated, send_world  # noqa: F401
+from tests.tasks.sends_support import SendWorld, send_world  # noqa: F401
 from tgfleet.db import BotSession, OutboxStatus, TgUser, decrypt_secret, session_scope
 
 pytestmark = pytest.mark.timeout(180)

@@ -1,4 +1,3 @@
-# ruff: noqa: F811  (pytest fixtures imported from sends_support)
 """The outbox API, peer resolution and the send CLI against real PostgreSQL and Redis
 (no Telegram needed: these parts never talk to it)."""
 
@@ -21,7 +20,6 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 from sqlalchemy import delete, select
 
-from tests.tasks.sends_support import migrated  # noqa: F401
 from tgfleet.db import Bot, Entity, Outbox, OutboxStatus, PeerType, TgUser, session_scope
 from tgfleet.platform.celery_app import make_celery
 from tgfleet.platform.delivery import claim, random_id_for

@@ -17,19 +17,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import redis
-from sqlalchemy import delete, select
 from telethon import errors
 
 from tgfleet.db import (
-    Bot,
-    BotSession,
     Outbox,
     OutboxStatus,
-    decrypt_secret,
-    encrypt_secret,
     session_scope,
 )
-from tgfleet.platform import delivery
+from tgfleet.platform import delivery, fleet
 from tgfleet.platform.pacing import SendPacer, Stage
 from tgfleet.platform.ratelimit import ChatKind, Limits, RateLimiter
 from tgfleet.platform.resolve import PeerCache, PeerNotFound, resolve_input_peer
@@ -79,45 +74,24 @@ class Outcome:
 
 
 class DbSessionStore:
-    """Per-node bot sessions in ``bot_sessions``, encrypted with TGFLEET_SECRET_KEY."""
+    """Per-node bot sessions in ``bot_sessions`` (``tgfleet.platform.fleet``), encrypted."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
 
     def load(self, bot_id: int) -> BotCredentials:
-        node = self.settings.node_name
-        with session_scope(self.settings, bot_id=bot_id) as s:
-            stored = s.execute(
-                select(BotSession.session_encrypted).where(
-                    BotSession.bot_id == bot_id, BotSession.node == node
-                )
-            ).scalar_one_or_none()
-            token = s.execute(select(Bot.token_encrypted).where(Bot.id == bot_id)).scalar()
-        return BotCredentials(
-            session=decrypt_secret(self.settings, stored).decode() if stored else None,
-            token=decrypt_secret(self.settings, token).decode() if token else None,
-        )
+        session = fleet.load_session(self.settings, bot_id, self.settings.node_name)
+        try:
+            token: str | None = fleet.bot_token(self.settings, bot_id)
+        except fleet.FleetError:
+            token = None
+        return BotCredentials(session=session, token=token)
 
     def save(self, bot_id: int, session: str) -> None:
-        from sqlalchemy.dialects.postgresql import insert
-
-        blob = encrypt_secret(self.settings, session)
-        stmt = insert(BotSession).values(
-            bot_id=bot_id, node=self.settings.node_name, session_encrypted=blob
-        )
-        stmt = stmt.on_conflict_do_update(
-            index_elements=["bot_id", "node"], set_={"session_encrypted": blob}
-        )
-        with session_scope(self.settings, bot_id=bot_id) as s:
-            s.execute(stmt)
+        fleet.save_session(self.settings, bot_id, self.settings.node_name, session)
 
     def forget(self, bot_id: int) -> None:
-        with session_scope(self.settings, bot_id=bot_id) as s:
-            s.execute(
-                delete(BotSession).where(
-                    BotSession.bot_id == bot_id, BotSession.node == self.settings.node_name
-                )
-            )
+        fleet.delete_session(self.settings, bot_id, self.settings.node_name)
 
 
 class Sender:
