@@ -1,12 +1,19 @@
 """Publishing envelopes to the broker from the listener's asyncio loop.
 
-One thread owns a kombu producer and publishes ``tgfleet.updates.handle`` messages
-in FIFO order. The asyncio side hands envelopes over through a bounded buffer:
-when the broker is unreachable the thread keeps retrying the message at the head
-(order is kept), the buffer fills, and ``publish`` stops returning, which stops the
-listener from taking more updates (back-pressure) until Redis is back. Each
-envelope's ``on_published`` callback runs on the loop after its publish succeeded,
-which is when the listener may advance the saved update state.
+One thread owns the broker connection and publishes ``tgfleet.updates.handle``
+messages in FIFO order. The asyncio side hands envelopes over through a bounded
+buffer. The thread takes everything waiting (up to ``MAX_BATCH``) and publishes it
+as one batch: Celery builds each task message as usual (``send_task``: protocol 2,
+routing, ``before_task_publish`` hooks), and kombu's ``Producer.batch`` sends the
+batch's ``LPUSH``es to Redis in one pipeline instead of one round trip each.
+
+When the broker is unreachable the thread keeps retrying the batch at the head
+(order is kept), the buffer fills, and ``publish`` stops returning, which stops
+the listener from taking more updates (back-pressure) until Redis is back. A batch
+that failed part-way may have been partly delivered; retrying it publishes those
+messages again (at least once; workers deduplicate by the envelope's key). Each
+envelope's ``on_published`` callback runs on the loop after its batch was
+published, in order, which is when the listener may advance the saved update state.
 """
 
 from __future__ import annotations
@@ -17,19 +24,28 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 from celery import Celery
-from kombu.exceptions import OperationalError
+from kombu.exceptions import BatchPublishError, OperationalError
 
 log = logging.getLogger(__name__)
 
 TASK_NAME = "tgfleet.updates.handle"
+#: Most messages published in one Redis pipeline (a round trip).
+MAX_BATCH = 500
 _STOP = object()
 
 
+class _Message(NamedTuple):
+    task: str
+    args: list[Any]
+    queue: str
+    on_published: Callable[[], None] | None
+
+
 class Publisher:
-    """Bounded, ordered, retrying publisher of update envelopes."""
+    """Bounded, ordered, batching, retrying publisher of update envelopes."""
 
     def __init__(self, app: Celery, loop: asyncio.AbstractEventLoop, capacity: int = 2000):
         self._app = app
@@ -41,12 +57,14 @@ class Publisher:
         #: What a broker outage raises (the transport's own errors, e.g. redis ones).
         self._retryable: tuple[type[BaseException], ...] = (
             OperationalError,
+            BatchPublishError,
             OSError,
             *connection.connection_errors,
             *connection.channel_errors,
         )
         connection.release()
         self.published = 0
+        self.batches = 0
         self.failures = 0
         self.connected = True
 
@@ -68,7 +86,7 @@ class Publisher:
     ) -> None:
         """Hand any task message to the publisher, in order with the updates."""
         await self._slots.acquire()
-        self._queue.put((task, args, queue_name, on_published))
+        self._queue.put(_Message(task, args, queue_name, on_published))
 
     @property
     def pending(self) -> int:
@@ -87,30 +105,41 @@ class Publisher:
 
     # -- the publishing thread ---------------------------------------------------------
     def _run(self) -> None:
-        while True:
-            item = self._queue.get()
-            if item is _STOP:
+        stopping = False
+        while not stopping:
+            taken = self._take()
+            messages = [item for item in taken if item is not _STOP]
+            stopping = len(messages) < len(taken)
+            if messages:
+                self._publish_until_done(messages)
+                self.published += len(messages)
+                self.batches += 1
+                callbacks = [message.on_published for message in messages]
+                self._loop.call_soon_threadsafe(self._done, callbacks)
+            for _ in taken:
                 self._queue.task_done()
-                return
-            task, args, queue_name, callback = item
-            self._publish_until_done(task, args, queue_name)
-            self._queue.task_done()
-            self.published += 1
-            self._loop.call_soon_threadsafe(self._done, callback)
 
-    def _done(self, callback: Callable[[], None] | None) -> None:
-        self._slots.release()
-        if callback is not None:
-            callback()
+    def _take(self) -> list[Any]:
+        """The next item, waiting for it, and whatever else is waiting (up to MAX_BATCH)."""
+        taken = [self._queue.get()]
+        while len(taken) < MAX_BATCH and taken[-1] is not _STOP:
+            try:
+                taken.append(self._queue.get_nowait())
+            except queue.Empty:
+                break
+        return taken
 
-    def _publish_until_done(self, task: str, args: list[Any], queue_name: str) -> None:
+    def _done(self, callbacks: list[Callable[[], None] | None]) -> None:
+        for callback in callbacks:
+            self._slots.release()
+            if callback is not None:
+                callback()
+
+    def _publish_until_done(self, messages: list[_Message]) -> None:
         delay = 0.1
         while True:
             try:
-                with self._app.producer_or_acquire() as producer:
-                    self._app.send_task(
-                        task, args=args, queue=queue_name, producer=producer, retry=False
-                    )
+                self._publish_batch(messages)
                 if not self.connected:
                     log.info("broker reachable again; publishing resumes")
                 self.connected = True
@@ -118,7 +147,21 @@ class Publisher:
             except self._retryable as exc:
                 self.failures += 1
                 if self.connected:
-                    log.warning("broker unreachable (%s); holding updates and retrying", exc)
+                    cause = exc.__cause__ or exc  # BatchPublishError wraps the redis error
+                    log.warning("broker unreachable (%s); holding updates and retrying", cause)
                 self.connected = False
                 time.sleep(delay)
                 delay = min(delay * 2, 2.0)
+
+    def _publish_batch(self, messages: list[_Message]) -> None:
+        """Celery task messages for ``messages``, sent in one Redis pipeline."""
+        app = self._app
+        with app.producer_or_acquire() as producer, producer.batch(max_size=2 * MAX_BATCH):
+            for message in messages:
+                app.send_task(
+                    message.task,
+                    args=message.args,
+                    queue=message.queue,
+                    producer=producer,
+                    retry=False,
+                )

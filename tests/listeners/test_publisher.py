@@ -1,0 +1,215 @@
+"""The listener's publisher on a real Redis: Celery task messages, FIFO, callbacks only
+after the publish, bounded back-pressure while Redis is down, drain before stopping.
+
+Each test runs its own redis-server (not the session's), so stopping it disturbs nobody.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from tgfleet.listeners.publisher import MAX_BATCH, TASK_NAME, Publisher
+from tgfleet.platform.celery_app import make_celery
+from tgfleet.platform.devservices import find_redis_server, free_port, port_open
+from tgfleet.platform.queues import PUBLISHED_AT_HEADER
+from tgfleet.platform.settings import Settings
+
+pytestmark = pytest.mark.timeout(120)
+
+
+class PrivateRedis:
+    """A redis-server of the test's own, which the test may stop and start again."""
+
+    def __init__(self, data: Path) -> None:
+        self.data = data
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        argv = [str(find_redis_server()), "--port", str(self.port), "--bind", "127.0.0.1"]
+        argv += ["--dir", str(self.data), "--save", "", "--appendonly", "yes"]
+        argv += ["--appendfsync", "always"]
+        self.process = subprocess.Popen(argv, stdout=subprocess.DEVNULL)
+        deadline = time.monotonic() + 20
+        while not port_open(self.port):
+            assert time.monotonic() < deadline, "redis-server did not start"
+            time.sleep(0.02)
+
+    def stop(self) -> None:
+        assert self.process is not None
+        self.process.terminate()  # saves the append-only file
+        self.process.wait(timeout=20)
+        self.process = None
+
+
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
+    server = PrivateRedis(tmp_path)
+    server.start()
+    yield server
+    if server.process is not None:
+        server.stop()
+
+
+@pytest.fixture
+def broker(private_redis: PrivateRedis) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(private_redis.url)
+    yield client
+    client.close()
+
+
+def envelope(n: int) -> dict[str, Any]:
+    return {"v": 1, "bot": 7, "key": f"m:1:{n}", "kind": "message", "tl": "AAAA", "msg": n}
+
+
+def queued(broker: redis.Redis, queue: str = "updates") -> list[dict[str, Any]]:
+    """The queue's messages, oldest first (kombu LPUSHes; workers take from the right)."""
+    return [json.loads(raw) for raw in reversed(broker.lrange(queue, 0, -1))]
+
+
+def args_of(message: dict[str, Any]) -> list[Any]:
+    args: list[Any] = json.loads(base64.b64decode(message["body"]))[0]
+    return args
+
+
+class Recorder:
+    """on_published callbacks that note which envelopes were in Redis when they ran."""
+
+    def __init__(self, broker: redis.Redis) -> None:
+        self.broker = broker
+        self.done: list[int] = []
+        self.early: list[int] = []
+
+    def callback(self, n: int) -> Any:
+        def published() -> None:
+            if self.broker.llen("updates") < n + 1:
+                self.early.append(n)
+            self.done.append(n)
+
+        return published
+
+
+def test_publishes_celery_task_messages_in_order_and_calls_back_after(
+    settings: Settings, private_redis: PrivateRedis, broker: redis.Redis
+) -> None:
+    app = make_celery(settings.model_copy(update={"redis_url": private_redis.url}))
+    count = 2 * MAX_BATCH + 7  # more than one batch
+    recorder = Recorder(broker)
+
+    async def scenario() -> None:
+        publisher = Publisher(app, asyncio.get_running_loop())
+        publisher.start()
+        # When more envelopes than one batch are handed over at once
+        for n in range(count):
+            await publisher.publish(envelope(n), recorder.callback(n))
+        assert await publisher.drain(timeout=30)
+        publisher.stop()
+
+    asyncio.run(scenario())
+    # Then the queue holds them in hand-over order, once each
+    messages = queued(broker)
+    assert [args_of(m)[0]["msg"] for m in messages] == list(range(count))
+    # And each callback ran in order, after its message was in Redis
+    assert recorder.done == list(range(count))
+    assert recorder.early == []
+    # And each is the message Celery itself publishes for the task (protocol 2, same headers
+    # and properties, routed to the updates queue, publish time stamped)
+    with app.producer_or_acquire() as producer:
+        app.send_task(TASK_NAME, args=[envelope(-1)], queue="updates", producer=producer)
+    reference = queued(broker)[-1]
+    for message in messages[:3] + messages[-3:]:
+        assert message.keys() == reference.keys()
+        assert message["headers"].keys() == reference["headers"].keys()
+        assert message["headers"]["task"] == TASK_NAME
+        assert message["headers"]["id"] == message["properties"]["correlation_id"]
+        assert isinstance(message["headers"][PUBLISHED_AT_HEADER], float)
+        assert message["properties"].keys() == reference["properties"].keys()
+        assert message["properties"]["delivery_info"] == reference["properties"]["delivery_info"]
+        assert message["content-type"] == reference["content-type"] == "application/json"
+    assert len({m["headers"]["id"] for m in messages}) == count
+
+
+def test_back_pressure_while_redis_is_down_then_nothing_lost(
+    settings: Settings, private_redis: PrivateRedis, broker: redis.Redis
+) -> None:
+    app = make_celery(settings.model_copy(update={"redis_url": private_redis.url}))
+    capacity, total = 50, 300
+    recorder = Recorder(broker)
+
+    async def scenario() -> None:
+        publisher = Publisher(app, asyncio.get_running_loop(), capacity=capacity)
+        publisher.start()
+        # Given 10 envelopes published while Redis is up
+        for n in range(10):
+            await publisher.publish(envelope(n), recorder.callback(n))
+        assert await publisher.drain(timeout=10)
+        # When Redis goes down and the listener keeps handing envelopes over
+        private_redis.stop()
+        handed = 10
+
+        async def hand_over() -> None:
+            nonlocal handed
+            for n in range(10, total):
+                await publisher.publish(envelope(n), recorder.callback(n))
+                handed += 1
+
+        feeder = asyncio.create_task(hand_over())
+        await asyncio.sleep(1.5)
+        # Then the buffer is bounded: the hand-over stops at the capacity, none is
+        # reported published, and the publisher knows the broker is unreachable
+        assert handed == 10 + capacity
+        assert recorder.done == list(range(10))
+        assert not publisher.connected
+        # When Redis is back, everything goes out and the hand-over finishes
+        private_redis.start()
+        await asyncio.wait_for(feeder, timeout=30)
+        assert await publisher.drain(timeout=30)
+        assert publisher.connected
+        publisher.stop()
+
+    asyncio.run(scenario())
+    # Then nothing was lost and the order held
+    assert [args_of(m)[0]["msg"] for m in queued(broker)] == list(range(total))
+    assert recorder.done == list(range(total))
+    assert recorder.early == []
+
+
+def test_stop_after_drain_publishes_everything_handed_over(
+    settings: Settings, private_redis: PrivateRedis, broker: redis.Redis
+) -> None:
+    app = make_celery(settings.model_copy(update={"redis_url": private_redis.url}))
+    recorder = Recorder(broker)
+
+    async def scenario() -> tuple[bool, int]:
+        publisher = Publisher(app, asyncio.get_running_loop())
+        publisher.start()
+        # Given envelopes and another task handed over, not yet published
+        for n in range(300):
+            await publisher.publish(envelope(n), recorder.callback(n))
+        await publisher.send("tgfleet.updates.record_entities", [7, []], "updates")
+        # When the listener drains (as on SIGTERM) and stops
+        drained = await publisher.drain(timeout=30)
+        publisher.stop()
+        return drained, publisher.pending
+
+    drained, pending = asyncio.run(scenario())
+    # Then every message was published, in order, and every callback ran before drain ended
+    assert drained and pending == 0
+    messages = queued(broker)
+    assert [m["headers"]["task"] for m in messages[-2:]] == [
+        TASK_NAME,
+        "tgfleet.updates.record_entities",
+    ]
+    assert [args_of(m)[0]["msg"] for m in messages[:-1]] == list(range(300))
+    assert recorder.done == list(range(300))
