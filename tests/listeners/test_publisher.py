@@ -169,6 +169,7 @@ def test_back_pressure_while_redis_is_down_then_nothing_lost(
         # Then the buffer is bounded: the hand-over stops at the capacity, none is
         # reported published, and the publisher knows the broker is unreachable
         assert handed == 10 + capacity
+        assert publisher.pending == capacity
         assert recorder.done == list(range(10))
         assert not publisher.connected
         # When Redis is back, everything goes out and the hand-over finishes

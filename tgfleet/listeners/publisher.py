@@ -90,7 +90,8 @@ class Publisher:
 
     @property
     def pending(self) -> int:
-        return self._queue.qsize()
+        """Messages handed over and not yet published (including a batch being retried)."""
+        return self._queue.unfinished_tasks
 
     async def drain(self, timeout: float = 30.0) -> bool:
         """Wait until everything handed over has been published (True) or ``timeout``."""
