@@ -8,9 +8,12 @@ from pathlib import Path
 
 import pytest
 
+from tgfleet.legacy import reader
 from tgfleet.legacy.format import Component, source_files
 from tgfleet.legacy.generate import generate_store
+from tgfleet.legacy.loading import LoadBuffer
 from tgfleet.legacy.reader import RecordStream
+from tgfleet.legacy.targets import copy_line
 from tgfleet.legacy.validate import (
     InvalidRecord,
     record_key,
@@ -153,3 +156,90 @@ def test_generator_is_deterministic(tmp_path: Path) -> None:
     assert (tmp_path / "a" / str(a.bots[0]) / "users.json").read_bytes() == (
         tmp_path / "b" / str(b.bots[0]) / "users.json"
     ).read_bytes()
+
+
+def _streamed(path: Path) -> tuple[list[tuple[int, str | None, object]], str | None]:
+    """What ijson alone reads from ``path`` (whole-file parsing switched off)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(reader, "WHOLE_FILE_LIMIT", -1)
+        stream = RecordStream(path)
+        records = [tuple(r) for r in stream]
+    return records, str(stream.error) if stream.error else None
+
+
+def _parsed(path: Path) -> tuple[list[tuple[int, str | None, object]], str | None]:
+    stream = RecordStream(path)
+    records = [tuple(r) for r in stream]
+    return records, str(stream.error) if stream.error else None
+
+
+def test_small_files_parsed_whole_give_exactly_what_streaming_gives(tmp_path: Path) -> None:
+    # Given a messy store (odd Unicode, wrong types, duplicate keys, truncated files)
+    generate_store(tmp_path, bots=2, users=60, messages=8, messy=True, seed=11)
+    files = [s.path for c in Component for s in source_files(tmp_path, c)]
+    assert files and all(f.stat().st_size <= reader.WHOLE_FILE_LIMIT for f in files)
+    # When each file is read whole and streamed, Then records, positions, keys and
+    # errors are the same
+    for path in files:
+        assert _parsed(path) == _streamed(path), path
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        '[{"id": 1, "text": "lone \\ud800 surrogate"}, {"id": 2}]',  # ijson makes it "?"
+        '[{"id": 1, "text": "pair \\ud83d\\ude00"}]',
+        '[{"id": 12345678901234567890}, {"id": 2}]',  # past 64 bits: ijson refuses
+        '[{"id": 1, "x": 1e400}, {"id": 2}]',  # overflow: ijson refuses
+        '[{"id": 1, "x": NaN}]',  # not JSON: ijson refuses
+        '{"1": {"id": 1}, "1": {"id": 1, "text": "again"}, "2": {"id": 2, "a": {"b": 1}}}',
+        '[{"id": 1, "a": 1, "a": 2}]',
+        '[{"id": 1}] [{"id": 2}]',
+        '[{"id": 1}, {"id": 2}',
+        "  \n[]",
+        "{}",
+    ],
+)
+def test_whole_file_parse_agrees_with_ijson_on_edge_cases(tmp_path: Path, content: str) -> None:
+    path = _write(tmp_path / "edge.json", content)
+    assert _parsed(path) == _streamed(path)
+
+
+def test_skip_works_the_same_on_whole_files(tmp_path: Path) -> None:
+    path = _write(tmp_path / "s.json", json.dumps({str(i): {"id": i} for i in range(5)}))
+    for skip in (0, 3, 5, 9):
+        stream = RecordStream(path, skip=skip)
+        assert [r.position for r in stream] == list(range(skip, 5))
+        assert stream.position == 5 and stream.complete
+
+
+def test_inline_message_path_matches_the_validator_and_copy_line(tmp_path: Path) -> None:
+    # Given a messy store's conversation files
+    generate_store(tmp_path, bots=2, users=80, messages=12, messy=True, seed=12)
+    line_of = copy_line(Component.CONVERSATIONS)
+    for source in source_files(tmp_path, Component.CONVERSATIONS):
+        assert source.user_id is not None
+        # When a buffer takes the file (inline path for clean records)
+        buffer = LoadBuffer(Component.CONVERSATIONS, source.bot_id)
+        buffer.start_file(source, "f")
+        buffer.take(iter(RecordStream(source.path)), 10**9, 10**9)
+        # Then its lines, keys and quarantine are what validate_message and copy_line
+        # give record by record
+        validate = validator_for(
+            Component.CONVERSATIONS, bot_id=source.bot_id, user_id=source.user_id
+        )
+        lines, keys, rejected, seen = [], [], [], set()
+        for record in RecordStream(source.path):
+            try:
+                row = validate(record.value, record.key)
+            except InvalidRecord:
+                rejected.append(record.position)
+                continue
+            if row[1] in seen:
+                rejected.append(record.position)
+                continue
+            seen.add(row[1])
+            lines.append(line_of(row, record.value))
+            keys.append((row[0], row[1]))
+        assert buffer.lines == lines and buffer.keys == keys
+        assert [q["position"] for q in buffer.quarantine] == rejected

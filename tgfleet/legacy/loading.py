@@ -10,8 +10,9 @@ from __future__ import annotations
 import io
 import json
 import logging
+import re
 from collections.abc import Iterable, Iterator
-from datetime import date
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import text
@@ -20,15 +21,27 @@ from sqlalchemy.orm import Session
 from tgfleet.db.partitions import create_month_partition, list_month_partitions
 from tgfleet.db.session import owner_scope, session_scope
 from tgfleet.legacy.checksum import row_hash
-from tgfleet.legacy.format import Component, SourceFile
+from tgfleet.legacy.format import MAX_TEXT, Component, SourceFile
 from tgfleet.legacy.reader import RecordStream, SourceRecord
 from tgfleet.legacy.targets import Target, copy_line, copy_text
-from tgfleet.legacy.validate import InvalidRecord, Validator, validator_for
+from tgfleet.legacy.validate import (
+    EARLIEST,
+    MAX_BIGINT,
+    InvalidRecord,
+    Validator,
+    latest_allowed,
+    validator_for,
+)
 from tgfleet.platform.settings import Settings
 
 log = logging.getLogger(__name__)
 
 COPY_CHUNK = 1 << 20
+
+_ONE_DAY = timedelta(days=1)
+#: Characters that a message text must not have to take the inline path: those COPY
+#: text format escapes, and those the validator rejects (NUL, lone surrogates).
+_SPECIAL_TEXT = re.compile("[\x00\t\n\r\\\\\ud800-\udfff]")
 
 
 def record_text(raw: Any) -> str:
@@ -58,6 +71,8 @@ class LoadBuffer:
         self._seen: dict[int, int] = {}
         self._key_index = 1 if component is Component.CONVERSATIONS else 0
         self._validate: Validator | None = None
+        self._user_id: int | None = None
+        self._latest = EARLIEST
         self._rel = ""
         #: Conversations: per chat [messages in, messages out, last date] of valid rows.
         self.chats: dict[int, list[Any]] = {}
@@ -67,28 +82,30 @@ class LoadBuffer:
         self._validate = validator_for(self.component, bot_id=source.bot_id, user_id=source.user_id)
         self._rel = rel
         self._seen = {}
+        self._user_id = source.user_id
+        self._latest = latest_allowed()
         if source.user_id is not None:
             self._chat = self.chats.setdefault(source.user_id, [0, 0, None])
 
-    def check(self, record: SourceRecord) -> tuple[Any, ...] | None:
-        """The valid row for ``record``, or None after quarantining it."""
+    def check(self, position: int, key: str | None, value: Any) -> tuple[Any, ...] | None:
+        """The valid row for the record at ``position``, or None after quarantining it."""
         assert self._validate is not None, "start_file() first"
         try:
-            row = self._validate(record.value, record.key)
+            row = self._validate(value, key)
         except InvalidRecord as exc:
-            self._reject(record.position, record.value, exc.reason)
+            self._reject(position, value, exc.reason)
             return None
-        key = row[self._key_index]  # the id; the user is fixed per conversation file
-        first = self._seen.get(key)
+        ident = row[self._key_index]  # the id; the user is fixed per conversation file
+        first = self._seen.get(ident)
         if first is not None:
             self._reject(
-                record.position,
-                record.value,
-                f"duplicate id {key}: the record at position {first} of "
+                position,
+                value,
+                f"duplicate id {ident}: the record at position {first} of "
                 "this file has the same id and was kept",
             )
             return None
-        self._seen[key] = record.position
+        self._seen[ident] = position
         if self.component is Component.CONVERSATIONS:
             when = row[4]
             self._months.add((when.year, when.month))
@@ -97,26 +114,88 @@ class LoadBuffer:
     def take(self, records: Iterator[SourceRecord], limit: int, max_chars: int) -> int:
         """Add records until ``limit`` were read or the COPY text reaches ``max_chars``;
         returns how many were read. This is the hot loop, hence the local names."""
+        if self.component is Component.CONVERSATIONS:
+            return self._take_messages(records, limit, max_chars)
         check, line_of, lines, keys, raws = self.check, self._line, self.lines, self.keys, self.raws
-        conversations = self.component is Component.CONVERSATIONS
-        chat, bot_id, keep_raw, rel = self._chat, self.bot_id, self.keep_raw, self._rel
+        keep_raw, rel = self.keep_raw, self._rel
         size, taken = self.size, 0
-        for record in records:
+        for position, key, value in records:
             taken += 1
-            row = check(record)
+            row = check(position, key, value)
             if row is not None:
-                line = line_of(row, record.value)
+                line = line_of(row, value)
                 lines.append(line)
                 size += len(line)
-                if conversations:
-                    keys.append((row[0], row[1]))
-                    chat[row[2] == bot_id] += 1  # [in, out]
-                    if chat[2] is None or row[4] > chat[2]:
-                        chat[2] = row[4]
-                else:
-                    keys.append((row[0],))
+                keys.append((row[0],))
                 if keep_raw:
-                    raws.append((rel, record.position, record.value))
+                    raws.append((rel, position, value))
+            if taken >= limit or size >= max_chars:
+                break
+        self.size = size
+        return taken
+
+    def _take_messages(self, records: Iterator[SourceRecord], limit: int, max_chars: int) -> int:
+        """``take`` for a conversation file. A clean record (an int id, the user or the bot
+        as sender, a plain text, a "YYYY-MM-DDTHH:MM:SS+00:00" date: nearly all of them) is
+        checked and formatted inline, with the result ``validate_message`` and
+        ``copy_line`` would give; any other record goes through ``check``."""
+        user_id = self._user_id
+        assert user_id is not None, "start_file() of a conversation file first"
+        check, line_of, lines, keys, raws = self.check, self._line, self.lines, self.keys, self.raws
+        chat, bot_id, keep_raw, rel = self._chat, self.bot_id, self.keep_raw, self._rel
+        seen, months, special = self._seen, self._months, _SPECIAL_TEXT.search
+        parse, earliest, latest = datetime.fromisoformat, EARLIEST, self._latest
+        senders, head, null = (user_id, bot_id), f"{user_id}\t", "\\N"
+        size, taken = self.size, 0
+        for position, key, raw in records:
+            taken += 1
+            if type(raw) is dict:
+                mid, sender, text = raw.get("id"), raw.get("from"), raw.get("text")
+                date = raw.get("date")
+                if (
+                    type(mid) is int
+                    and 0 < mid <= MAX_BIGINT
+                    and (key is None or key == str(mid))
+                    and mid not in seen
+                    and type(sender) is int
+                    and sender in senders
+                    and (text is None or (type(text) is str and len(text) <= MAX_TEXT))
+                    and (text is None or special(text) is None)
+                    and type(date) is str
+                    and len(date) == 25
+                    and date[10] == "T"
+                    and date.endswith("+00:00")
+                ):
+                    try:
+                        when = parse(date)
+                    except ValueError:
+                        when = earliest - _ONE_DAY  # invalid: let check() say why
+                    if earliest <= when <= latest:
+                        seen[mid] = position
+                        months.add((when.year, when.month))
+                        line = f"{head}{mid}\t{sender}\t{null if text is None else text}\t{date}\n"
+                        lines.append(line)
+                        size += len(line)
+                        keys.append((user_id, mid))
+                        chat[sender == bot_id] += 1  # [in, out]
+                        if chat[2] is None or when > chat[2]:
+                            chat[2] = when
+                        if keep_raw:
+                            raws.append((rel, position, raw))
+                        if taken >= limit or size >= max_chars:
+                            break
+                        continue
+            row = check(position, key, raw)
+            if row is not None:
+                line = line_of(row, raw)
+                lines.append(line)
+                size += len(line)
+                keys.append((row[0], row[1]))
+                chat[row[2] == bot_id] += 1
+                if chat[2] is None or row[4] > chat[2]:
+                    chat[2] = row[4]
+                if keep_raw:
+                    raws.append((rel, position, raw))
             if taken >= limit or size >= max_chars:
                 break
         self.size = size
@@ -132,7 +211,7 @@ class LoadBuffer:
         """Validate and emit COPY lines, each ending with the record's hash, straight from
         a reader (whole-file re-scans)."""
         for record in stream:
-            row = self.check(record)
+            row = self.check(*record)
             if row is not None:
                 yield "\t".join([copy_text(v) for v in (*row, row_hash(row))]) + "\n"
 

@@ -77,7 +77,7 @@ def json_rows(
         buffer = LoadBuffer(component, bot_id, keep_raw=False)
         buffer.start_file(source, rel)
         for record in RecordStream(source.path):
-            row = buffer.check(record)
+            row = buffer.check(*record)
             if row is not None:
                 yield row
 
