@@ -30,9 +30,11 @@ from tgfleet.legacy.loading import (
 from tgfleet.legacy.reader import RecordStream, SourceRecord
 from tgfleet.legacy.targets import (
     ADD_TO_CONVERSATIONS,
+    ANY_MESSAGE_BETWEEN,
     CHATS_WITH_MESSAGES,
-    INSERT_MESSAGES_OF_NEW_CHATS,
-    INSERT_OTHER_MESSAGES,
+    INSERT_MESSAGES,
+    INSERT_PROBED_MESSAGES,
+    INSERT_UNPROBED_MESSAGES,
     REFRESH_CONVERSATIONS,
     TARGETS,
 )
@@ -235,14 +237,23 @@ def _insert(session: Session, batch: PreparedBatch) -> int:
     """
     params: dict[str, Any] = {"bot": batch.bot_id}
     target = TARGETS[batch.component]
-    if batch.component is not Component.CONVERSATIONS or not batch.whole_chats:
+    whole = batch.whole_chats
+    if batch.component is not Component.CONVERSATIONS or not whole:
         return _rowcount(session, target.insert_plain, params)
-    busy = set(
-        session.execute(text(CHATS_WITH_MESSAGES), {**params, "chats": batch.whole_chats}).scalars()
-    )
-    params["new_chats"] = [c for c in batch.whole_chats if c not in busy]
-    return _rowcount(session, INSERT_MESSAGES_OF_NEW_CHATS, params) + _rowcount(
-        session, INSERT_OTHER_MESSAGES, params
+    busy: set[int] = set()
+    if session.execute(
+        text(ANY_MESSAGE_BETWEEN), {**params, "lo": min(whole), "hi": max(whole)}
+    ).scalar():
+        busy.update(
+            session.execute(text(CHATS_WITH_MESSAGES), {**params, "chats": whole}).scalars()
+        )
+    fresh = set(whole) - busy
+    probed = [chat for chat in batch.buffer.chats if chat not in fresh]
+    if not probed:
+        return _rowcount(session, INSERT_MESSAGES, params)
+    params["probed"] = probed
+    return _rowcount(session, INSERT_UNPROBED_MESSAGES, params) + _rowcount(
+        session, INSERT_PROBED_MESSAGES, params
     )
 
 

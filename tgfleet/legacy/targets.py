@@ -174,7 +174,11 @@ PROFILES = Target(
     ),
 )
 
-_DIRECTION = "(CASE WHEN s.sender = :bot THEN 'out' ELSE 'in' END)::message_direction"
+#: The enum constants are typed in the SQL, so PostgreSQL folds them once per statement
+#: instead of casting text to the enum for every row.
+_DIRECTION = (
+    "(CASE WHEN s.sender = :bot THEN 'out'::message_direction ELSE 'in'::message_direction END)"
+)
 _MESSAGES_INSERT = (
     "INSERT INTO messages AS t (bot_id, created_at, direction, chat_id, sender_id, "
     f"tg_message_id, text, processed_at) SELECT :bot, s.date, {_DIRECTION}, s.user_id, "
@@ -184,18 +188,25 @@ _MESSAGE_IS_NEW = (
     "NOT EXISTS (SELECT 1 FROM messages m WHERE m.bot_id = :bot AND m.chat_id = s.user_id "
     "AND m.tg_message_id = s.id)"
 )
-#: First loads of whole conversation files: chats (of ``:chats``) with no message yet,
-#: whose staged rows therefore cannot collide (ids are unique within a file).
+#: First loads read conversation files in chat id order, so the chats whose files start
+#: in a batch lie above every chat loaded before: one probe of their id range (a few
+#: index descents) usually shows that none of them has a message in PostgreSQL yet.
+ANY_MESSAGE_BETWEEN = (
+    "SELECT EXISTS (SELECT 1 FROM messages m WHERE m.bot_id = :bot "
+    "AND m.chat_id BETWEEN :lo AND :hi)"
+)
+#: Otherwise, the chats of ``:chats`` that have one (a probe per chat and partition).
 CHATS_WITH_MESSAGES = (
     "SELECT c FROM unnest(CAST(:chats AS bigint[])) AS c "
     "WHERE EXISTS (SELECT 1 FROM messages m WHERE m.bot_id = :bot AND m.chat_id = c)"
 )
-#: Inserts the staged messages of ``:new_chats`` without probing for existing ids, and
-#: those of the other chats with the probe.
-INSERT_MESSAGES_OF_NEW_CHATS = f"{_MESSAGES_INSERT} WHERE s.user_id = ANY(:new_chats)"
-INSERT_OTHER_MESSAGES = (
-    f"{_MESSAGES_INSERT} WHERE NOT (s.user_id = ANY(:new_chats)) AND {_MESSAGE_IS_NEW}"
-)
+#: Every staged message, without probing for existing ids (no chat of the batch needs it).
+INSERT_MESSAGES = _MESSAGES_INSERT
+#: The staged messages of chats outside ``:probed`` (files loaded whole from their first
+#: record, into chats with no message yet: ids are unique within a file) without the
+#: probe, and those of the ``:probed`` chats with it.
+INSERT_UNPROBED_MESSAGES = f"{_MESSAGES_INSERT} WHERE NOT (s.user_id = ANY(:probed))"
+INSERT_PROBED_MESSAGES = f"{_MESSAGES_INSERT} WHERE s.user_id = ANY(:probed) AND {_MESSAGE_IS_NEW}"
 
 MESSAGES = Target(
     component=Component.CONVERSATIONS,
