@@ -214,3 +214,29 @@ def test_stop_after_drain_publishes_everything_handed_over(
     ]
     assert [args_of(m)[0]["msg"] for m in messages[:-1]] == list(range(300))
     assert recorder.done == list(range(300))
+
+
+def test_a_failing_callback_holds_back_neither_the_batch_nor_the_buffer(
+    settings: Settings, private_redis: PrivateRedis, broker: redis.Redis
+) -> None:
+    app = make_celery(settings.model_copy(update={"redis_url": private_redis.url}))
+    recorder = Recorder(broker)
+
+    def broken() -> None:
+        raise RuntimeError("bug in a callback")
+
+    async def scenario() -> None:
+        publisher = Publisher(app, asyncio.get_running_loop(), capacity=10)
+        publisher.start()
+        # Given a buffer of 10, and envelope 5's callback raising
+        for n in range(40):
+            await asyncio.wait_for(
+                publisher.publish(envelope(n), broken if n == 5 else recorder.callback(n)), 10
+            )
+        # Then all 40 were handed over and published, and every other callback ran
+        assert await publisher.drain(timeout=10)
+        publisher.stop()
+
+    asyncio.run(scenario())
+    assert [args_of(m)[0]["msg"] for m in queued(broker)] == list(range(40))
+    assert recorder.done == [n for n in range(40) if n != 5]

@@ -64,7 +64,6 @@ class Publisher:
         )
         connection.release()
         self.published = 0
-        self.batches = 0
         self.failures = 0
         self.connected = True
 
@@ -114,7 +113,6 @@ class Publisher:
             if messages:
                 self._publish_until_done(messages)
                 self.published += len(messages)
-                self.batches += 1
                 callbacks = [message.on_published for message in messages]
                 self._loop.call_soon_threadsafe(self._done, callbacks)
             for _ in taken:
@@ -131,10 +129,15 @@ class Publisher:
         return taken
 
     def _done(self, callbacks: list[Callable[[], None] | None]) -> None:
-        for callback in callbacks:
+        for _ in callbacks:
             self._slots.release()
-            if callback is not None:
+        for callback in callbacks:
+            if callback is None:
+                continue
+            try:
                 callback()
+            except Exception:  # one bad callback must not hold back the rest of the batch
+                log.exception("on_published callback failed")
 
     def _publish_until_done(self, messages: list[_Message]) -> None:
         delay = 0.1
