@@ -8,6 +8,7 @@ import random
 import threading
 from collections import Counter
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine, text
@@ -21,10 +22,14 @@ from tgfleet.db import (
     session_scope,
     token_fingerprint,
 )
+from tgfleet.db.prepared import Prepared, execute
 from tgfleet.platform.settings import Settings
 
 FUZZ_TRANSACTIONS = 1_000
 FUZZ_THREADS = 8
+_READ_CONVERSATIONS = Prepared(
+    "test_session_read_conversations", (), "SELECT bot_id, state FROM conversations"
+)
 
 
 def test_role_and_tenant_do_not_outlive_the_transaction(
@@ -140,8 +145,9 @@ def test_pooled_fuzz_never_crosses_bots(
             with session_scope(engine, role="admin") as session:
                 session.execute(text("SELECT count(*) FROM conversations")).scalar()
             return
+        lazy = rng.random() < 0.5  # half the scopes send their context with the first query
         try:
-            with session_scope(engine, bot_id=bot_id) as session:
+            with session_scope(engine, bot_id=bot_id, lazy_context=lazy) as session:
                 if op == "insert":
                     with lock:
                         chat_id = next(chat_ids)
@@ -154,7 +160,13 @@ def test_pooled_fuzz_never_crosses_bots(
                     with lock:
                         inserted[bot_id] += 1
                 elif op in ("read", "fail"):
-                    rows = session.execute(text("SELECT bot_id, state FROM conversations"))
+                    rows: list[Any]
+                    if rng.random() < 0.5:
+                        rows = list(execute(session, _READ_CONVERSATIONS))
+                    else:
+                        rows = list(
+                            session.execute(text("SELECT bot_id, state FROM conversations"))
+                        )
                     for row_bot, state in rows:
                         if row_bot != bot_id or state != str(bot_id):
                             violations.append(f"bot {bot_id} read {row_bot}/{state}")

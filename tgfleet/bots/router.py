@@ -4,6 +4,9 @@ A bot app is a ``Router``; ``bots.settings['app']`` names which one a bot runs
 (see ``tgfleet.bots.APPS``). Handlers are plain synchronous functions of a
 ``Context``; whatever they write goes through ``ctx.session`` in the same
 transaction that marks the message processed, so their effects happen once.
+Replies (``ctx.reply``, ``ctx.send``, ``ctx.notify_admins``) and analytics events
+(``ctx.event``) are written when the handler returns, with the processed mark, in
+that same transaction; the replies are enqueued for delivery after it commits.
 
     router = Router("echo")
 
@@ -21,13 +24,10 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from tgfleet.db import Event
+from tgfleet.platform.effects import Effects
 from tgfleet.platform.inbox import InboundMessage
 
 log = logging.getLogger(__name__)
-
-#: queue(session, bot_id, chat_id, text, **options) -> None: puts a message in the outbox.
-QueueFn = Callable[..., Any]
 
 
 @dataclass
@@ -38,7 +38,7 @@ class Context:
     bot_id: int
     admin_chat_ids: list[int]
     message: InboundMessage
-    queue: QueueFn
+    effects: Effects
     bot_settings: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -63,7 +63,9 @@ class Context:
         self.send(self.chat_id, text, **options)
 
     def send(self, chat_id: int, text: str, **options: Any) -> None:
-        self.queue(self.session, self.bot_id, chat_id, text, **options)
+        """Send ``text`` to ``chat_id``; the options are ``queue_message``'s (parse_mode,
+        dedupe_key, media, ...)."""
+        self.effects.queue(chat_id, text, **options)
 
     def notify_admins(self, text: str) -> None:
         for admin in self.admin_chat_ids:
@@ -71,7 +73,7 @@ class Context:
 
     def event(self, kind: str, **data: Any) -> None:
         """Record an analytics fact for this bot and user."""
-        self.session.add(Event(bot_id=self.bot_id, kind=kind, user_id=self.user_id, data=data))
+        self.effects.event(kind, self.user_id, data)
 
 
 HandlerFn = Callable[[Context], None]

@@ -12,9 +12,9 @@ from sqlalchemy.orm import Session
 from tgfleet.bots import app_router
 from tgfleet.bots.router import Context
 from tgfleet.db import Bot, session_scope
+from tgfleet.platform.effects import Effects
 from tgfleet.platform.inbox import Handler, InboundMessage
 from tgfleet.platform.settings import Settings
-from tgfleet.tasks.outbox import queue_message
 
 #: How long a worker process trusts its copy of a bot's app and admins.
 BOT_CACHE_S = 10.0
@@ -49,15 +49,16 @@ def handler_for(bot: BotView) -> Handler:
     router = app_router(bot.settings.get("app"))
     admins = list(bot.admin_chat_ids)
 
-    def handle_message(session: Session, inbound: InboundMessage) -> None:
+    def handle_message(session: Session, inbound: InboundMessage) -> Effects:
         ctx = Context(
             session=session,
             bot_id=bot.id,
             admin_chat_ids=admins,
             message=inbound,
-            queue=queue_message,
+            effects=Effects(bot.id),
             bot_settings=bot.settings,
         )
         router.dispatch(ctx)
+        return ctx.effects
 
     return handle_message

@@ -24,11 +24,12 @@ import logging
 import time
 import traceback
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import event, func, select, text
 from sqlalchemy import update as update_stmt
@@ -47,6 +48,8 @@ from tgfleet.db import (
     TgUser,
     session_scope,
 )
+from tgfleet.db.prepared import Prepared, execute, execute_batch
+from tgfleet.db.session import context_sent_with
 from tgfleet.listeners.envelope import (
     KIND_EDIT,
     KIND_MESSAGE,
@@ -55,6 +58,9 @@ from tgfleet.listeners.envelope import (
     Envelope,
 )
 from tgfleet.platform.settings import Settings
+
+if TYPE_CHECKING:
+    from tgfleet.platform.effects import Effects
 
 log = logging.getLogger(__name__)
 
@@ -82,8 +88,9 @@ class InboundMessage:
         return None
 
 
-#: handle(session, inbound) -> None; raises to dead-letter the message.
-Handler = Callable[[Session, InboundMessage], None]
+#: handle(session, inbound) -> the effects to write with the processed mark (or None);
+#: raises to dead-letter the message.
+Handler = Callable[[Session, InboundMessage], "Effects | None"]
 
 
 def chat_lock_key(bot_id: int, chat_id: int) -> int:
@@ -108,29 +115,96 @@ _CLAIM_AND_STORE = text(
 )
 
 
+#: Claim + store + the chat's first two waiting messages (the stored one included: a
+#: statement does not see its own inserts, hence the UNION), in one round trip.
+_RECORD_AND_NEXT = Prepared(
+    "tgfleet_inbox_record_next",
+    ("bigint", "text", "bigint", "bigint", "bigint", "text", "jsonb"),
+    "WITH claim AS (INSERT INTO processed_updates (bot_id, dedupe_key) VALUES ($1, $2) "
+    "ON CONFLICT DO NOTHING RETURNING 1), "
+    "stored AS (INSERT INTO messages (bot_id, direction, chat_id, sender_id, tg_message_id, "
+    "text, payload) SELECT $1, 'in', $3, $4, $5, $6, $7 FROM claim "
+    "RETURNING id, created_at, sender_id, tg_message_id, text, payload), "
+    "waiting AS (SELECT * FROM stored UNION ALL (SELECT m.id, m.created_at, m.sender_id, "
+    "m.tg_message_id, m.text, m.payload FROM messages m WHERE m.bot_id = $1 "
+    "AND m.chat_id = $3 AND m.direction = 'in' AND m.processed_at IS NULL "
+    "ORDER BY m.tg_message_id, m.id LIMIT 2)) "
+    "SELECT (SELECT count(*) FROM stored) AS fresh, w.id, w.created_at, w.sender_id, "
+    "w.tg_message_id, w.text, (w.payload ->> 'prev')::bigint AS prev, "
+    "w.payload ->> 'kind' AS kind, w.payload ->> 'tl' AS tl, "
+    "c.chat_id IS NOT NULL AS has_conversation, c.last_processed_message_id "
+    "FROM (SELECT 1) AS one "
+    "LEFT JOIN (SELECT * FROM waiting ORDER BY tg_message_id, id LIMIT 2) AS w ON true "
+    "LEFT JOIN conversations c ON c.bot_id = $1 AND c.chat_id = $3 "
+    "ORDER BY w.tg_message_id, w.id",
+)
+#: The chat's first two waiting messages, as _RECORD_AND_NEXT gives them.
+_NEXT = Prepared(
+    "tgfleet_inbox_next",
+    ("bigint", "bigint"),
+    "SELECT 0 AS fresh, m.id, m.created_at, m.sender_id, m.tg_message_id, m.text, "
+    "(m.payload ->> 'prev')::bigint AS prev, m.payload ->> 'kind' AS kind, "
+    "m.payload ->> 'tl' AS tl, "
+    "c.chat_id IS NOT NULL AS has_conversation, c.last_processed_message_id "
+    "FROM messages m LEFT JOIN conversations c ON c.bot_id = m.bot_id AND c.chat_id = m.chat_id "
+    "WHERE m.bot_id = $1 AND m.chat_id = $2 AND m.direction = 'in' "
+    "AND m.processed_at IS NULL ORDER BY m.tg_message_id, m.id LIMIT 2",
+)
+_NEW_CONVERSATION = Prepared(
+    "tgfleet_inbox_new_conversation",
+    ("bigint", "bigint"),
+    "INSERT INTO conversations (bot_id, chat_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+)
+#: $1 bot, $2 chat, $3 message row id, $4 its created_at, $5 its Telegram message id.
+_MARK_PROCESSED = Prepared(
+    "tgfleet_inbox_mark_processed",
+    ("bigint", "bigint", "bigint", "timestamptz", "bigint"),
+    "WITH done AS (UPDATE messages SET processed_at = now() "
+    "WHERE bot_id = $1 AND created_at = $4 AND id = $3) "
+    "UPDATE conversations SET messages_in = messages_in + 1, "
+    "last_processed_message_id = GREATEST(COALESCE(last_processed_message_id, 0), $5), "
+    "last_message_at = $4, updated_at = now() "
+    "WHERE bot_id = $1 AND chat_id = $2",
+)
+
+
+def _message_params(envelope: Envelope) -> tuple[Any, ...]:
+    """The columns of an envelope's inbound message row, in _RECORD_AND_NEXT's order."""
+    message = envelope.update.message
+    sender = getattr(message.from_id, "user_id", None) or (
+        envelope.chat_id if envelope.chat_id is not None and envelope.chat_id > 0 else None
+    )
+    payload = {
+        "kind": envelope.kind,
+        "prev": envelope.prev_id,
+        "tl": base64.b64encode(bytes(message)).decode(),
+    }
+    return (
+        envelope.bot_id,
+        envelope.key,
+        envelope.chat_id,
+        sender,
+        envelope.msg_id,
+        message.message or "",
+        json.dumps(payload),
+    )
+
+
 def record_update(session: Session, envelope: Envelope) -> bool:
     """Store the envelope's entities and message; False if it was seen before."""
     upsert_entities(session, envelope.bot_id, envelope.entities)
-    if envelope.kind in (KIND_MESSAGE, KIND_EDIT) and envelope.chat_id is not None:
-        message = envelope.update.message
-        sender = getattr(message.from_id, "user_id", None) or (
-            envelope.chat_id if envelope.chat_id > 0 else None
-        )
-        payload = {
-            "kind": envelope.kind,
-            "prev": envelope.prev_id,
-            "tl": base64.b64encode(bytes(message)).decode(),
-        }
+    if _is_message(envelope):
+        bot, key, chat, sender, msg, body, payload = _message_params(envelope)
         stored = session.execute(
             _CLAIM_AND_STORE,
             {
-                "bot": envelope.bot_id,
-                "key": envelope.key,
-                "chat": envelope.chat_id,
+                "bot": bot,
+                "key": key,
+                "chat": chat,
                 "sender": sender,
-                "msg": envelope.msg_id,
-                "text": message.message or "",
-                "payload": json.dumps(payload),
+                "msg": msg,
+                "text": body,
+                "payload": payload,
             },
         ).first()
         return stored is not None
@@ -140,6 +214,10 @@ def record_update(session: Session, envelope: Envelope) -> bool:
     if envelope.kind == KIND_USER_NAME and isinstance(envelope.update, types.UpdateUserName):
         apply_name_change(session, envelope.bot_id, envelope.update)
     return True
+
+
+def _is_message(envelope: Envelope) -> bool:
+    return envelope.kind in (KIND_MESSAGE, KIND_EDIT) and envelope.chat_id is not None
 
 
 def apply_name_change(session: Session, bot_id: int, update: types.UpdateUserName) -> None:
@@ -293,25 +371,40 @@ CHAT_LOCK_WAIT_MS = 2000
 #: Waiting to dead-letter a failed message: long, the failure must be recorded.
 LONG_WAIT_MS = 30_000
 LOCK_NOT_AVAILABLE = "55P03"
-_LOCK = text("SELECT set_config('lock_timeout', :wait, true), pg_advisory_xact_lock(:key)")
 
 
 class ChatBusy(Exception):
     """Another worker held the chat for longer than CHAT_LOCK_WAIT_MS."""
 
 
-def lock_chat(
-    session: Session, bot_id: int, chat_id: int, wait_ms: int = CHAT_LOCK_WAIT_MS
-) -> None:
-    """Take the chat's advisory lock for this transaction, waiting at most ``wait_ms``.
+@contextmanager
+def chat_scope(
+    settings: Settings,
+    bot_id: int,
+    chat_id: int,
+    *,
+    correlation_id: str | None = None,
+    wait_ms: int = CHAT_LOCK_WAIT_MS,
+) -> Iterator[Session]:
+    """A transaction for ``bot_id`` holding the chat's advisory lock, taken in the same
+    round trip as the RLS context and the transaction's first statement, waiting at
+    most ``wait_ms``.
 
-    Raises ChatBusy on time-out (the transaction is then aborted). The lock_timeout set
-    here stays for the rest of the transaction: no handler waits long on a row either.
+    Raises ChatBusy when the lock is not had in time. The lock_timeout set here stays
+    for the rest of the transaction: no handler waits long on a row either.
     """
     try:
-        session.execute(_LOCK, {"wait": f"{wait_ms}ms", "key": chat_lock_key(bot_id, chat_id)})
+        with session_scope(
+            settings,
+            bot_id=bot_id,
+            correlation_id=correlation_id,
+            advisory_lock=chat_lock_key(bot_id, chat_id),
+            lock_timeout_ms=wait_ms,
+            lazy_context=True,
+        ) as session:
+            yield session
     except OperationalError as exc:
-        if getattr(exc.orig, "pgcode", None) == LOCK_NOT_AVAILABLE:
+        if getattr(exc.orig, "pgcode", None) == LOCK_NOT_AVAILABLE and context_sent_with(exc):
             raise ChatBusy(f"chat {chat_id} of bot {bot_id} is busy") from None
         raise
 
@@ -326,21 +419,23 @@ def record_and_handle(
     """
     bot_id, chat_id = envelope.bot_id, envelope.chat_id
     scope = partial(session_scope, settings, bot_id=bot_id, correlation_id=correlation_id)
-    if chat_id is None:
+    if chat_id is None or not _is_message(envelope):
         with scope() as session:
             return record_update(session, envelope), Step("empty")
     try:
-        with scope() as session:
-            lock_chat(session, bot_id, chat_id)
-            fresh = record_update(session, envelope)
-            return fresh, process_next(session, bot_id, chat_id, handler)
+        with chat_scope(settings, bot_id, chat_id, correlation_id=correlation_id) as session:
+            upsert_entities(session, bot_id, envelope.entities)
+            rows = execute(session, _RECORD_AND_NEXT, *_message_params(envelope))
+            fresh = bool(rows[0].fresh)
+            return fresh, _handle_first(session, bot_id, chat_id, handler, rows, envelope)
     except ChatBusy:
         with scope() as session:
             return record_update(session, envelope), Step("busy")
     except HandlerFailed as failure:
-        with scope() as session:
+        with chat_scope(
+            settings, bot_id, chat_id, correlation_id=correlation_id, wait_ms=LONG_WAIT_MS
+        ) as session:
             fresh = record_update(session, envelope)
-            lock_chat(session, bot_id, chat_id, wait_ms=LONG_WAIT_MS)
             mark_dead(session, bot_id, failure)
         return fresh, Step("dead", more=True)
 
@@ -366,38 +461,18 @@ def drain_chat(
         result.add(first)
     while step.more and result.processed + result.dead < limit:
         try:
-            with session_scope(settings, bot_id=bot_id, correlation_id=correlation_id) as s:
-                lock_chat(s, bot_id, chat_id)
+            with chat_scope(settings, bot_id, chat_id, correlation_id=correlation_id) as s:
                 step = process_next(s, bot_id, chat_id, handler)
         except ChatBusy:
             step = Step("busy")
         except HandlerFailed as failure:
-            with session_scope(settings, bot_id=bot_id, correlation_id=correlation_id) as s:
-                lock_chat(s, bot_id, chat_id, wait_ms=LONG_WAIT_MS)
+            with chat_scope(
+                settings, bot_id, chat_id, correlation_id=correlation_id, wait_ms=LONG_WAIT_MS
+            ) as s:
                 mark_dead(s, bot_id, failure)
             step = Step("dead", more=True)
         result.add(step)
     return result
-
-
-_NEXT = text(
-    "SELECT m.id, m.created_at, m.sender_id, m.tg_message_id, m.text, m.payload, "
-    "c.chat_id IS NOT NULL AS has_conversation, c.last_processed_message_id "
-    "FROM messages m LEFT JOIN conversations c ON c.bot_id = m.bot_id AND c.chat_id = m.chat_id "
-    "WHERE m.bot_id = :bot AND m.chat_id = :chat AND m.direction = 'in' "
-    "AND m.processed_at IS NULL ORDER BY m.tg_message_id, m.id LIMIT 2"
-)
-_NEW_CONVERSATION = text(
-    "INSERT INTO conversations (bot_id, chat_id) VALUES (:bot, :chat) ON CONFLICT DO NOTHING"
-)
-_MARK_PROCESSED = text(
-    "WITH done AS (UPDATE messages SET processed_at = now() "
-    "WHERE bot_id = :bot AND created_at = :created_at AND id = :id) "
-    "UPDATE conversations SET messages_in = messages_in + 1, "
-    "last_processed_message_id = GREATEST(COALESCE(last_processed_message_id, 0), :msg), "
-    "last_message_at = :created_at, updated_at = now() "
-    "WHERE bot_id = :bot AND chat_id = :chat"
-)
 
 
 class HandlerFailed(Exception):
@@ -417,38 +492,46 @@ def process_next(session: Session, bot_id: int, chat_id: int, handler: Handler) 
     A handler exception raises HandlerFailed (the caller rolls back and calls
     ``mark_dead``); database errors propagate for the task to retry.
     """
-    rows = session.execute(_NEXT, {"bot": bot_id, "chat": chat_id}).all()
-    if not rows:
+    rows = execute(session, _NEXT, bot_id, chat_id)
+    return _handle_first(session, bot_id, chat_id, handler, rows)
+
+
+def _handle_first(
+    session: Session,
+    bot_id: int,
+    chat_id: int,
+    handler: Handler,
+    rows: Sequence[Any],
+    envelope: Envelope | None = None,
+) -> Step:
+    """Handle the first of ``rows`` (the chat's first two waiting messages, in the shape
+    of _NEXT) and mark it processed together with the handler's effects."""
+    if not rows or rows[0].id is None:
         return Step("empty")
     row, more = rows[0], len(rows) > 1
-    prev = (row.payload or {}).get("prev")
     last = row.last_processed_message_id
     if (
-        prev is not None
-        and (last is None or prev > last)
+        row.prev is not None
+        and (last is None or row.prev > last)
         and row.created_at > datetime.now(UTC) - timedelta(seconds=CHAIN_STALL_S)
     ):
         return Step("wait")
     if not row.has_conversation:
-        session.execute(_NEW_CONVERSATION, {"bot": bot_id, "chat": chat_id})
+        execute(session, _NEW_CONVERSATION, bot_id, chat_id)
+    tg_message_id = int(row.tg_message_id or 0)
     try:
-        handler(session, _inbound(bot_id, chat_id, row))
+        effects = handler(session, _inbound(bot_id, chat_id, row, envelope))
         session.flush()
     except DBAPIError:
         raise  # transient database trouble: the task retries
     except Exception as exc:  # a handler bug must not block the chat
         log.exception("handler failed on message %s of chat %s", row.tg_message_id, chat_id)
-        raise HandlerFailed(chat_id, int(row.tg_message_id or 0), exc) from exc
-    session.execute(
-        _MARK_PROCESSED,
-        {
-            "bot": bot_id,
-            "chat": chat_id,
-            "id": row.id,
-            "created_at": row.created_at,
-            "msg": int(row.tg_message_id or 0),
-        },
-    )
+        raise HandlerFailed(chat_id, tg_message_id, exc) from exc
+    mark = (_MARK_PROCESSED, (bot_id, chat_id, row.id, row.created_at, tg_message_id))
+    if effects is None:
+        execute_batch(session, [mark])
+    else:
+        effects.written(session, execute_batch(session, effects.calls([mark])))
     return Step("ok", more)
 
 
@@ -476,16 +559,16 @@ def mark_dead(session: Session, bot_id: int, failure: HandlerFailed) -> None:
             },
         )
     )
-    session.execute(_NEW_CONVERSATION, {"bot": bot_id, "chat": failure.chat_id})
-    session.execute(
-        _MARK_PROCESSED,
-        {
-            "bot": bot_id,
-            "chat": failure.chat_id,
-            "id": row.id,
-            "created_at": row.created_at,
-            "msg": failure.tg_message_id,
-        },
+    session.flush()
+    execute_batch(
+        session,
+        [
+            (_NEW_CONVERSATION, (bot_id, failure.chat_id)),
+            (
+                _MARK_PROCESSED,
+                (bot_id, failure.chat_id, row.id, row.created_at, failure.tg_message_id),
+            ),
+        ],
     )
 
 
@@ -505,12 +588,19 @@ def is_processed(session: Session, bot_id: int, chat_id: int, tg_message_id: int
     return waiting is None
 
 
-def _inbound(bot_id: int, chat_id: int, row: Any) -> InboundMessage:
-    payload: dict[str, Any] = row.payload or {}
+def _inbound(
+    bot_id: int, chat_id: int, row: Any, envelope: Envelope | None = None
+) -> InboundMessage:
     message: types.Message | None = None
-    raw = payload.get("tl")
-    if isinstance(raw, str):
-        parsed = BinaryReader(base64.b64decode(raw)).tgread_object()
+    if (
+        envelope is not None
+        and envelope.msg_id == row.tg_message_id
+        and envelope.kind == row.kind
+        and isinstance(envelope.update.message, types.Message)
+    ):
+        message = envelope.update.message  # the message just recorded: no need to parse it
+    elif isinstance(row.tl, str):
+        parsed = BinaryReader(base64.b64decode(row.tl)).tgread_object()
         if isinstance(parsed, types.Message):
             message = parsed
     return InboundMessage(
@@ -520,5 +610,5 @@ def _inbound(bot_id: int, chat_id: int, row: Any) -> InboundMessage:
         tg_message_id=int(row.tg_message_id or 0),
         text=row.text or "",
         message=message,
-        kind=str(payload.get("kind", KIND_MESSAGE)),
+        kind=str(row.kind or KIND_MESSAGE),
     )

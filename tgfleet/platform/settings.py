@@ -151,6 +151,9 @@ class Settings(BaseSettings):
     db_pool_size: Annotated[int, Field(ge=1, le=200)] = Field(
         default=5, alias="TGFLEET_DB_POOL_SIZE"
     )
+    #: Server-side prepared statements on the hot paths; false behind a pooler in
+    #: transaction mode (PgBouncer), which hands each transaction another connection.
+    db_prepare: bool = Field(default=True, alias="TGFLEET_DB_PREPARE")
 
     # --- operations (beat schedules, maintenance, health; docs/operations.md) --------
     beat_lock_ttl_s: Annotated[float, Field(ge=2)] = Field(

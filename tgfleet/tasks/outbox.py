@@ -27,7 +27,9 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from tgfleet.db import Outbox, OutboxStatus
+from tgfleet.platform import taskmsg
 from tgfleet.platform.celery_app import TgfleetCelery
+from tgfleet.platform.taskmsg import TaskCall
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +38,7 @@ MAX_TEXT = 4096
 MAX_CAPTION = 1024
 PARSE_MODES = ("markdown", "md", "html")
 DELIVER_TASK = "tgfleet.sends.deliver"
+DELIVER_QUEUE = "sends"
 
 _PENDING_KEY = "tgfleet.outbox.pending"
 #: Parts 1.. of a split text carry ``<first part's key>#part<n>``.
@@ -98,32 +101,19 @@ def queue_message(
     ``media`` (e.g. ``{"photo": [id, access_hash, file_reference_b64]}``) goes with the
     first part, whose text is then a caption (1024 units at most).
     """
-    if parse_mode is not None and parse_mode.lower() not in PARSE_MODES:
-        raise ValueError(f"parse_mode must be one of {', '.join(PARSE_MODES)} or None")
-    if media:
-        head = split_text(text, MAX_CAPTION)[0] if text else ""
-        parts = [head, *([p for p in split_text(text[len(head) :]) if p] if head else [])]
-    else:
-        parts = split_text(text)
-    if len(parts) > 1 and dedupe_key is None:
-        dedupe_key = f"split:{uuid.uuid4().hex}"  # links the parts (see part_key)
     rows: list[Outbox] = []
-    for index, part in enumerate(parts):
-        key = dedupe_key if dedupe_key is None else part_key(dedupe_key, index)
-        values: dict[str, Any] = {
-            "bot_id": bot_id,
-            "chat_id": chat_id,
-            "text": part,
-            "parse_mode": parse_mode.lower() if parse_mode else None,
-            "reply_to": reply_to if index == 0 else None,
-            "dedupe_key": key,
-            "broadcast_id": broadcast_id,
-            "status": OutboxStatus.QUEUED,
-        }
-        if media and index == 0:
-            values["media"] = media
-        if index > 0:  # held until the part before it is sent (the sender releases it)
-            values["next_attempt_at"] = HELD_UNTIL
+    parts = outbox_rows(
+        bot_id,
+        chat_id,
+        text,
+        reply_to=reply_to,
+        parse_mode=parse_mode,
+        dedupe_key=dedupe_key,
+        broadcast_id=broadcast_id,
+        media=media,
+    )
+    for index, values in enumerate(parts):
+        key = values["dedupe_key"]
         row = _insert(session, values)
         if row is not None:
             rows.append(row)
@@ -135,6 +125,48 @@ def queue_message(
             ).one()
             rows.append(existing)
     return rows[0]
+
+
+def outbox_rows(
+    bot_id: int,
+    chat_id: int,
+    text: str,
+    *,
+    reply_to: int | None = None,
+    parse_mode: str | None = None,
+    dedupe_key: str | None = None,
+    broadcast_id: int | None = None,
+    media: dict[str, Any] | None = None,
+) -> list[dict[str, Any]]:
+    """The ``outbox`` rows (column values) for one message: one per part of a long text,
+    the parts after the first held until the one before them is sent."""
+    if parse_mode is not None and parse_mode.lower() not in PARSE_MODES:
+        raise ValueError(f"parse_mode must be one of {', '.join(PARSE_MODES)} or None")
+    if media:
+        head = split_text(text, MAX_CAPTION)[0] if text else ""
+        parts = [head, *([p for p in split_text(text[len(head) :]) if p] if head else [])]
+    else:
+        parts = split_text(text)
+    if len(parts) > 1 and dedupe_key is None:
+        dedupe_key = f"split:{uuid.uuid4().hex}"  # links the parts (see part_key)
+    rows: list[dict[str, Any]] = []
+    for index, part in enumerate(parts):
+        values: dict[str, Any] = {
+            "bot_id": bot_id,
+            "chat_id": chat_id,
+            "text": part,
+            "parse_mode": parse_mode.lower() if parse_mode else None,
+            "reply_to": reply_to if index == 0 else None,
+            "dedupe_key": dedupe_key if dedupe_key is None else part_key(dedupe_key, index),
+            "broadcast_id": broadcast_id,
+            "status": OutboxStatus.QUEUED,
+        }
+        if media and index == 0:
+            values["media"] = media
+        if index > 0:  # held until the part before it is sent (the sender releases it)
+            values["next_attempt_at"] = HELD_UNTIL
+        rows.append(values)
+    return rows
 
 
 def part_key(key: str, index: int) -> str:
@@ -166,23 +198,24 @@ def enqueue_after_commit(session: Session, items: Iterable[Delivery]) -> None:
     pending: list[Delivery] | None = session.info.get(_PENDING_KEY)
     if pending is None:
         pending = session.info[_PENDING_KEY] = []
-        event.listen(session, "after_commit", _flush_pending)
-        event.listen(session, "after_rollback", _drop_pending)
     pending.extend(items)
 
 
+# Registered once for every Session: a listener per session costs more than the check.
+@event.listens_for(Session, "after_rollback")
 def _drop_pending(session: Session) -> None:
     pending = session.info.get(_PENDING_KEY)
     if pending:
         pending.clear()
 
 
+@event.listens_for(Session, "after_commit")
 def _flush_pending(session: Session) -> None:
-    pending: list[Delivery] = session.info.get(_PENDING_KEY) or []
+    pending: list[Delivery] | None = session.info.get(_PENDING_KEY)
+    if not pending:
+        return
     items = list(pending)
     pending.clear()
-    if not items:
-        return
     try:
         enqueue_deliveries(items)
     except Exception:  # the rows are committed: the sender's sweep will enqueue them
@@ -200,16 +233,23 @@ def _app() -> Celery:
 
 def enqueue_deliveries(items: Iterable[Delivery], countdown: float | None = None) -> None:
     """Send ``deliver`` tasks for committed rows: (outbox_id, bot_id[, chat_id]) tuples.
-    With the chat id the first attempt needs no database read before its rate check."""
+    With the chat id the first attempt needs no database read before its rate check.
+    On a Redis broker they go out in one round trip (``tgfleet.platform.taskmsg``)."""
     app = _app()
+    calls = []
+    for item in items:
+        kwargs = {"outbox_id": item[0], "bot_id": item[1]}
+        if len(item) > 2:
+            kwargs["chat_id"] = item[2]
+        calls.append(TaskCall(DELIVER_TASK, DELIVER_QUEUE, kwargs=kwargs, countdown=countdown))
+    if taskmsg.supports(app):
+        taskmsg.publish(app, calls)
+        return
     with app.producer_or_acquire() as producer:
-        for item in items:
-            kwargs = {"outbox_id": item[0], "bot_id": item[1]}
-            if len(item) > 2:
-                kwargs["chat_id"] = item[2]
+        for call in calls:
             app.send_task(
-                DELIVER_TASK,
-                kwargs=kwargs,
+                call.name,
+                kwargs=call.kwargs,
                 producer=producer,
-                countdown=countdown,
+                countdown=call.countdown,
             )

@@ -1,0 +1,95 @@
+"""tgfleet.platform.taskmsg: task messages straight to Redis, as Celery would send them."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+import redis
+
+from tgfleet.platform import taskmsg
+from tgfleet.platform.celery_app import make_celery
+from tgfleet.platform.processes import Child
+from tgfleet.platform.settings import Settings
+from tgfleet.platform.taskmsg import TaskCall
+from tgfleet.tasks.maintenance import PING_KEY
+
+#: Fields that differ between any two messages (ids, clocks, the sending process).
+_PER_MESSAGE = {"id", "root_id", "correlation_id", "delivery_tag", "tgfleet_published_at", "eta"}
+
+
+@pytest.fixture
+def broker(settings: Settings) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(settings.redis_url)
+    yield client
+    client.close()
+
+
+def _decoded(raw: bytes | str) -> tuple[dict[str, Any], Any]:
+    message = json.loads(raw)
+    body = json.loads(base64.b64decode(message.pop("body")))
+    return message, body
+
+
+def _shape(message: dict[str, Any]) -> dict[str, Any]:
+    headers = {k: v for k, v in message["headers"].items() if k not in _PER_MESSAGE}
+    props = {k: v for k, v in message["properties"].items() if k not in _PER_MESSAGE}
+    return {**message, "headers": headers, "properties": props}
+
+
+def test_messages_match_what_send_task_publishes(settings: Settings, broker: redis.Redis) -> None:
+    # Given the same task sent by Celery and by taskmsg (no worker runs in this test)
+    app = make_celery(settings)
+    queue = "sends"
+    kwargs = {"outbox_id": 1, "bot_id": 2, "chat_id": 3}
+    celery_id = app.send_task("tgfleet.sends.deliver", kwargs=kwargs, countdown=5).id
+    (our_id,) = taskmsg.publish(
+        app, [TaskCall("tgfleet.sends.deliver", queue, kwargs=kwargs, countdown=5)]
+    )
+    # When both are read back from the queue's list
+    found = {}
+    for raw in broker.lrange(queue, 0, -1):
+        message, body = _decoded(raw)
+        if message["headers"]["id"] in (celery_id, our_id):
+            found[message["headers"]["id"]] = (message, body)
+            broker.lrem(queue, 1, raw)  # type: ignore[arg-type]
+    (ours, our_body), (celerys, celery_body) = found[our_id], found[celery_id]
+    # Then they carry the same fields and body; only ids and clocks differ
+    assert ours["properties"]["correlation_id"] == our_id
+    assert _shape(ours) == _shape(celerys)
+    assert our_body == celery_body
+    assert ours["headers"]["eta"] and celerys["headers"]["eta"]
+    assert ours["headers"]["parent_id"] is None
+    assert abs(ours["headers"]["tgfleet_published_at"] - time.time()) < 60
+
+
+def test_a_real_worker_runs_published_tasks_in_one_round_trip(
+    settings: Settings, broker: redis.Redis, start_worker: Callable[..., Child]
+) -> None:
+    # Given a real worker on the maintenance queue
+    start_worker(queues="maintenance", concurrency=1)
+    app = make_celery(settings)
+    tokens = [uuid.uuid4().hex for _ in range(3)]
+    # When three pings are published at once, the last one a second later
+    calls = [TaskCall("tgfleet.maintenance.ping", "maintenance", args=[t]) for t in tokens]
+    calls[-1] = TaskCall("tgfleet.maintenance.ping", "maintenance", [tokens[-1]], countdown=1.0)
+    assert taskmsg.supports(app)
+    taskmsg.publish(app, calls)
+    # Then the worker answers every one of them
+    deadline = time.monotonic() + 30
+    answers: list[Any] = []
+    while time.monotonic() < deadline:
+        answers = [broker.get(PING_KEY.format(token=t)) for t in tokens]
+        if all(answers):
+            break
+        time.sleep(0.1)
+    assert all(a and a.startswith(b"pong from") for a in answers)
+
+
+def test_nothing_is_published_for_no_calls(settings: Settings) -> None:
+    assert taskmsg.publish(make_celery(settings), []) == []

@@ -1,0 +1,80 @@
+"""What a handler asks for besides its own writes: replies (outbox rows) and events.
+
+A handler's ``ctx.reply()``, ``ctx.send()`` and ``ctx.event()`` land in an ``Effects``
+buffer; the inbox writes them together with the message's processed mark, in the
+same transaction and in one round trip, when the handler returns. Deliveries of the
+new outbox rows are enqueued after that transaction commits, as ``queue_message``
+does.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Row
+from sqlalchemy.orm import Session
+
+from tgfleet.db.prepared import Call, Prepared
+from tgfleet.tasks.outbox import HELD_UNTIL, enqueue_after_commit, outbox_rows
+
+_INSERT_EVENTS = Prepared(
+    "tgfleet_effects_events",
+    ("bigint", "jsonb"),
+    "INSERT INTO events (bot_id, kind, user_id, data) "
+    "SELECT $1, r.kind, r.user_id, coalesce(r.data, '{}') "
+    "FROM jsonb_to_recordset($2) AS r(kind text, user_id bigint, data jsonb)",
+)
+_INSERT_OUTBOX = Prepared(
+    "tgfleet_effects_outbox",
+    ("bigint", "jsonb", "timestamptz"),
+    "INSERT INTO outbox (bot_id, chat_id, text, parse_mode, reply_to, dedupe_key, "
+    "broadcast_id, media, next_attempt_at) "
+    "SELECT $1, r.chat_id, r.text, r.parse_mode, r.reply_to, r.dedupe_key, r.broadcast_id, "
+    "r.media, CASE WHEN r.held THEN $3 ELSE now() END "
+    "FROM ROWS FROM (jsonb_to_recordset($2) AS (chat_id bigint, text text, "
+    "parse_mode text, reply_to bigint, dedupe_key text, broadcast_id bigint, media jsonb, "
+    "held boolean)) WITH ORDINALITY AS r(chat_id, text, parse_mode, reply_to, dedupe_key, "
+    "broadcast_id, media, held, ord) ORDER BY r.ord "
+    "ON CONFLICT (bot_id, dedupe_key) DO NOTHING "
+    "RETURNING id, chat_id, next_attempt_at = $3 AS held",
+)
+
+
+@dataclass
+class Effects:
+    """The outbox rows and events one handler run produced, not yet written."""
+
+    bot_id: int
+    outbox: list[dict[str, Any]] = field(default_factory=list)
+    events: list[dict[str, Any]] = field(default_factory=list)
+
+    def queue(self, chat_id: int, text: str, **options: Any) -> None:
+        """``queue_message``'s rows for ``text`` (split, held parts, dedupe key)."""
+        for row in outbox_rows(self.bot_id, chat_id, text, **options):
+            held = row.pop("next_attempt_at", None) == HELD_UNTIL
+            row.pop("bot_id")
+            row.pop("status")
+            self.outbox.append({**row, "held": held})
+
+    def event(self, kind: str, user_id: int | None, data: dict[str, Any]) -> None:
+        self.events.append({"kind": kind, "user_id": user_id, "data": data})
+
+    def calls(self, first: Sequence[Call] = ()) -> list[Call]:
+        """``first``, then the statements that write these effects (the outbox insert,
+        whose rows ``written`` wants, comes last)."""
+        calls = list(first)
+        if self.events:
+            calls.append((_INSERT_EVENTS, (self.bot_id, json.dumps(self.events))))
+        if self.outbox:
+            calls.append((_INSERT_OUTBOX, (self.bot_id, json.dumps(self.outbox), HELD_UNTIL)))
+        return calls
+
+    def written(self, session: Session, rows: Sequence[Row[Any]]) -> None:
+        """After ``calls`` ran: enqueue the new, unheld outbox rows once ``session`` commits."""
+        if self.outbox:
+            enqueue_after_commit(
+                session, [(row.id, self.bot_id, row.chat_id) for row in rows if not row.held]
+            )

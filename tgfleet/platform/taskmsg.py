@@ -1,0 +1,125 @@
+"""Publishing Celery task messages straight to the Redis broker, in one round trip.
+
+``app.send_task`` costs about 1.5 ms of CPU per message (routing, argument reprs, a
+new Redis client object per publish inside kombu). The update workers enqueue a
+``deliver`` task for every reply, so that is a fifth of what a handled update costs.
+``publish`` makes the same message: Celery's own ``as_task_v2`` builds the protocol-2
+headers and body, ``before_task_publish`` receivers run, and kombu's serializer
+encodes it. It then ``LPUSH``es it onto the queue's list as kombu's Redis transport
+would (default exchange, priority 0), several messages in one pipeline, over one
+Redis connection per process.
+
+Only for queues that are plain Redis lists on a Redis broker (all of tgfleet's);
+``supports(app)`` says whether the app's broker is one.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import threading
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis
+from celery import Celery
+from celery.signals import before_task_publish
+from kombu.serialization import dumps
+
+_clients: dict[tuple[str, int], redis.Redis] = {}
+_clients_lock = threading.Lock()
+
+
+@dataclass(frozen=True)
+class TaskCall:
+    """One task message to publish."""
+
+    name: str
+    queue: str
+    args: Sequence[Any] = ()
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    countdown: float | None = None
+
+
+def supports(app: Celery) -> bool:
+    """True when ``app``'s broker is Redis, which is what ``publish`` writes to."""
+    return str(app.conf.broker_url or "").startswith(("redis://", "rediss://", "unix://"))
+
+
+def publish(app: Celery, calls: Sequence[TaskCall]) -> list[str]:
+    """Publish ``calls`` in order, in one Redis round trip; their task ids."""
+    if not calls:
+        return []
+    prefix = (app.conf.broker_transport_options or {}).get("global_keyprefix", "")
+    parent = app.current_worker_task
+    root_id = parent_id = None
+    if parent is not None and parent.request.id is not None:
+        root_id = parent.request.root_id or parent.request.id
+        parent_id = parent.request.id
+    ids = []
+    pipe = _client(app).pipeline(transaction=False)
+    for call in calls:
+        task_id = str(uuid.uuid4())
+        message = app.amqp.as_task_v2(
+            task_id,
+            call.name,
+            list(call.args),
+            dict(call.kwargs),
+            countdown=call.countdown,
+            reply_to=app.thread_oid,
+            root_id=root_id,
+            parent_id=parent_id,
+            ignore_result=None,
+            argsrepr=repr(tuple(call.args)),
+            kwargsrepr=repr(call.kwargs),
+        )
+        headers, properties = message.headers, message.properties
+        before_task_publish.send(
+            sender=call.name,
+            body=message.body,
+            exchange="",
+            routing_key=call.queue,
+            headers=headers,
+            properties=properties,
+            declare=[],
+            retry_policy=None,
+        )
+        content_type, encoding, data = dumps(message.body, serializer="json")
+        body = data.encode(encoding) if isinstance(data, str) else data
+        transport_message = {
+            "body": base64.b64encode(body).decode(),
+            "content-encoding": encoding,
+            "content-type": content_type,
+            "headers": headers,
+            "properties": {
+                **properties,
+                "delivery_mode": 2,
+                "delivery_info": {"exchange": "", "routing_key": call.queue},
+                "priority": 0,
+                "body_encoding": "base64",
+                "delivery_tag": str(uuid.uuid4()),
+            },
+        }
+        _, _, payload = dumps(transport_message, serializer="json")
+        pipe.lpush(prefix + call.queue, payload)
+        ids.append(task_id)
+    pipe.execute()
+    return ids
+
+
+def _client(app: Celery) -> redis.Redis:
+    """This process's client of the broker (a forked child makes its own)."""
+    url = str(app.conf.broker_url)
+    key = (url, os.getpid())
+    client = _clients.get(key)
+    if client is None:
+        with _clients_lock:
+            client = _clients.get(key)
+            if client is None:
+                client = redis.Redis.from_url(
+                    url, socket_connect_timeout=5, socket_timeout=10, health_check_interval=30
+                )
+                _clients[key] = client
+    return client
