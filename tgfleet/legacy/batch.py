@@ -42,6 +42,13 @@ from tgfleet.platform.settings import Settings
 
 log = logging.getLogger(__name__)
 
+#: A batch's commit does not wait for its WAL to reach disk. Atomicity is unchanged: a
+#: crash can lose only the last batches committed (at most ~3 x wal_writer_delay), and
+#: their checkpoints with them, so the next run loads them again; any later commit that
+#: does wait (verify, cutover, an application write) makes them durable first, since
+#: WAL is flushed in order.
+ASYNC_COMMIT = "SET LOCAL synchronous_commit = off"
+
 #: A batch also ends once its rows make this much COPY text, so memory stays flat
 #: whatever the record size (1 KB messages: ~8k rows a batch).
 MAX_BATCH_CHARS = 8 * 1024 * 1024
@@ -200,6 +207,7 @@ def write_batch(
     if component is Component.CONVERSATIONS:
         ensure_month_partitions(settings, batch.buffer.months(), months_known)
     with session_scope(settings, bot_id=bot_id, correlation_id=cid) as session:
+        session.execute(text(ASYNC_COMMIT))
         copy_stage(session, target, batch.payload)
         batch.payload = b""
         inserted = _insert(session, batch)

@@ -34,6 +34,7 @@ from sqlalchemy.orm import Session
 
 from tgfleet.db.session import get_engine, session_scope
 from tgfleet.legacy.batch import (
+    ASYNC_COMMIT,
     BatchResult,
     PreparedBatch,
     StreamCache,
@@ -220,6 +221,7 @@ class Migrator:
         buffer = LoadBuffer(component, bot_id, keep_raw=False)
         buffer.start_file(work.source, work.rel)
         with session_scope(self.settings, bot_id=bot_id, correlation_id=cid) as session:
+            session.execute(text(ASYNC_COMMIT))
             copy_stage(session, target.with_hash(), buffer.streamed_lines(stream))
             result.read = stream.position
             if component is Component.CONVERSATIONS:
