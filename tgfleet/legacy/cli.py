@@ -51,7 +51,7 @@ def add_parser(subparsers: Any) -> None:
     plan.add_argument("dir", type=Path)
     run_p = sub.add_parser("run", help="migrate in the foreground, with progress")
     run_p.add_argument("dir", type=Path, nargs="?", help="the store (default: the recorded one)")
-    run_p.add_argument("--batch-size", type=int, default=20_000)
+    run_p.add_argument("--batch-size", type=int, default=50_000)  # engine.DEFAULT_BATCH_SIZE
     for name in ("status", "verify", "cutover", "rollback"):
         p = sub.add_parser(name, help=_HELP[name])
         p.add_argument("--dir", type=Path, help="the store (default: the recorded one)")

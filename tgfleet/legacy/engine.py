@@ -70,7 +70,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 MIGRATING = (ComponentState.DUAL, ComponentState.VERIFY)
-DEFAULT_BATCH_SIZE = 20_000
+DEFAULT_BATCH_SIZE = 50_000
 
 
 class Migrator:
