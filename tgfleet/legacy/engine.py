@@ -146,10 +146,11 @@ class Migrator:
     ) -> bool:
         """One pipelined pass over every bot with work; False if there was none.
 
-        The reader thread walks the bots and assembles batches one step ahead of the
-        writer. A bot is visited once per pass (its checkpoints are read before its
-        batches are written), so nothing is assembled twice; what a pass leaves (files
-        that changed meanwhile, re-scans found after fresh files) the next pass finds.
+        The reader thread walks the bots, assembles batches one step ahead of the writer
+        and makes the monthly partitions they need. A bot is visited once per pass (its
+        checkpoints are read before its batches are written), so nothing is assembled
+        twice; what a pass leaves (files that changed meanwhile, re-scans found after
+        fresh files) the next pass finds.
         """
         visited: set[int] = set()
 
@@ -163,6 +164,9 @@ class Migrator:
                 work: WorkFile | None = first
                 while work is not None:
                     batch = assemble(self._streams, bot_id, component, work, rest, batch_size)
+                    if component is Component.CONVERSATIONS:
+                        # ahead of the writer, which would otherwise wait for the DDL
+                        ensure_month_partitions(self.settings, batch.buffer.months(), self._months)
                     yield batch
                     work = batch.next_work
 
