@@ -37,6 +37,7 @@ from tgfleet.legacy.targets import (
     INSERT_UNPROBED_MESSAGES,
     REFRESH_CONVERSATIONS,
     TARGETS,
+    array_literal,
 )
 from tgfleet.platform.settings import Settings
 
@@ -282,9 +283,9 @@ def _count_conversations(session: Session, batch: PreparedBatch, *, exact: bool)
         text(ADD_TO_CONVERSATIONS),
         {
             "bot": batch.bot_id,
-            "chats": list(chats),
-            "n_in": [n[0] for n in chats.values()],
-            "n_out": [n[1] for n in chats.values()],
-            "last": [n[2] for n in chats.values()],
+            "chats": array_literal(chats),
+            "n_in": array_literal(n[0] for n in chats.values()),
+            "n_out": array_literal(n[1] for n in chats.values()),
+            "last": array_literal(n[2] for n in chats.values()),
         },
     )

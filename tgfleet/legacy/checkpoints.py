@@ -17,6 +17,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from tgfleet.legacy.format import Component, ComponentState
+from tgfleet.legacy.targets import array_literal
 from tgfleet.platform.errors import TgfleetError
 
 COMPONENT_ROW = ""
@@ -117,8 +118,8 @@ def save_checkpoints(
             {
                 **base,
                 **_columns([n for n, _ in moved]),
-                "old_pos": [o.position for _, o in moved if o is not None],
-                "old_fps": [o.fingerprint for _, o in moved if o is not None],
+                "old_pos": array_literal(o.position for _, o in moved if o is not None),
+                "old_fps": array_literal(o.fingerprint for _, o in moved if o is not None),
             },
         ).all()
         if len(updated) != len(moved):
@@ -147,14 +148,14 @@ def save_checkpoints(
             )
 
 
-def _columns(checkpoints: list[FileCheckpoint]) -> dict[str, list[Any]]:
+def _columns(checkpoints: list[FileCheckpoint]) -> dict[str, str]:
     return {
-        "files": [c.file for c in checkpoints],
-        "fps": [c.fingerprint for c in checkpoints],
-        "pos": [c.position for c in checkpoints],
-        "complete": [c.complete for c in checkpoints],
-        "errors": [c.error for c in checkpoints],
-        "records": [c.records for c in checkpoints],
+        "files": array_literal(c.file for c in checkpoints),
+        "fps": array_literal(c.fingerprint for c in checkpoints),
+        "pos": array_literal(c.position for c in checkpoints),
+        "complete": array_literal(c.complete for c in checkpoints),
+        "errors": array_literal(c.error for c in checkpoints),
+        "records": array_literal(c.records for c in checkpoints),
     }
 
 
