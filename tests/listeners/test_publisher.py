@@ -7,7 +7,6 @@ Each test runs its own redis-server (not the session's), so stopping it disturbs
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 import subprocess
 import time
@@ -18,7 +17,17 @@ from typing import Any
 import pytest
 import redis
 
-from tgfleet.listeners.publisher import MAX_BATCH, TASK_NAME, Publisher
+from tgfleet.listeners.publisher import (
+    BATCH_TASK_NAME,
+    ENVELOPES_PER_TASK,
+    MAX_BATCH,
+    TASK_NAME,
+    Publisher,
+    QueuedEnvelopes,
+    _Message,
+    envelopes_in,
+    task_messages,
+)
 from tgfleet.platform.celery_app import make_celery
 from tgfleet.platform.devservices import find_redis_server, free_port, port_open
 from tgfleet.platform.queues import PUBLISHED_AT_HEADER
@@ -78,22 +87,23 @@ def queued(broker: redis.Redis, queue: str = "updates") -> list[dict[str, Any]]:
     return [json.loads(raw) for raw in reversed(broker.lrange(queue, 0, -1))]
 
 
-def args_of(message: dict[str, Any]) -> list[Any]:
-    args: list[Any] = json.loads(base64.b64decode(message["body"]))[0]
-    return args
+def queued_msgs(broker: redis.Redis) -> list[int]:
+    """The ``msg`` of every envelope queued in ``updates``, oldest first."""
+    raw = reversed(broker.lrange("updates", 0, -1))
+    return [envelope["msg"] for message in raw for envelope in envelopes_in(message)]
 
 
 class Recorder:
     """on_published callbacks that note which envelopes were in Redis when they ran."""
 
     def __init__(self, broker: redis.Redis) -> None:
-        self.broker = broker
+        self.in_redis = QueuedEnvelopes(broker)
         self.done: list[int] = []
         self.early: list[int] = []
 
     def callback(self, n: int) -> Any:
         def published() -> None:
-            if self.broker.llen("updates") < n + 1:
+            if self.in_redis() < n + 1:
                 self.early.append(n)
             self.done.append(n)
 
@@ -117,9 +127,12 @@ def test_publishes_celery_task_messages_in_order_and_calls_back_after(
         publisher.stop()
 
     asyncio.run(scenario())
-    # Then the queue holds them in hand-over order, once each
+    # Then the queue holds them in hand-over order, once each, packed into tasks of at
+    # most ENVELOPES_PER_TASK
     messages = queued(broker)
-    assert [args_of(m)[0]["msg"] for m in messages] == list(range(count))
+    assert queued_msgs(broker) == list(range(count))
+    assert len(messages) >= count / ENVELOPES_PER_TASK
+    assert all(len(envelopes_in(json.dumps(m))) <= ENVELOPES_PER_TASK for m in messages)
     # And each callback ran in order, after its message was in Redis
     assert recorder.done == list(range(count))
     assert recorder.early == []
@@ -131,13 +144,13 @@ def test_publishes_celery_task_messages_in_order_and_calls_back_after(
     for message in messages[:3] + messages[-3:]:
         assert message.keys() == reference.keys()
         assert message["headers"].keys() == reference["headers"].keys()
-        assert message["headers"]["task"] == TASK_NAME
+        assert message["headers"]["task"] in (TASK_NAME, BATCH_TASK_NAME)
         assert message["headers"]["id"] == message["properties"]["correlation_id"]
         assert isinstance(message["headers"][PUBLISHED_AT_HEADER], float)
         assert message["properties"].keys() == reference["properties"].keys()
         assert message["properties"]["delivery_info"] == reference["properties"]["delivery_info"]
         assert message["content-type"] == reference["content-type"] == "application/json"
-    assert len({m["headers"]["id"] for m in messages}) == count
+    assert len({m["headers"]["id"] for m in messages}) == len(messages)
 
 
 def test_back_pressure_while_redis_is_down_then_nothing_lost(
@@ -181,7 +194,7 @@ def test_back_pressure_while_redis_is_down_then_nothing_lost(
 
     asyncio.run(scenario())
     # Then nothing was lost and the order held
-    assert [args_of(m)[0]["msg"] for m in queued(broker)] == list(range(total))
+    assert queued_msgs(broker) == list(range(total))
     assert recorder.done == list(range(total))
     assert recorder.early == []
 
@@ -208,11 +221,9 @@ def test_stop_after_drain_publishes_everything_handed_over(
     # Then every message was published, in order, and every callback ran before drain ended
     assert drained and pending == 0
     messages = queued(broker)
-    assert [m["headers"]["task"] for m in messages[-2:]] == [
-        TASK_NAME,
-        "tgfleet.updates.record_entities",
-    ]
-    assert [args_of(m)[0]["msg"] for m in messages[:-1]] == list(range(300))
+    assert messages[-2]["headers"]["task"] in (TASK_NAME, BATCH_TASK_NAME)
+    assert messages[-1]["headers"]["task"] == "tgfleet.updates.record_entities"
+    assert queued_msgs(broker) == list(range(300))
     assert recorder.done == list(range(300))
 
 
@@ -238,5 +249,28 @@ def test_a_failing_callback_holds_back_neither_the_batch_nor_the_buffer(
         publisher.stop()
 
     asyncio.run(scenario())
-    assert [args_of(m)[0]["msg"] for m in queued(broker)] == list(range(40))
+    assert queued_msgs(broker) == list(range(40))
     assert recorder.done == [n for n in range(40) if n != 5]
+
+
+def test_runs_of_envelopes_become_batch_tasks_and_other_messages_keep_their_place() -> None:
+    # Given 45 envelopes, another task, then one more envelope, handed over in that order
+    def message(task: str, args: list[Any]) -> Any:
+        return _Message(task, args, "updates", None)
+
+    handed = [message(TASK_NAME, [envelope(n)]) for n in range(45)]
+    handed.append(message("tgfleet.updates.record_entities", [7, []]))
+    handed.append(message(TASK_NAME, [envelope(45)]))
+    # When they are turned into task messages
+    tasks = task_messages(handed)
+    # Then the run of 45 goes as batches of 20, 20 and 5, the other task keeps its place,
+    # and the lone envelope after it is a plain handle task
+    assert [(name, len(args[0]) if name == BATCH_TASK_NAME else 1) for name, args, _ in tasks] == [
+        (BATCH_TASK_NAME, 20),
+        (BATCH_TASK_NAME, 20),
+        (BATCH_TASK_NAME, 5),
+        ("tgfleet.updates.record_entities", 1),
+        (TASK_NAME, 1),
+    ]
+    flat = [e["msg"] for name, args, _ in tasks if name == BATCH_TASK_NAME for e in args[0]]
+    assert flat == list(range(45)) and tasks[-1][1] == [envelope(45)]

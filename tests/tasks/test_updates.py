@@ -12,14 +12,18 @@ import signal
 import time
 from collections import defaultdict
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import psycopg2
 import pytest
 import redis
+from telethon.tl import types
 
+from tgfleet.listeners.envelope import encode
 from tgfleet.platform.celery_app import make_celery
 from tgfleet.platform.devservices import DevServices, restart_redis
+from tgfleet.platform.inbox import chat_lock_key
 from tgfleet.platform.processes import Child
 from tgfleet.platform.settings import Settings
 from tgfleet.tasks.updates import ORPHAN_DEAD_LETTERS
@@ -262,3 +266,67 @@ def test_malformed_envelopes_are_dead_lettered(
     assert "must be a JSON object" in orphan["reason"]
     assert orphan["envelope"]["raw"] == "'not even an object'"
     client.close()
+
+
+def message_envelope(bot_id: int, user_id: int, msg_id: int, text: str) -> dict[str, Any]:
+    """The envelope a listener publishes for ``user_id`` writing ``text`` to the bot."""
+    user = types.User(id=user_id, access_hash=user_id * 7, first_name=f"U{user_id}")
+    message = types.Message(
+        id=msg_id,
+        peer_id=types.PeerUser(user_id),
+        date=datetime.now(UTC),
+        message=text,
+        from_id=types.PeerUser(user_id),
+    )
+    update = types.UpdateNewMessage(message=message, pts=msg_id, pts_count=1)
+    return encode(bot_id, update, [user])
+
+
+def test_a_batch_is_handled_in_order_and_a_busy_chat_is_deferred(
+    migrated: Settings,
+    make_bot: Callable[..., dict[str, Any]],
+    start_worker: Callable[..., Child],
+    sim_env: dict[str, str],
+) -> None:
+    # Given a worker, and chat 1001 of an echo bot held by someone else (its advisory lock)
+    bot = make_bot(app="echo")["id"]
+    worker = start_worker(queues="updates", concurrency=1, extra_env=sim_env)
+    holder = psycopg2.connect(migrated.owner_database_url)
+    holder.autocommit = True
+    with holder.cursor() as cur:
+        cur.execute("SELECT pg_advisory_lock(%s)", (chat_lock_key(bot, 1001),))
+    # When one batch task brings a malformed envelope, two messages of chat 1002, one of
+    # the held chat 1001 and a replay of the first message of chat 1002
+    batch = [
+        {"v": 1, "bot": bot, "key": "bad-batch", "kind": "message", "tl": "AAAA"},
+        message_envelope(bot, 1002, 1, "first"),
+        message_envelope(bot, 1002, 2, "second"),
+        message_envelope(bot, 1001, 3, "waits"),
+        message_envelope(bot, 1002, 1, "first"),
+    ]
+    make_celery(migrated).send_task("tgfleet.updates.handle_batch", args=[batch])
+    # Then chat 1002 is handled in order, once, while 1001 waits for its chat
+    wait_until(lambda: "handle_batch" in worker.log_path.read_text(), 60, "the batch")
+    wait_until(
+        lambda: (
+            sorted(r[:4] for r in inbound(migrated, [bot]) if r[4])
+            == [(bot, 1002, 1, "first"), (bot, 1002, 2, "second")]
+        ),
+        60,
+        "chat 1002",
+    )
+    assert replies(migrated, [bot])[(bot, 1002)] == ["first", "second"]
+    outcome = wait_until(
+        lambda: [line for line in worker.log_path.read_text().splitlines() if "deferred=" in line],
+        60,
+        "the batch's outcome",
+    )
+    assert "'dead=1 deferred=1 processed=2'" in outcome[0]
+    dead = query(migrated, "SELECT reason FROM dead_updates WHERE dedupe_key = 'bad-batch'")
+    assert "not a valid TL object" in dead[0][0]
+    # And once the chat is free, the deferred message is handled by its own task
+    with holder.cursor() as cur:
+        cur.execute("SELECT pg_advisory_unlock(%s)", (chat_lock_key(bot, 1001),))
+    holder.close()
+    wait_until(lambda: (bot, 1001, 3, "waits", True) in inbound(migrated, [bot]), 60, "chat 1001")
+    assert replies(migrated, [bot])[(bot, 1001)] == ["waits"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections import Counter
 from typing import Any
 
 import redis
@@ -19,6 +20,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from tgfleet.bots.runtime import bot_view, handler_for
 from tgfleet.db import Bot, DeadUpdate, session_scope
 from tgfleet.listeners.envelope import EnvelopeError, decode, entity_from_json
+from tgfleet.platform import taskmsg
 from tgfleet.platform.celery_app import TgfleetTask
 from tgfleet.platform.errors import RetryLater
 from tgfleet.platform.inbox import (
@@ -28,6 +30,7 @@ from tgfleet.platform.inbox import (
     record_and_handle,
     upsert_entities,
 )
+from tgfleet.platform.taskmsg import TaskCall
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +41,8 @@ ORPHAN_DEAD_LETTERS = "tgfleet:dead-updates:orphans"
 UPDATES_MAX_COUNTDOWN_S = 60.0
 #: When another worker holds the chat, look again after this long.
 BUSY_RETRY_S = 1.0
+HANDLE_TASK = "tgfleet.updates.handle"
+HANDLE_BATCH_TASK = "tgfleet.updates.handle_batch"
 
 
 @shared_task(
@@ -54,8 +59,50 @@ def handle(self: TgfleetTask, envelope: Any) -> str:
     only once its own message has been handled (by it, or by the worker holding the
     chat), so nothing depends on timing.
     """
-    settings = self.app.settings
-    task_id = self.request.id
+    return handle_envelope(self, envelope)
+
+
+@shared_task(
+    name=HANDLE_BATCH_TASK,
+    bind=True,
+    max_retries=None,
+    backoff_cap_s=UPDATES_MAX_COUNTDOWN_S,
+)
+def handle_batch(self: TgfleetTask, envelopes: Any) -> str:
+    """Several envelopes a listener published together, handled in their order.
+
+    Each goes through exactly what ``handle`` does. One that has to wait (its chat busy
+    in another worker, its predecessor not recorded yet, database trouble) is sent on as
+    its own ``handle`` task with the countdown it asked for, and the rest carry on.
+    """
+    if not isinstance(envelopes, list) or not envelopes:
+        dead_letter(
+            self.app.settings, envelopes, "a batch must be a non-empty list", self.request.id
+        )
+        return "dead"
+    outcomes: Counter[str] = Counter()
+    later: list[TaskCall] = []
+    for envelope in envelopes:
+        try:
+            for part in handle_envelope(self, envelope).split():  # "processed=1 dead=0"
+                name, _, count = part.partition("=")
+                outcomes[name] += int(count) if count else 1
+        except RetryLater as exc:
+            countdown = min(exc.countdown, UPDATES_MAX_COUNTDOWN_S)
+            later.append(TaskCall(HANDLE_TASK, "updates", args=[envelope], countdown=countdown))
+            outcomes["deferred"] += 1
+    if later:
+        try:
+            taskmsg.publish(self.app, later)
+        except redis.RedisError as exc:  # all of it again later; done ones are deduplicated
+            raise RetryLater(f"could not defer {len(later)} updates: {exc}", 1.0) from None
+    return " ".join(f"{k}={v}" for k, v in sorted(outcomes.items()))
+
+
+def handle_envelope(task: TgfleetTask, envelope: Any) -> str:
+    """``handle``'s work for one envelope; raises RetryLater when it has to wait."""
+    settings = task.app.settings
+    task_id = task.request.id
     try:
         decoded = decode(envelope)
     except EnvelopeError as exc:
@@ -83,7 +130,7 @@ def handle(self: TgfleetTask, envelope: Any) -> str:
         dead_letter(settings, envelope, f"rejected by the database: {exc.orig!r:.200}", task_id)
         return "dead"
     except DBAPIError as exc:  # connection trouble, deadlocks, restarts: try again
-        raise RetryLater(f"database error: {exc.orig!r:.120}", self.backoff(base=0.5)) from None
+        raise RetryLater(f"database error: {exc.orig!r:.120}", task.backoff(base=0.5)) from None
     if result.waiting:
         # A predecessor is still in flight; drain again once it had time to land.
         raise RetryLater("waiting for an earlier message of this chat", CHAIN_STALL_S + 1)
