@@ -184,6 +184,35 @@ def test_second_listener_takes_over_and_catches_up(
     assert texts == sorted(["before"] + [f"during {n}" for n in range(5)])
 
 
+def test_a_listener_without_a_session_logs_in_then_catches_up(
+    sim_settings: Settings,
+    simulator: Any,
+    make_bot: Callable[..., dict[str, Any]],
+    start_listener: Callable[..., Child],
+    start_worker: Callable[..., Child],
+    sim_env: dict[str, str],
+) -> None:
+    # Given a bot whose update state is saved, but whose session is gone (a new host, or
+    # a server that moved: a new auth key must log in before it may catch up)
+    bot = make_bot(app="echo")["id"]
+    user = simulator.create_user("Cy")["id"]
+    start_worker(queues="updates", concurrency=1, extra_env=sim_env)
+    first = start_listener([bot])
+    listening(first, [bot])
+    simulator.send(user, bot, "before")
+    wait_until(lambda: len(inbound(sim_settings, [bot])) == 1, 60, "the first message")
+    first.process.send_signal(signal.SIGTERM)
+    first.process.wait(timeout=30)
+    query(sim_settings, "DELETE FROM bot_sessions WHERE bot_id = %s RETURNING 1", bot)
+    simulator.send(user, bot, "while nobody listened")
+    # When a listener starts for it
+    second = start_listener([bot])
+    # Then it logs in with the token, listens, and catches up on the missed message
+    listening(second, [bot])
+    assert "logged in" in second.log_path.read_text()
+    wait_until(lambda: len(inbound(sim_settings, [bot])) == 2, 60, "the missed message")
+
+
 def test_redis_restart_mid_ingest_loses_nothing(
     sim_settings: Settings,
     simulator: Any,

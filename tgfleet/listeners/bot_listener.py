@@ -64,6 +64,14 @@ class BotListener:
         client = make_client(
             settings, session, receive_updates=True, catch_up=True, sequential_updates=True
         )
+        if state is not None and client.session.auth_key is None:
+            # A new auth key (first run on this node, or the server moved) must log in
+            # before it may catch up: getDifference needs a logged-in account, and
+            # Telethon disconnects when its catch-up is refused.
+            session = await self._log_in(client)
+            client = make_client(
+                settings, session, receive_updates=True, catch_up=True, sequential_updates=True
+            )
         if state is not None:
             self._saved = self._published = state
             date = state.date or datetime.now(UTC)
@@ -72,14 +80,17 @@ class BotListener:
             )
         client.add_event_handler(self._on_update, events.Raw())
         self.client = client
-        await client.connect()
-        if not await client.is_user_authorized():
-            token = await asyncio.to_thread(fleet.bot_token, settings, bot_id)
-            await client.sign_in(bot_token=token)
-            await asyncio.to_thread(
-                fleet.save_session, settings, bot_id, self.node, client.session.save()
-            )
-            log.info("bot %s logged in on %s; session stored", bot_id, self.node)
+        try:
+            await client.connect()
+            if not await client.is_user_authorized():
+                await self._log_in(client, keep_connected=True)
+        except Exception:
+            # A stored session the server does not know (it was revoked, or a test server
+            # lost its state) fails the same way every time: forget it, so that the next
+            # attempt logs in with the token.
+            if session is not None:
+                await asyncio.to_thread(fleet.delete_session, settings, bot_id, self.node)
+            raise
         me = await client.get_me()
         if state is None:
             # First run: remember where the account is now, so that a listener taking over
@@ -89,6 +100,20 @@ class BotListener:
             await self.save_state()
         log.info("listening for bot %s (@%s)", bot_id, getattr(me, "username", None))
         await self._warm_admins()
+
+    async def _log_in(self, client: TelegramClient, *, keep_connected: bool = False) -> str:
+        """Sign ``client`` in with the bot's token and store its session; returns it."""
+        settings, bot_id = self.settings, self.bot_id
+        if not client.is_connected():
+            await client.connect()
+        token = await asyncio.to_thread(fleet.bot_token, settings, bot_id)
+        await client.sign_in(bot_token=token)
+        session = str(client.session.save())
+        await asyncio.to_thread(fleet.save_session, settings, bot_id, self.node, session)
+        log.info("bot %s logged in on %s; session stored", bot_id, self.node)
+        if not keep_connected:
+            await client.disconnect()
+        return session
 
     async def _warm_admins(self) -> None:
         """Record the admin chats' entities this session can resolve in the entity store."""

@@ -11,6 +11,7 @@ summary. The services keep running for the next time (``tgfleet dev down``).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -18,6 +19,7 @@ import statistics
 import sys
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -132,6 +134,11 @@ def _world(sim: SimulatorClient, settings: Settings, home: Path, options: DemoOp
     bots = []
     for n in range(options.bots):
         bot = sim.create_bot(username=f"demo{n}_match_bot")
+        # A simulator without the last run's state hands out the same ids again: what
+        # PostgreSQL kept for them (a session it never issued, update state, messages)
+        # belongs to the old world.
+        with contextlib.suppress(fleet.FleetError):
+            fleet.remove_bot(settings, int(bot["id"]))
         fleet.save_bot(
             settings, bot["token"], name=bot["username"], admin_chat_ids=[admin], app="matchmaking"
         )
@@ -262,8 +269,8 @@ def run_demo(home: Path, options: DemoOptions) -> int:
         console.print(f"[green]✓[/] Flower: {flower}  · logs: {group.log_dir}")
         users = [SimUser(u, b, NAMES[i % len(NAMES)]) for i, (u, b) in enumerate(world["users"])]
         traffic = TrafficGenerator(sim, users, options.rate)
+        stats = Stats(since=datetime.now(UTC))  # this run's messages only
         traffic.start()
-        stats = Stats()
         broker = redis.Redis.from_url(settings.redis_url)
         try:
             with Live(
