@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
 
 from tgfleet.db import (
     SecretDecryptError,
@@ -189,6 +190,11 @@ def test_pooled_fuzz_never_crosses_bots(
         for _ in range(FUZZ_TRANSACTIONS // FUZZ_THREADS):
             try:
                 transaction(rng)
+            except OperationalError as exc:
+                # Two whole-bot UPDATEs can take their rows in different orders: PostgreSQL
+                # rolls one back (the app retries such transactions). Anything else is a bug.
+                if getattr(exc.orig, "pgcode", None) != "40P01":
+                    violations.append(f"error: {exc!r}")
             except Exception as exc:
                 violations.append(f"error: {exc!r}")
 
