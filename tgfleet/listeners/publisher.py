@@ -29,6 +29,7 @@ import logging
 import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -51,6 +52,10 @@ BUSY_GAP_S = 0.05
 #: its own (measured: Celery's receive, ack and bookkeeping), more than handling an
 #: echo update; packing a burst amortises it, small enough to keep several workers busy.
 ENVELOPES_PER_TASK = 20
+#: After a broker outage, envelopes published this long before it are published again
+#: (at most RESEND_MAX of them).
+RESEND_WINDOW_S = 10.0
+RESEND_MAX = 20_000
 _STOP = object()
 
 
@@ -84,6 +89,9 @@ class Publisher:
         self.failures = 0
         self.connected = True
         self._last_publish = 0.0  # monotonic time the last batch was taken
+        #: (monotonic time, message) of recently published envelopes, and what to resend.
+        self._recent: deque[tuple[float, _Message]] = deque(maxlen=RESEND_MAX)
+        self._resend: list[_Message] = []
 
     def start(self) -> None:
         self._thread.start()
@@ -178,19 +186,47 @@ class Publisher:
         delay = 0.1
         while True:
             try:
+                if self._resend:
+                    # kombu's Redis transport pops a message (BRPOP) before it records it
+                    # as unacknowledged: a worker whose connection broke in between lost it.
+                    # Envelopes published just before the outage go again; workers
+                    # deduplicate them by key.
+                    log.warning(
+                        "publishing again %d update message(s) sent in the %.0f s before the "
+                        "broker outage",
+                        len(self._resend),
+                        RESEND_WINDOW_S,
+                    )
+                    self._publish_batch(self._resend)
+                    self._resend = []
                 self._publish_batch(messages)
                 if not self.connected:
                     log.info("broker reachable again; publishing resumes")
                 self.connected = True
+                self._remember(messages)
                 return
             except self._retryable as exc:
                 self.failures += 1
                 if self.connected:
                     cause = exc.__cause__ or exc  # BatchPublishError wraps the redis error
                     log.warning("broker unreachable (%s); holding updates and retrying", cause)
+                    horizon = time.monotonic() - RESEND_WINDOW_S
+                    self._resend = [m for at, m in self._recent if at >= horizon]
+                    self._recent.clear()
                 self.connected = False
                 time.sleep(delay)
                 delay = min(delay * 2, 2.0)
+
+    def _remember(self, messages: list[_Message]) -> None:
+        """Keep the update envelopes just published, for a resend after an outage."""
+        now = time.monotonic()
+        for message in messages:
+            if message.task == TASK_NAME:
+                self._recent.append(
+                    (now, _Message(message.task, message.args, message.queue, None))
+                )
+        while self._recent and self._recent[0][0] < now - RESEND_WINDOW_S:
+            self._recent.popleft()
 
     def _publish_batch(self, messages: list[_Message]) -> None:
         """Celery task messages for ``messages``, sent in one Redis pipeline."""
