@@ -197,8 +197,9 @@ class Publisher:
                         len(self._resend),
                         RESEND_WINDOW_S,
                     )
-                    self._publish_batch(self._resend)
-                    self._resend = []
+                    while self._resend:  # in pipelines of MAX_BATCH, oldest first
+                        self._publish_batch(self._resend[:MAX_BATCH])
+                        del self._resend[:MAX_BATCH]
                 self._publish_batch(messages)
                 if not self.connected:
                     log.info("broker reachable again; publishing resumes")
