@@ -5,15 +5,14 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
 from typing import Any
 
 import psycopg2
 import pytest
 from sqlalchemy.orm import Session
-from telethon.tl import types
 
-from tgfleet.listeners.envelope import Envelope, decode, encode
+from tests.envelopes import message_envelope
+from tgfleet.listeners.envelope import Envelope, decode
 from tgfleet.platform import fleet
 from tgfleet.platform.inbox import InboundMessage, drain_chat, record_and_handle
 from tgfleet.platform.settings import Settings
@@ -30,15 +29,7 @@ def bot_id(migrated: Settings) -> Iterator[int]:
 def envelope(
     bot_id: int, msg_id: int, text: str, chat: int = 777, prev: int | None = None
 ) -> Envelope:
-    message = types.Message(
-        id=msg_id,
-        peer_id=types.PeerUser(chat),
-        date=datetime.now(UTC),
-        message=text,
-        from_id=types.PeerUser(chat),
-    )
-    user = types.User(id=chat, access_hash=4242, first_name="Ina")
-    return decode(encode(bot_id, types.UpdateNewMessage(message, msg_id, 1), [user], prev_id=prev))
+    return decode(message_envelope(bot_id, chat, msg_id, text, prev=prev, access_hash=4242))
 
 
 def deliver(settings: Settings, env: Envelope, handler: Callable[..., None]) -> None:

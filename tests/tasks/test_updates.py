@@ -12,15 +12,13 @@ import signal
 import time
 from collections import defaultdict
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any
 
 import psycopg2
 import pytest
 import redis
-from telethon.tl import types
 
-from tgfleet.listeners.envelope import encode
+from tests.envelopes import message_envelope
 from tgfleet.platform.celery_app import make_celery
 from tgfleet.platform.devservices import DevServices, restart_redis
 from tgfleet.platform.inbox import chat_lock_key
@@ -295,20 +293,6 @@ def test_malformed_envelopes_are_dead_lettered(
     assert "must be a JSON object" in orphan["reason"]
     assert orphan["envelope"]["raw"] == "'not even an object'"
     client.close()
-
-
-def message_envelope(bot_id: int, user_id: int, msg_id: int, text: str) -> dict[str, Any]:
-    """The envelope a listener publishes for ``user_id`` writing ``text`` to the bot."""
-    user = types.User(id=user_id, access_hash=user_id * 7, first_name=f"U{user_id}")
-    message = types.Message(
-        id=msg_id,
-        peer_id=types.PeerUser(user_id),
-        date=datetime.now(UTC),
-        message=text,
-        from_id=types.PeerUser(user_id),
-    )
-    update = types.UpdateNewMessage(message=message, pts=msg_id, pts_count=1)
-    return encode(bot_id, update, [user])
 
 
 def test_a_batch_is_handled_in_order_and_a_busy_chat_is_deferred(

@@ -223,12 +223,18 @@ def context_sent_with(error: DBAPIError) -> bool:
     return str(error.statement or "").startswith(_CONTEXT_PREFIX)
 
 
+#: The driver's SQL of the context statements (compiled once, not per transaction).
+_compiled: dict[int, str] = {}
+
+
 def _literal_sql(session: Session, statement: TextClause, params: dict[str, Any]) -> str:
     """``statement`` with ``params`` bound as literals (psycopg2 quotes them)."""
-    compiled = statement.compile(dialect=session.get_bind().dialect)
+    sql = _compiled.get(id(statement))
+    if sql is None:
+        sql = _compiled[id(statement)] = str(statement.compile(dialect=session.get_bind().dialect))
     cursor = session.connection().connection.dbapi_connection.cursor()  # type: ignore[union-attr]
     try:
-        return bytes(cursor.mogrify(str(compiled), params)).decode()
+        return bytes(cursor.mogrify(sql, params)).decode()
     finally:
         cursor.close()
 
