@@ -8,12 +8,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hyp_settings
 from hypothesis import strategies as st
 from sqlalchemy import Engine, text
 
 from tgfleet.db.session import session_scope
+from tgfleet.legacy import engine
 from tgfleet.legacy.checksum import row_hash
 from tgfleet.legacy.format import Component
 from tgfleet.legacy.generate import GenerateReport
@@ -223,3 +225,34 @@ def test_messages_already_in_postgresql_are_quarantined_not_doubled(
             text("SELECT count(*) FROM messages WHERE chat_id = :c"), {"c": int(conv.stem)}
         ).scalar_one()
         assert counted == in_table
+
+
+def test_a_run_opens_with_a_small_batch_then_full_ones(
+    clean_db: Settings,
+    owner: Engine,
+    make_store: Callable[..., tuple[Path, GenerateReport]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given a clean store spanning years, and a first batch of at most 100 records
+    monkeypatch.setattr(engine, "FIRST_BATCH", 100)
+    root, report = make_store(bots=2, users=40, messages=20, messy=False)
+    start(clean_db, root, Component.CONVERSATIONS)
+    # When the conversations are migrated in batches of 300
+    reads: list[int] = []
+    total = run_until_idle(
+        clean_db,
+        root,
+        Component.CONVERSATIONS,
+        batch_size=300,
+        on_batch=lambda result: reads.append(result.read),
+    )
+    # Then the first batch is the small one (the writer makes its partitions while the
+    # reader reads on), later ones are full-size, and every record arrives once
+    assert reads[0] == 100
+    assert max(reads) == 300
+    records = report.tally[Component.CONVERSATIONS].records
+    assert sum(reads) == total.read == total.inserted == records
+    with owner.connect() as conn:
+        # and no message waits in the DEFAULT partition: each month got its own
+        assert conn.execute(text("SELECT count(*) FROM messages_default")).scalar_one() == 0
+        assert conn.execute(text("SELECT count(*) FROM messages")).scalar_one() == total.inserted

@@ -71,6 +71,8 @@ log = logging.getLogger(__name__)
 
 MIGRATING = (ComponentState.DUAL, ComponentState.VERIFY)
 DEFAULT_BATCH_SIZE = 50_000
+#: Records in the first batch of a ``run_until_idle`` pass (see ``Migrator._pass``).
+FIRST_BATCH = 5_000
 
 
 class Migrator:
@@ -147,7 +149,10 @@ class Migrator:
         """One pipelined pass over every bot with work; False if there was none.
 
         The reader thread walks the bots, assembles batches one step ahead of the writer
-        and makes the monthly partitions they need. A bot is visited once per pass (its
+        and makes the monthly partitions they need. The pass's first batch is small
+        (``FIRST_BATCH``) and the writer makes its partitions: a store spanning years
+        needs dozens (~10 ms of DDL each), which then start after a few milliseconds
+        of reading, while the reader assembles the next batch. A bot is visited once per pass (its
         checkpoints are read before its batches are written), so nothing is assembled
         twice; what a pass leaves (files that changed meanwhile, re-scans found after
         fresh files) the next pass finds.
@@ -155,6 +160,7 @@ class Migrator:
         visited: set[int] = set()
 
         def produce() -> Iterator[PreparedBatch | tuple[int, WorkFile]]:
+            opening = True  # the pass's first batch
             while (found := self._next_work(component, skip=visited)) is not None:
                 bot_id, first, rest = found
                 visited.add(bot_id)
@@ -163,12 +169,13 @@ class Migrator:
                     continue
                 work: WorkFile | None = first
                 while work is not None:
-                    batch = assemble(self._streams, bot_id, component, work, rest, batch_size)
-                    if component is Component.CONVERSATIONS:
+                    size = min(batch_size, FIRST_BATCH) if opening else batch_size
+                    batch = assemble(self._streams, bot_id, component, work, rest, size)
+                    if component is Component.CONVERSATIONS and not opening:
                         # ahead of the writer, which would otherwise wait for the DDL
                         ensure_month_partitions(self.settings, batch.buffer.months(), self._months)
                     yield batch
-                    work = batch.next_work
+                    work, opening = batch.next_work, False
 
         items = produce()
         pending: Future[Any] = reader.submit(next, items, None)
@@ -179,6 +186,9 @@ class Migrator:
             try:
                 if isinstance(item, PreparedBatch):
                     report(write_batch(self.settings, item, self._months, None))
+                    # Freeing a batch (tens of thousands of parsed records) takes the
+                    # GIL for ~15 ms: let the reader do it, between its reads.
+                    reader.submit(_release, item)
                 else:
                     report(self._rescan(item[0], component, item[1], None))
             except BaseException:
@@ -191,14 +201,22 @@ class Migrator:
         self, component: Component, skip: set[int] | None = None
     ) -> tuple[int, WorkFile, Iterator[WorkFile]] | None:
         # Bots found with nothing to do are skipped until a pass finds no work anywhere;
-        # then one full pass looks at every bot again before reporting idle.
+        # then a second look covers the bots the first one skipped, before reporting idle.
         quiet = self._quiet.setdefault(component, set())
+        looked: set[int] = set()
+        skipped_quiet = False
         for full_pass in (False, True):
             if full_pass:
+                if not skipped_quiet:
+                    break
                 quiet.clear()
             for bot_id, _folder in bot_dirs(self.root):
-                if bot_id in quiet or (skip and bot_id in skip):
+                if (skip and bot_id in skip) or bot_id in looked:
                     continue
+                if bot_id in quiet:
+                    skipped_quiet = True
+                    continue
+                looked.add(bot_id)
                 with session_scope(self.settings, bot_id=bot_id) as session:
                     if get_state(session, bot_id, component) not in MIGRATING:
                         quiet.add(bot_id)
@@ -265,6 +283,10 @@ class Migrator:
             result.deleted,
         )
         return result
+
+
+def _release(_batch: PreparedBatch) -> None:
+    """Drops the last reference to a written batch (in the reader thread)."""
 
 
 def _rowcount(session: Session, sql: str, params: dict[str, Any]) -> int:

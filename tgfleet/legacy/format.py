@@ -72,6 +72,12 @@ class SourceFile:
     user_id: int | None = None
 
     def relative_to(self, root: Path) -> str:
+        """The path below ``root``, with forward slashes (the checkpoints' file key)."""
+        path, base = str(self.path), str(root).rstrip(os.sep)
+        # A plain prefix cut: this runs for every file of a store on every pass, and
+        # PurePath.relative_to parses both paths again each time.
+        if os.sep == "/" and path.startswith(base + "/"):
+            return path[len(base) + 1 :]
         return self.path.relative_to(root).as_posix()
 
 
