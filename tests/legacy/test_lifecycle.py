@@ -231,3 +231,66 @@ def test_file_caught_mid_write_during_dual_deletes_nothing_then_converges(
     _rewrite(users_file, users)
     run_until_idle(clean_db, root, Component.USERS, batch_size=200)
     assert all(r.passed for r in verify(clean_db, root, Component.USERS))
+
+
+def test_conversation_file_deleted_during_dual_is_deleted_in_postgresql(
+    clean_db: Settings, owner: Engine, make_store: Store
+) -> None:
+    # Given conversations migrated and in dual, one of whose files has a quarantined record
+    root, report = make_store(bots=1, users=12, messages=10, messy=False)
+    bot = report.bots[0]
+    files = sorted((root / str(bot) / "conversations").glob("*.json"))
+    victim, kept = files[0], files[1]
+    messages = [r.value for r in RecordStream(victim)]
+    _rewrite(victim, [*messages, {"id": "not a number", "from": bot, "text": "x"}])
+    _migrate(clean_db, root, Component.CONVERSATIONS)
+    chat = int(victim.stem)
+    with owner.connect() as conn:
+        before = conn.execute(text("SELECT count(*) FROM messages")).scalar_one()
+        assert (
+            conn.execute(
+                text("SELECT count(*) FROM migration_quarantine WHERE file LIKE :f"),
+                {"f": f"%/{victim.name}"},
+            ).scalar_one()
+            == 1
+        )
+    # When the old bot deletes the file (and no other)
+    victim.unlink()
+    # Then verify sees the file as pending before the next batch
+    assert not any(r.passed for r in verify(clean_db, root, Component.CONVERSATIONS))
+    total = run_until_idle(clean_db, root, Component.CONVERSATIONS, batch_size=200)
+    # And the batch deletes the chat's messages, its conversation, quarantine and checkpoint
+    assert (total.files, total.deleted, total.inserted) == (1, len(messages), 0)
+    with owner.connect() as conn:
+        counts = {
+            table: conn.execute(
+                text(f"SELECT count(*) FROM {table} WHERE chat_id = :c"), {"c": chat}
+            ).scalar_one()
+            for table in ("messages", "conversations")
+        }
+        assert counts == {"messages": 0, "conversations": 0}
+        assert conn.execute(text("SELECT count(*) FROM messages")).scalar_one() == before - len(
+            messages
+        )
+        assert (
+            conn.execute(
+                text(
+                    "SELECT (SELECT count(*) FROM migration_checkpoints WHERE file LIKE :f) "
+                    "+ (SELECT count(*) FROM migration_quarantine WHERE file LIKE :f)"
+                ),
+                {"f": f"%/{victim.name}"},
+            ).scalar_one()
+            == 0
+        )
+        assert conn.execute(
+            text("SELECT count(*) FROM messages WHERE chat_id = :c"), {"c": int(kept.stem)}
+        ).scalar_one() == len(list(RecordStream(kept)))
+    # And verification passes; a second run has nothing to do
+    assert all(r.passed for r in verify(clean_db, root, Component.CONVERSATIONS))
+    again = run_until_idle(clean_db, root, Component.CONVERSATIONS, batch_size=200)
+    assert (again.files, again.deleted) == (0, 0)
+    # When the file comes back, Then its chat loads again from its first record
+    _rewrite(victim, messages)
+    back = run_until_idle(clean_db, root, Component.CONVERSATIONS, batch_size=200)
+    assert back.inserted == len(messages)
+    assert all(r.passed for r in verify(clean_db, root, Component.CONVERSATIONS))

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, cast
 
 from sqlalchemy import CursorResult, text
@@ -86,6 +86,8 @@ class WorkFile:
     fingerprint: str
     checkpoint: FileCheckpoint | None
     rescan: bool
+    #: A conversation file loaded before and deleted since (``rescan`` is True too).
+    gone: bool = False
 
     @property
     def start(self) -> int:
@@ -100,9 +102,12 @@ def current_fingerprint(path: Path) -> str:
 def find_work(
     root: Path, bot_id: int, component: Component, checkpoints: dict[str, FileCheckpoint]
 ) -> Iterator[WorkFile]:
-    """Files of one bot that need loading, in order (stat only; nothing is read)."""
+    """Files of one bot that need loading, in order (stat only; nothing is read); then
+    the conversation files loaded before that are gone (the old bot deleted them)."""
+    listed: set[str] = set()
     for source in source_files(root, component, bot_id):
         rel = source.relative_to(root)
+        listed.add(rel)
         try:
             fp = current_fingerprint(source.path)
         except FileNotFoundError:
@@ -114,6 +119,13 @@ def find_work(
             yield WorkFile(source, rel, fp, cp, rescan=True)
         elif not cp.complete:
             yield WorkFile(source, rel, fp, cp, rescan=False)
+    if component is not Component.CONVERSATIONS:
+        return  # a missing users.json / profiles.json is never taken as "delete them all"
+    for rel, cp in checkpoints.items():
+        stem = PurePosixPath(rel).stem
+        if rel not in listed and PurePosixPath(rel).suffix == ".json" and stem.isdigit():
+            source = SourceFile(bot_id, component, root / rel, user_id=int(stem))
+            yield WorkFile(source, rel, "", cp, rescan=True, gone=True)
 
 
 Reader = tuple[str, RecordStream, Iterator[SourceRecord]]

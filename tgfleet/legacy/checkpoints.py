@@ -91,6 +91,32 @@ def save_checkpoint(
         )
 
 
+def delete_checkpoint(
+    session: Session, bot_id: int, component: Component, previous: FileCheckpoint
+) -> None:
+    """Delete a file's checkpoint; if the row moved since ``previous`` was read, raise
+    ConcurrentBatchError."""
+    row = session.execute(
+        text(
+            "DELETE FROM migration_checkpoints WHERE bot_id = :bot AND component = :c "
+            "AND file = :file AND position = :pos AND fingerprint IS NOT DISTINCT FROM :fp "
+            "RETURNING 1"
+        ),
+        {
+            "bot": bot_id,
+            "c": component.value,
+            "file": previous.file,
+            "pos": previous.position,
+            "fp": previous.fingerprint,
+        },
+    ).first()
+    if row is None:
+        raise ConcurrentBatchError(
+            f"checkpoint of {previous.file} changed under this batch (another batch of "
+            f"{component.value} for bot {bot_id} ran at the same time); it was rolled back"
+        )
+
+
 def save_checkpoints(
     session: Session,
     bot_id: int,

@@ -44,7 +44,13 @@ from tgfleet.legacy.batch import (
     find_work,
     write_batch,
 )
-from tgfleet.legacy.checkpoints import FileCheckpoint, get_state, load_checkpoints, save_checkpoint
+from tgfleet.legacy.checkpoints import (
+    FileCheckpoint,
+    delete_checkpoint,
+    get_state,
+    load_checkpoints,
+    save_checkpoint,
+)
 from tgfleet.legacy.format import Component, ComponentState, bot_dirs
 from tgfleet.legacy.loading import (
     LoadBuffer,
@@ -237,6 +243,8 @@ class Migrator:
         self, bot_id: int, component: Component, work: WorkFile, cid: str | None
     ) -> BatchResult:
         """Re-read a changed file whole and make PostgreSQL match it, in one transaction."""
+        if work.gone:
+            return self._forget_file(bot_id, component, work, cid)
         result = BatchResult(component, bot_id, rescan=True, files=1)
         target = TARGETS[component]
         stream = RecordStream(work.source.path)
@@ -282,6 +290,29 @@ class Migrator:
             result.updated,
             result.deleted,
         )
+        return result
+
+    def _forget_file(
+        self, bot_id: int, component: Component, work: WorkFile, cid: str | None
+    ) -> BatchResult:
+        """A conversation file deleted during ``dual``: delete the chat's messages, its
+        conversations row, the file's quarantine entries and checkpoint, in one
+        transaction (the file is the chat's source of truth until cutover)."""
+        result = BatchResult(component, bot_id, rescan=True, files=1)
+        assert work.checkpoint is not None and work.source.user_id is not None
+        if work.source.path.exists():  # written again meanwhile: the next pass loads it
+            return result
+        params = {"bot": bot_id, "chat": work.source.user_id}
+        with session_scope(self.settings, bot_id=bot_id, correlation_id=cid) as session:
+            result.deleted = _rowcount(
+                session, "DELETE FROM messages WHERE bot_id = :bot AND chat_id = :chat", params
+            )
+            session.execute(
+                text("DELETE FROM conversations WHERE bot_id = :bot AND chat_id = :chat"), params
+            )
+            _forget_quarantine(session, bot_id, component, work.rel, None)
+            delete_checkpoint(session, bot_id, component, work.checkpoint)
+        log.info("migration file gone bot=%s file=%s deleted=%d", bot_id, work.rel, result.deleted)
         return result
 
 
