@@ -300,7 +300,7 @@ class Migrator:
         transaction (the file is the chat's source of truth until cutover)."""
         result = BatchResult(component, bot_id, rescan=True, files=1)
         assert work.checkpoint is not None and work.source.user_id is not None
-        if work.source.path.exists():  # written again meanwhile: the next pass loads it
+        if work.source.path.exists():  # written again meanwhile: the next pass re-scans it
             return result
         params = {"bot": bot_id, "chat": work.source.user_id}
         with session_scope(self.settings, bot_id=bot_id, correlation_id=cid) as session:
