@@ -223,15 +223,19 @@ def context_sent_with(error: DBAPIError) -> bool:
     return str(error.statement or "").startswith(_CONTEXT_PREFIX)
 
 
-#: The driver's SQL of the context statements (compiled once, not per transaction).
-_compiled: dict[int, str] = {}
+#: The driver's SQL of the context statements (compiled once, not per transaction),
+#: by ``id``; each entry keeps its statement alive, so an id is never reused for another.
+_compiled: dict[int, tuple[TextClause, str]] = {}
 
 
 def _literal_sql(session: Session, statement: TextClause, params: dict[str, Any]) -> str:
     """``statement`` with ``params`` bound as literals (psycopg2 quotes them)."""
-    sql = _compiled.get(id(statement))
-    if sql is None:
-        sql = _compiled[id(statement)] = str(statement.compile(dialect=session.get_bind().dialect))
+    cached = _compiled.get(id(statement))
+    if cached is None:
+        sql = str(statement.compile(dialect=session.get_bind().dialect))
+        _compiled[id(statement)] = (statement, sql)
+    else:
+        sql = cached[1]
     cursor = session.connection().connection.dbapi_connection.cursor()  # type: ignore[union-attr]
     try:
         return bytes(cursor.mogrify(sql, params)).decode()

@@ -122,9 +122,9 @@ def find_work(
     if component is not Component.CONVERSATIONS:
         return  # a missing users.json / profiles.json is never taken as "delete them all"
     for rel, cp in checkpoints.items():
-        stem = PurePosixPath(rel).stem
-        if rel not in listed and PurePosixPath(rel).suffix == ".json" and stem.isdigit():
-            source = SourceFile(bot_id, component, root / rel, user_id=int(stem))
+        name = PurePosixPath(rel)
+        if rel not in listed and name.suffix == ".json" and name.stem.isdigit():
+            source = SourceFile(bot_id, component, root / rel, user_id=int(name.stem))
             yield WorkFile(source, rel, "", cp, rescan=True, gone=True)
 
 

@@ -20,6 +20,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from tgfleet.bots.runtime import bot_view, handler_for
 from tgfleet.db import Bot, DeadUpdate, session_scope
 from tgfleet.listeners.envelope import EnvelopeError, decode, entity_from_json
+from tgfleet.listeners.publisher import BATCH_TASK_NAME, TASK_NAME, UPDATES_QUEUE
 from tgfleet.platform import taskmsg
 from tgfleet.platform.celery_app import TgfleetTask
 from tgfleet.platform.errors import RetryLater
@@ -41,12 +42,10 @@ ORPHAN_DEAD_LETTERS = "tgfleet:dead-updates:orphans"
 UPDATES_MAX_COUNTDOWN_S = 60.0
 #: When another worker holds the chat, look again after this long.
 BUSY_RETRY_S = 1.0
-HANDLE_TASK = "tgfleet.updates.handle"
-HANDLE_BATCH_TASK = "tgfleet.updates.handle_batch"
 
 
 @shared_task(
-    name="tgfleet.updates.handle",
+    name=TASK_NAME,
     bind=True,
     max_retries=None,
     backoff_cap_s=UPDATES_MAX_COUNTDOWN_S,
@@ -63,7 +62,7 @@ def handle(self: TgfleetTask, envelope: Any) -> str:
 
 
 @shared_task(
-    name=HANDLE_BATCH_TASK,
+    name=BATCH_TASK_NAME,
     bind=True,
     max_retries=None,
     backoff_cap_s=UPDATES_MAX_COUNTDOWN_S,
@@ -89,7 +88,7 @@ def handle_batch(self: TgfleetTask, envelopes: Any) -> str:
                 outcomes[name] += int(count) if count else 1
         except RetryLater as exc:
             countdown = min(exc.countdown, UPDATES_MAX_COUNTDOWN_S)
-            later.append(TaskCall(HANDLE_TASK, "updates", args=[envelope], countdown=countdown))
+            later.append(TaskCall(TASK_NAME, UPDATES_QUEUE, args=[envelope], countdown=countdown))
             outcomes["deferred"] += 1
     if later:
         try:
