@@ -23,8 +23,8 @@ import redis
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tgfleet.platform.devservices import DevServices  # noqa: E402
-from tgfleet.platform.processes import ProcessGroup  # noqa: E402
+from tgfleet.dev.processes import ProcessGroup  # noqa: E402
+from tgfleet.dev.services import DevServices  # noqa: E402
 
 
 def worker_args(queue: str) -> list[str]:

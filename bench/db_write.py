@@ -29,7 +29,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
 from tgfleet.db import Bot, Message, dispose_engines, get_engine, session_scope, upgrade_database
-from tgfleet.platform.devservices import DevServices
+from tgfleet.dev.services import DevServices
 from tgfleet.platform.settings import Settings, load_settings
 
 PLAIN_TABLE = "bench_plain_messages"

@@ -36,13 +36,12 @@ from telethon import events  # noqa: E402
 from telethon.tl import types  # noqa: E402
 
 from tgfleet.bots.runtime import bot_view, handler_for  # noqa: E402
-from tgfleet.db import upgrade_database  # noqa: E402
-from tgfleet.listeners.envelope import decode, encode  # noqa: E402
+from tgfleet.db import fleet, upgrade_database  # noqa: E402
+from tgfleet.dev.processes import ProcessGroup  # noqa: E402
+from tgfleet.dev.services import DevServices  # noqa: E402
+from tgfleet.inbox.drain import drain_chat, record_and_handle  # noqa: E402
 from tgfleet.listeners.publisher import QueuedEnvelopes  # noqa: E402
-from tgfleet.platform import fleet  # noqa: E402
-from tgfleet.platform.devservices import DevServices  # noqa: E402
-from tgfleet.platform.inbox import drain_chat, record_and_handle  # noqa: E402
-from tgfleet.platform.processes import ProcessGroup  # noqa: E402
+from tgfleet.platform.envelope import decode, encode  # noqa: E402
 from tgfleet.platform.settings import Settings, load_settings  # noqa: E402
 from tgfleet.platform.telegram import make_client  # noqa: E402
 from tgfleet.simulator import FloodLimits, SimulatorThread  # noqa: E402

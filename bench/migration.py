@@ -38,11 +38,11 @@ from sqlalchemy import create_engine, text  # noqa: E402
 
 from tgfleet.db.migrate import upgrade_database  # noqa: E402
 from tgfleet.db.session import dispose_engines, sqlalchemy_url  # noqa: E402
+from tgfleet.dev.services import DevServices  # noqa: E402
 from tgfleet.legacy.engine import DEFAULT_BATCH_SIZE  # noqa: E402
 from tgfleet.legacy.format import Component  # noqa: E402
 from tgfleet.legacy.generate import generate_store, write_big_conversation  # noqa: E402
 from tgfleet.legacy.lifecycle import run_until_idle, start  # noqa: E402
-from tgfleet.platform.devservices import DevServices  # noqa: E402
 from tgfleet.platform.settings import Settings, load_settings  # noqa: E402
 
 COLUMNS = "bot_id, created_at, direction, chat_id, sender_id, tg_message_id, text, processed_at"

@@ -46,12 +46,12 @@ from tgfleet.db import (  # noqa: E402
     session_scope,
     upgrade_database,
 )
+from tgfleet.dev.processes import Child, ProcessGroup  # noqa: E402
+from tgfleet.dev.services import DevServices  # noqa: E402
 from tgfleet.platform.celery_app import make_celery  # noqa: E402
-from tgfleet.platform.devservices import DevServices  # noqa: E402
-from tgfleet.platform.processes import Child, ProcessGroup  # noqa: E402
 from tgfleet.platform.settings import Settings, load_settings  # noqa: E402
+from tgfleet.sends.outbox import queue_message  # noqa: E402
 from tgfleet.simulator import SimulatorThread  # noqa: E402
-from tgfleet.tasks.outbox import queue_message  # noqa: E402
 
 BOT_LIMIT = 30.0
 UNLIMITED = {"limits": {"bot_per_s": 1e6, "chat_per_s": 1e6, "chat_burst": 1000}}

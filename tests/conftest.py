@@ -1,6 +1,6 @@
 """Shared fixtures: one real PostgreSQL + Redis pair for the whole test session.
 
-The services are tgfleet's own embedded dev services (``tgfleet.platform.devservices``),
+The services are tgfleet's own embedded dev services (``tgfleet.dev.services``),
 started under a temporary home so tests never touch a developer's ``.tgfleet/``.
 Set TGFLEET_TEST_KEEP_SERVICES=1 to leave them running after the session.
 """
@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
-from tgfleet.platform.devservices import DevServices
-from tgfleet.platform.processes import Child, ProcessGroup
+from tgfleet.dev.processes import Child, ProcessGroup
+from tgfleet.dev.services import DevServices
 from tgfleet.platform.settings import Settings, load_settings
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -178,7 +178,7 @@ def make_bot(sim_settings: Settings, simulator: Any) -> Iterator[Callable[..., d
 
     ``make_bot(app="echo", admins=[user_id])`` returns the simulator's bot dict.
     """
-    from tgfleet.platform import fleet
+    from tgfleet.db import fleet
 
     made: list[int] = []
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from telethon.tl import types
 
-from tgfleet.listeners.envelope import encode
+from tgfleet.platform.envelope import encode
 
 
 def message_envelope(

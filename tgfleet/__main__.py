@@ -1,5 +1,5 @@
 import sys
 
-from tgfleet.platform.cli import main
+from tgfleet.cli import main
 
 sys.exit(main())

@@ -9,7 +9,7 @@ from typing import Any
 import psycopg2
 import pytest
 
-from tgfleet.platform.processes import Child
+from tgfleet.dev.processes import Child
 from tgfleet.platform.settings import Settings
 
 pytestmark = pytest.mark.timeout(300)

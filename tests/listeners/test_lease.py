@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from tgfleet.listeners.lease import LeaseStore
+from tgfleet.platform.lease import LeaseStore
 from tgfleet.platform.settings import Settings
 
 

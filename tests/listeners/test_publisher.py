@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 import redis
 
+from tgfleet.dev.services import find_redis_server, free_port, port_open
 from tgfleet.listeners.publisher import (
     BATCH_TASK_NAME,
     ENVELOPES_PER_TASK,
@@ -29,7 +30,6 @@ from tgfleet.listeners.publisher import (
     task_messages,
 )
 from tgfleet.platform.celery_app import make_celery
-from tgfleet.platform.devservices import find_redis_server, free_port, port_open
 from tgfleet.platform.queues import PUBLISHED_AT_HEADER
 from tgfleet.platform.settings import Settings
 

@@ -11,7 +11,7 @@ import redis
 
 from tests.conftest import wait_for_log
 from tests.ops.conftest import OPS_REDIS_DB, redis_url_with_db
-from tgfleet.platform.processes import Child
+from tgfleet.dev.processes import Child
 from tgfleet.platform.queues import PUBLISHED_AT_HEADER
 
 PERIOD = 2.0

@@ -14,7 +14,7 @@ from tgfleet.db import owner_scope
 from tgfleet.db import partitions as parts
 from tgfleet.db.maintenance import run_partition_maintenance
 from tgfleet.db.session import session_scope, sqlalchemy_url
-from tgfleet.platform.alerts import alert_default_rows
+from tgfleet.ops.alerts import alert_default_rows
 from tgfleet.platform.settings import Settings
 
 TABLES = tuple(parts.RANGE_TABLES)

@@ -12,9 +12,9 @@ from typing import Any
 import redis
 from sqlalchemy import Engine, text
 
+from tgfleet.dev.processes import Child
 from tgfleet.listeners.process import HEARTBEATS
-from tgfleet.platform.alerts import run_health_check
-from tgfleet.platform.processes import Child
+from tgfleet.ops.alerts import run_health_check
 from tgfleet.platform.queues import PUBLISHED_AT_HEADER
 from tgfleet.platform.settings import Settings
 

@@ -6,9 +6,9 @@ from collections.abc import Callable
 
 import pytest
 
+from tgfleet.dev.processes import Child
 from tgfleet.platform.celery_app import make_celery
 from tgfleet.platform.errors import ConfigError
-from tgfleet.platform.processes import Child
 from tgfleet.platform.settings import Settings, load_settings
 from tgfleet.tasks.maintenance import ping_round_trip
 

@@ -10,9 +10,9 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from tgfleet.platform.devservices import free_port, port_open
-from tgfleet.platform.flower import flower_argv, flower_env
-from tgfleet.platform.processes import ProcessGroup
+from tgfleet.dev.processes import ProcessGroup
+from tgfleet.dev.services import free_port, port_open
+from tgfleet.ops.flower import flower_argv, flower_env
 
 
 def get(url: str, auth: tuple[str, str] | None = None) -> int:

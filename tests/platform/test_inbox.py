@@ -12,9 +12,9 @@ import pytest
 from sqlalchemy.orm import Session
 
 from tests.envelopes import message_envelope
-from tgfleet.listeners.envelope import Envelope, decode
-from tgfleet.platform import fleet
-from tgfleet.platform.inbox import InboundMessage, drain_chat, record_and_handle
+from tgfleet.db import fleet
+from tgfleet.inbox.drain import InboundMessage, drain_chat, record_and_handle
+from tgfleet.platform.envelope import Envelope, decode
 from tgfleet.platform.settings import Settings
 
 

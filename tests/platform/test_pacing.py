@@ -8,9 +8,9 @@ import uuid
 import pytest
 import redis
 
-from tgfleet.platform.pacing import BOT_BURST, SendPacer, Stage
-from tgfleet.platform.ratelimit import SAFETY, ChatKind, Limits
 from tgfleet.platform.settings import Settings
+from tgfleet.sends.pacing import BOT_BURST, SendPacer, Stage
+from tgfleet.sends.ratelimit import SAFETY, ChatKind, Limits
 
 LIMITS = Limits(bot_per_s=30.0, chat_per_s=1.0, chat_burst=3, group_per_min=20.0)
 

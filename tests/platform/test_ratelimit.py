@@ -9,8 +9,8 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from tgfleet.platform.ratelimit import SAFETY, ChatKind, Limits, RateLimiter
 from tgfleet.platform.settings import Settings
+from tgfleet.sends.ratelimit import SAFETY, ChatKind, Limits, RateLimiter
 
 
 @pytest.fixture

@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 import redis
 
+from tgfleet.dev.processes import Child
 from tgfleet.platform import taskmsg
 from tgfleet.platform.celery_app import make_celery
-from tgfleet.platform.processes import Child
 from tgfleet.platform.settings import Settings
 from tgfleet.platform.taskmsg import TaskCall
 from tgfleet.tasks.maintenance import PING_KEY

@@ -25,11 +25,11 @@ from tgfleet.db import (
     encrypt_secret,
     session_scope,
 )
+from tgfleet.dev.processes import Child, ProcessGroup
 from tgfleet.platform.celery_app import make_celery
-from tgfleet.platform.processes import Child, ProcessGroup
 from tgfleet.platform.settings import Settings
+from tgfleet.sends.outbox import queue_message
 from tgfleet.simulator import SimulatorThread
-from tgfleet.tasks.outbox import queue_message
 
 TERMINAL = (OutboxStatus.SENT, OutboxStatus.FAILED, OutboxStatus.DEAD)
 #: Fast failure handling for tests (production defaults are minutes).

@@ -27,10 +27,10 @@ from tests.legacy.conftest import (  # noqa: F401  (fixtures)
     owner,
     snapshot,
 )
+from tgfleet.dev.processes import Child, ProcessGroup
 from tgfleet.legacy.format import Component
 from tgfleet.legacy.generate import GenerateReport
 from tgfleet.legacy.lifecycle import run_until_idle, start, status, verify
-from tgfleet.platform.processes import Child, ProcessGroup
 from tgfleet.platform.settings import Settings
 from tgfleet.tasks.migration import TASK_NAME, migration_beat_schedule
 

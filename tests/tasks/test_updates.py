@@ -19,10 +19,10 @@ import pytest
 import redis
 
 from tests.envelopes import message_envelope
+from tgfleet.dev.processes import Child
+from tgfleet.dev.services import DevServices, restart_redis
+from tgfleet.inbox.drain import chat_lock_key
 from tgfleet.platform.celery_app import make_celery
-from tgfleet.platform.devservices import DevServices, restart_redis
-from tgfleet.platform.inbox import chat_lock_key
-from tgfleet.platform.processes import Child
 from tgfleet.platform.settings import Settings
 from tgfleet.tasks.updates import ORPHAN_DEAD_LETTERS
 

@@ -10,7 +10,7 @@ DEFAULT_APP = "matchmaking"
 
 def app_router(name: str | None) -> Router:
     """The Router of app ``name`` (unknown names raise KeyError with the choices)."""
-    from tgfleet.bots import echo, matchmaking
+    from tgfleet.bots.apps import echo, matchmaking
 
     apps = {matchmaking.router.name: matchmaking.router, echo.router.name: echo.router}
     key = name or DEFAULT_APP

@@ -24,8 +24,8 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from tgfleet.platform.effects import Effects
-from tgfleet.platform.inbox import InboundMessage
+from tgfleet.bots.effects import Effects
+from tgfleet.inbox.drain import InboundMessage
 
 log = logging.getLogger(__name__)
 

@@ -10,10 +10,10 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from tgfleet.bots import app_router
+from tgfleet.bots.effects import Effects
 from tgfleet.bots.router import Context
 from tgfleet.db import Bot, session_scope
-from tgfleet.platform.effects import Effects
-from tgfleet.platform.inbox import Handler, InboundMessage
+from tgfleet.inbox.drain import Handler, InboundMessage
 from tgfleet.platform.settings import Settings
 
 #: How long a worker process trusts its copy of a bot's app and admins.

@@ -17,11 +17,11 @@ from typing import Any
 from telethon import TelegramClient, events
 from telethon.tl import functions, types
 
-from tgfleet.listeners.envelope import encode, entity_records
-from tgfleet.listeners.lease import Lease
+from tgfleet.db import fleet
+from tgfleet.db.fleet import BotInfo, SavedState
 from tgfleet.listeners.publisher import Publisher
-from tgfleet.platform import fleet
-from tgfleet.platform.fleet import BotInfo, SavedState
+from tgfleet.platform.envelope import encode, entity_records
+from tgfleet.platform.lease import Lease
 from tgfleet.platform.settings import Settings
 from tgfleet.platform.telegram import make_client
 

@@ -8,8 +8,7 @@ import asyncio
 from rich.console import Console
 from rich.table import Table
 
-from tgfleet.db import BotStatus
-from tgfleet.platform import fleet
+from tgfleet.db import BotStatus, fleet
 from tgfleet.platform.settings import Settings
 from tgfleet.platform.telegram import make_client
 

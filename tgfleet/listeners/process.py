@@ -24,11 +24,11 @@ from dataclasses import dataclass
 
 import redis
 
+from tgfleet.db import fleet
 from tgfleet.listeners.bot_listener import BotListener
-from tgfleet.listeners.lease import LeaseStore
 from tgfleet.listeners.publisher import Publisher
-from tgfleet.platform import fleet
 from tgfleet.platform.celery_app import make_celery
+from tgfleet.platform.lease import LeaseStore
 from tgfleet.platform.settings import Settings
 from tgfleet.platform.telegram import aes_backend
 

@@ -106,7 +106,7 @@ class Settings(BaseSettings):
         default=20.0, alias="TGFLEET_RATE_GROUP_PER_MIN"
     )
 
-    # --- sending (tgfleet.platform.sender) ------------------------------------------
+    # --- sending (tgfleet.sends.sender) ------------------------------------------
     #: This machine's name: each node keeps its own Telethon session per bot.
     node_name: str = Field(
         default_factory=socket.gethostname,

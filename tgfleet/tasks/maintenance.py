@@ -69,7 +69,7 @@ def ping_round_trip(app: Celery, timeout: float = 30.0) -> tuple[float, str]:
 def partitions(self: TgfleetTask) -> dict[str, object]:
     """Premake monthly partitions, apply retention, move rows out of DEFAULT (and alert)."""
     from tgfleet.db.maintenance import run_partition_maintenance
-    from tgfleet.platform.alerts import alert_default_rows
+    from tgfleet.ops.alerts import alert_default_rows
 
     report = run_partition_maintenance(self.app.settings)
     if report.default_rows_by_bot:
@@ -88,6 +88,6 @@ def cleanup(self: TgfleetTask) -> dict[str, int]:
 @shared_task(name="tgfleet.maintenance.health", bind=True, ignore_result=True)
 def health(self: TgfleetTask) -> dict[str, list[str]]:
     """Check listeners, queues, dead letters, partitions, migration; tell admins of changes."""
-    from tgfleet.platform.alerts import run_health_check
+    from tgfleet.ops.alerts import run_health_check
 
     return run_health_check(self.app.settings)

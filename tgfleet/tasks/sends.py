@@ -1,7 +1,7 @@
 """The ``sends`` queue: ``tgfleet.sends.deliver(outbox_id, bot_id)``.
 
 Run it as ``celery -A tgfleet worker -Q sends -P threads -c 8``: one process hosts one
-asyncio loop thread with every bot's Telethon client (``tgfleet.platform.sender``); the
+asyncio loop thread with every bot's Telethon client (``tgfleet.sends.sender``); the
 pool's threads run tasks and hand their Telegram calls to that loop.
 
 The task is a thin adapter: the service decides; this maps its outcome to Celery
@@ -29,12 +29,12 @@ from celery.signals import worker_process_shutdown, worker_ready, worker_shutdow
 
 from celeryconfig import MAX_COUNTDOWN_S
 from tgfleet.db import session_scope
-from tgfleet.platform import delivery
 from tgfleet.platform.celery_app import TgfleetTask
-from tgfleet.platform.pacing import Stage
-from tgfleet.platform.sender import SEND_METRICS, Sender
 from tgfleet.platform.settings import Settings
-from tgfleet.tasks.outbox import enqueue_deliveries, queue_message
+from tgfleet.sends import delivery
+from tgfleet.sends.outbox import enqueue_deliveries, queue_message
+from tgfleet.sends.pacing import Stage
+from tgfleet.sends.sender import SEND_METRICS, Sender
 
 __all__ = ["deliver", "get_sender", "queue_message", "sweep_overdue"]
 
@@ -156,7 +156,7 @@ def deliver(
     stage: int = 0,
     distrust_hash: int | None = None,
 ) -> str:
-    """Deliver one outbox row (see ``tgfleet.platform.sender.Sender.deliver``)."""
+    """Deliver one outbox row (see ``tgfleet.sends.sender.Sender.deliver``)."""
     sender = get_sender(self.app.settings)
     outcome = sender.deliver(
         int(outbox_id),

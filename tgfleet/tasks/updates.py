@@ -1,6 +1,6 @@
 """Queue ``updates``: every incoming Telegram update, recorded and handled in order, once.
 
-The task is a thin adapter over ``tgfleet.platform.inbox``: decode the envelope
+The task is a thin adapter over ``tgfleet.inbox.drain``: decode the envelope
 (bad input is dead-lettered with its reason and the worker carries on), record it,
 then drain the chat through the bot's app.
 """
@@ -19,18 +19,18 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from tgfleet.bots.runtime import bot_view, handler_for
 from tgfleet.db import Bot, DeadUpdate, session_scope
-from tgfleet.listeners.envelope import EnvelopeError, decode, entity_from_json
-from tgfleet.listeners.publisher import BATCH_TASK_NAME, TASK_NAME, UPDATES_QUEUE
-from tgfleet.platform import taskmsg
-from tgfleet.platform.celery_app import TgfleetTask
-from tgfleet.platform.errors import RetryLater
-from tgfleet.platform.inbox import (
+from tgfleet.inbox.drain import (
     CHAIN_STALL_S,
     drain_chat,
     is_processed,
     record_and_handle,
     upsert_entities,
 )
+from tgfleet.listeners.publisher import BATCH_TASK_NAME, TASK_NAME, UPDATES_QUEUE
+from tgfleet.platform import taskmsg
+from tgfleet.platform.celery_app import TgfleetTask
+from tgfleet.platform.envelope import EnvelopeError, decode, entity_from_json
+from tgfleet.platform.errors import RetryLater
 from tgfleet.platform.taskmsg import TaskCall
 
 log = logging.getLogger(__name__)

@@ -50,7 +50,7 @@ from tgfleet.db import (
 )
 from tgfleet.db.prepared import Prepared, execute, execute_batch
 from tgfleet.db.session import context_sent_with
-from tgfleet.listeners.envelope import (
+from tgfleet.platform.envelope import (
     KIND_EDIT,
     KIND_MESSAGE,
     KIND_USER_NAME,
@@ -60,7 +60,7 @@ from tgfleet.listeners.envelope import (
 from tgfleet.platform.settings import Settings
 
 if TYPE_CHECKING:
-    from tgfleet.platform.effects import Effects
+    from tgfleet.bots.effects import Effects
 
 log = logging.getLogger(__name__)
 

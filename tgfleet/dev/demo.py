@@ -29,14 +29,13 @@ from rich.live import Live
 from rich.table import Table
 from sqlalchemy import text
 
-from tgfleet.db import session_scope, upgrade_database
-from tgfleet.platform import fleet
+from tgfleet.db import fleet, session_scope, upgrade_database
+from tgfleet.dev.processes import ProcessGroup
+from tgfleet.dev.services import DevServices, free_port, port_open
+from tgfleet.dev.traffic import NAMES, SimUser, TrafficGenerator
+from tgfleet.ops.flower import flower_argv, flower_env, generate_password
 from tgfleet.platform.celery_app import make_celery
-from tgfleet.platform.devservices import DevServices, free_port, port_open
-from tgfleet.platform.flower import flower_argv, flower_env, generate_password
-from tgfleet.platform.processes import ProcessGroup
 from tgfleet.platform.settings import Settings, load_settings
-from tgfleet.platform.traffic import NAMES, SimUser, TrafficGenerator
 from tgfleet.simulator import SimulatorClient
 from tgfleet.tasks.maintenance import ping_round_trip
 

@@ -51,7 +51,7 @@ class BotCredentials:
 
 
 class SessionStore(Protocol):
-    """Loads and saves a bot's per-node session (see ``tgfleet.platform.sender``)."""
+    """Loads and saves a bot's per-node session (see ``tgfleet.sends.sender``)."""
 
     def load(self, bot_id: int) -> BotCredentials: ...
 

@@ -1,6 +1,6 @@
 """Spreading sends over time: slot reservations in Redis, in front of the rate limiter.
 
-The :class:`~tgfleet.platform.ratelimit.RateLimiter` is the one gate: a send happens only
+The :class:`~tgfleet.sends.ratelimit.RateLimiter` is the one gate: a send happens only
 after it handed out a token. Asking it alone has two costs, though: a thousand waiting
 tasks of one bot would all come back after the same few milliseconds and fight again,
 and a bot's whole burst allowance would be spent at once, leaving Telegram's bucket no
@@ -25,7 +25,7 @@ from enum import IntEnum
 
 import redis
 
-from tgfleet.platform.ratelimit import GROUP_BURST, SAFETY, ChatKind, Limits
+from tgfleet.sends.ratelimit import GROUP_BURST, SAFETY, ChatKind, Limits
 
 #: Bursts the pacer lets through per bot: well under Telegram's (about 30), so a bot's
 #: bucket at Telegram keeps slack for latency jitter. The steady rate is unchanged.

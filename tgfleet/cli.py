@@ -9,7 +9,7 @@ import shlex
 import sys
 from collections.abc import Sequence
 
-from tgfleet.platform.devservices import DevServices
+from tgfleet.dev.services import DevServices
 from tgfleet.platform.errors import TgfleetError
 from tgfleet.platform.settings import DevSettings, Settings, settings_or_exit
 
@@ -58,13 +58,13 @@ def cmd_ping(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_flower(args: argparse.Namespace, settings: Settings) -> int:
-    from tgfleet.platform.flower import run_flower
+    from tgfleet.ops.flower import run_flower
 
     return run_flower(settings, dev=args.dev, port=args.port, address=args.address)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from tgfleet.platform.demo import DemoOptions, run_demo
+    from tgfleet.dev.demo import DemoOptions, run_demo
 
     options = DemoOptions(duration=args.duration, bots=args.bots, users=args.users, rate=args.rate)
     return run_demo(DevSettings().home, options)
@@ -113,7 +113,8 @@ def _add_area_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     from tgfleet.db import cli as db_cli
     from tgfleet.legacy import cli as legacy_cli
     from tgfleet.listeners import cli as listen_cli
-    from tgfleet.platform import ops_cli, send_cli
+    from tgfleet.ops import cli as ops_cli
+    from tgfleet.sends import cli as send_cli
     from tgfleet.simulator import cli as simulator_cli
 
     db_cli.add_parser(sub).set_defaults(func=db_cli.run, needs_settings=True)

@@ -18,7 +18,7 @@ from sqlalchemy import Row
 from sqlalchemy.orm import Session
 
 from tgfleet.db.prepared import Call, Prepared
-from tgfleet.tasks.outbox import HELD_UNTIL, enqueue_after_commit, outbox_rows
+from tgfleet.sends.outbox import HELD_UNTIL, enqueue_after_commit, outbox_rows
 
 _INSERT_EVENTS = Prepared(
     "tgfleet_effects_events",

@@ -12,8 +12,8 @@ from telethon.extensions import html, markdown
 from telethon.tl import functions, types
 
 from tgfleet.db import Outbox
-from tgfleet.platform.resolve import InputPeer
-from tgfleet.platform.sender_loop import BotClients, SenderLoop
+from tgfleet.sends.loop import BotClients, SenderLoop
+from tgfleet.sends.resolve import InputPeer
 
 log = logging.getLogger(__name__)
 

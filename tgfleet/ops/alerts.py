@@ -21,9 +21,9 @@ from sqlalchemy import select
 
 from tgfleet.db import Bot, BotStatus, session_scope
 from tgfleet.db.maintenance import PartitionReport
-from tgfleet.platform.health import Problem, collect_snapshot
+from tgfleet.ops.health import Problem, collect_snapshot
 from tgfleet.platform.settings import Settings
-from tgfleet.tasks.outbox import queue_message
+from tgfleet.sends.outbox import queue_message
 
 log = logging.getLogger(__name__)
 

@@ -83,7 +83,7 @@ def mark_sent(session: Session, row: Outbox, tg_message_id: int | None) -> None:
     )
     if row.dedupe_key is None:
         return
-    from tgfleet.tasks.outbox import enqueue_after_commit, next_part_key
+    from tgfleet.sends.outbox import enqueue_after_commit, next_part_key
 
     released = session.execute(
         update(Outbox)
@@ -103,7 +103,7 @@ def fail_later_parts(session: Session, row: Outbox, status: OutboxStatus, reason
     """A part that failed or died takes the rest of its text with it."""
     if row.dedupe_key is None:
         return 0
-    from tgfleet.tasks.outbox import next_part_key
+    from tgfleet.sends.outbox import next_part_key
 
     count, key = 0, next_part_key(row.dedupe_key)
     while True:
@@ -212,7 +212,7 @@ def mark_dead(
     log.warning("outbox %s (bot %s, chat %s) is dead: %s", row.id, bot_id, row.chat_id, reason)
     if (row.dedupe_key or "").startswith(NOTICE_PREFIX):
         return 0  # never notify about a notice: no loops
-    from tgfleet.tasks.outbox import queue_message
+    from tgfleet.sends.outbox import queue_message
 
     incident = f"broadcast:{row.broadcast_id}" if row.broadcast_id else f"row:{row.id}"
     if row.broadcast_id:

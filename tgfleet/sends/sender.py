@@ -22,15 +22,16 @@ from telethon import errors
 from tgfleet.db import (
     Outbox,
     OutboxStatus,
+    fleet,
     session_scope,
 )
-from tgfleet.platform import delivery, fleet
-from tgfleet.platform.pacing import SendPacer, Stage
-from tgfleet.platform.ratelimit import ChatKind, Limits, RateLimiter
-from tgfleet.platform.resolve import PeerCache, PeerNotFound, resolve_input_peer
-from tgfleet.platform.sender_loop import BotClients, BotCredentials, SenderLoop, SenderUnavailable
 from tgfleet.platform.settings import Settings
-from tgfleet.platform.telegram_calls import ClientLookup, build_request, sent_message_id
+from tgfleet.sends import delivery
+from tgfleet.sends.loop import BotClients, BotCredentials, SenderLoop, SenderUnavailable
+from tgfleet.sends.pacing import SendPacer, Stage
+from tgfleet.sends.ratelimit import ChatKind, Limits, RateLimiter
+from tgfleet.sends.resolve import PeerCache, PeerNotFound, resolve_input_peer
+from tgfleet.sends.telegram_calls import ClientLookup, build_request, sent_message_id
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +75,7 @@ class Outcome:
 
 
 class DbSessionStore:
-    """Per-node bot sessions in ``bot_sessions`` (``tgfleet.platform.fleet``), encrypted."""
+    """Per-node bot sessions in ``bot_sessions`` (``tgfleet.db.fleet``), encrypted."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings

@@ -14,8 +14,8 @@ from sqlalchemy import select
 
 from tgfleet.db import BotMetric, MetricBucket, session_scope
 from tgfleet.db.rollups import METRICS
+from tgfleet.ops.health import Snapshot, add_workers, collect_snapshot
 from tgfleet.platform.errors import TgfleetError
-from tgfleet.platform.health import Snapshot, add_workers, collect_snapshot
 from tgfleet.platform.settings import Settings
 
 #: The roll-up columns `tgfleet stats` shows: every metric the roll-up computes.
@@ -183,7 +183,7 @@ def cmd_stats(args: argparse.Namespace, settings: Settings) -> int:
                 "(and is the bot id right)?"
             )
     if args.plot is not None:
-        from tgfleet.platform.plot import plot_daily
+        from tgfleet.ops.plot import plot_daily
 
         plot_daily(rows, args.plot, title=f"tgfleet bot {args.bot}")
         print(f"plot written to {args.plot}")

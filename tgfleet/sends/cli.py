@@ -140,7 +140,7 @@ def queue_broadcast(
 ) -> int:
     """Queue ``text`` for every chat in batches; returns how many rows were new."""
     from tgfleet.db import Outbox, session_scope
-    from tgfleet.tasks.outbox import queue_message
+    from tgfleet.sends.outbox import queue_message
 
     task = progress.add_task("queueing", total=len(chat_ids)) if progress else None
     created = 0
@@ -248,7 +248,7 @@ def cmd_outbox(args: argparse.Namespace, settings: Settings) -> int:
 def _retry(settings: Settings, args: argparse.Namespace, where: list[object]) -> int:
     from tgfleet.db import Outbox, OutboxStatus, session_scope
     from tgfleet.platform.celery_app import make_celery
-    from tgfleet.tasks.outbox import enqueue_after_commit
+    from tgfleet.sends.outbox import enqueue_after_commit
 
     make_celery(settings)
     statuses = [OutboxStatus(s) for s in (args.status or ["dead"])]

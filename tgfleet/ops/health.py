@@ -5,7 +5,7 @@ heartbeat (``tgfleet:listener-heartbeats``) and lease (``tgfleet:lease:<bot>``),
 send rates over the last minute, flood pauses, outbox backlog and dead letters; per queue
 the depth and the oldest message's age; partition coverage and rows in DEFAULT; legacy
 migration progress. ``Snapshot.problems`` lists what needs attention, each with a stable
-``key`` so the health task (``tgfleet.platform.alerts``) can tell an incident that goes on
+``key`` so the health task (``tgfleet.ops.alerts``) can tell an incident that goes on
 from a new one. ``tgfleet status`` renders the same snapshot.
 """
 
@@ -20,11 +20,11 @@ import redis
 from sqlalchemy import text
 
 from tgfleet.db.session import session_scope
-from tgfleet.listeners.lease import LeaseStore
 from tgfleet.listeners.process import HEARTBEATS
+from tgfleet.platform.lease import LeaseStore
 from tgfleet.platform.queues import QueueState, queue_states
-from tgfleet.platform.ratelimit import RateLimiter
 from tgfleet.platform.settings import Settings
+from tgfleet.sends.ratelimit import RateLimiter
 from tgfleet.tasks.updates import ORPHAN_DEAD_LETTERS
 
 #: Inbound updates and sends are counted over this window for the per-second rates.

@@ -1,0 +1,1 @@
+"""tgfleet/bots/apps."""
