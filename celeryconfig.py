@@ -7,6 +7,8 @@ everything here is static policy: serialisation, queues, routes, acks, prefetch.
 
 from kombu import Queue
 
+from tgfleet.platform.names import MAINTENANCE_QUEUE, QUEUES
+
 # JSON only: task arguments are JSON primitives and ids, never pickles.
 task_serializer = "json"
 result_serializer = "json"
@@ -16,9 +18,8 @@ timezone = "UTC"
 enable_utc = True
 
 # One queue per concern, so each can get its own workers, pool and concurrency.
-QUEUES = ("updates", "sends", "analytics", "migration", "maintenance")
 task_queues = tuple(Queue(name, routing_key=name) for name in QUEUES)
-task_default_queue = "maintenance"
+task_default_queue = MAINTENANCE_QUEUE
 task_routes = {f"tgfleet.{area}.*": {"queue": area} for area in QUEUES}
 task_create_missing_queues = False
 

@@ -39,7 +39,7 @@ from tgfleet.bots.runtime import bot_view, handler_for  # noqa: E402
 from tgfleet.db import fleet, upgrade_database  # noqa: E402
 from tgfleet.dev.processes import ProcessGroup  # noqa: E402
 from tgfleet.dev.services import DevServices  # noqa: E402
-from tgfleet.inbox.drain import drain_chat, record_and_handle  # noqa: E402
+from tgfleet.inbox import drain_chat, record_and_handle  # noqa: E402
 from tgfleet.listeners.publisher import QueuedEnvelopes  # noqa: E402
 from tgfleet.platform.envelope import decode, encode  # noqa: E402
 from tgfleet.platform.settings import Settings, load_settings  # noqa: E402

@@ -49,8 +49,8 @@ def cmd_dev(args: argparse.Namespace) -> int:
 
 
 def cmd_ping(args: argparse.Namespace, settings: Settings) -> int:
+    from tgfleet.ops.ping import ping_round_trip
     from tgfleet.platform.celery_app import make_celery
-    from tgfleet.tasks.maintenance import ping_round_trip
 
     seconds, answer = ping_round_trip(make_celery(settings), timeout=args.timeout)
     print(f"{answer} ({seconds * 1000:.1f} ms round trip)")

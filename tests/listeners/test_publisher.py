@@ -19,10 +19,8 @@ import redis
 
 from tgfleet.dev.services import find_redis_server, free_port, port_open
 from tgfleet.listeners.publisher import (
-    BATCH_TASK_NAME,
     ENVELOPES_PER_TASK,
     MAX_BATCH,
-    TASK_NAME,
     Publisher,
     QueuedEnvelopes,
     _Message,
@@ -30,6 +28,7 @@ from tgfleet.listeners.publisher import (
     task_messages,
 )
 from tgfleet.platform.celery_app import make_celery
+from tgfleet.platform.names import HANDLE_UPDATE, HANDLE_UPDATE_BATCH, RECORD_ENTITIES
 from tgfleet.platform.queues import PUBLISHED_AT_HEADER
 from tgfleet.platform.settings import Settings
 
@@ -139,12 +138,12 @@ def test_publishes_celery_task_messages_in_order_and_calls_back_after(
     # And each is the message Celery itself publishes for the task (protocol 2, same headers
     # and properties, routed to the updates queue, publish time stamped)
     with app.producer_or_acquire() as producer:
-        app.send_task(TASK_NAME, args=[envelope(-1)], queue="updates", producer=producer)
+        app.send_task(HANDLE_UPDATE, args=[envelope(-1)], queue="updates", producer=producer)
     reference = queued(broker)[-1]
     for message in messages[:3] + messages[-3:]:
         assert message.keys() == reference.keys()
         assert message["headers"].keys() == reference["headers"].keys()
-        assert message["headers"]["task"] in (TASK_NAME, BATCH_TASK_NAME)
+        assert message["headers"]["task"] in (HANDLE_UPDATE, HANDLE_UPDATE_BATCH)
         assert message["headers"]["id"] == message["properties"]["correlation_id"]
         assert isinstance(message["headers"][PUBLISHED_AT_HEADER], float)
         assert message["properties"].keys() == reference["properties"].keys()
@@ -212,7 +211,7 @@ def test_stop_after_drain_publishes_everything_handed_over(
         # Given envelopes and another task handed over, not yet published
         for n in range(300):
             await publisher.publish(envelope(n), recorder.callback(n))
-        await publisher.send("tgfleet.updates.record_entities", [7, []], "updates")
+        await publisher.send(RECORD_ENTITIES, [7, []], "updates")
         # When the listener drains (as on SIGTERM) and stops
         drained = await publisher.drain(timeout=30)
         publisher.stop()
@@ -222,8 +221,8 @@ def test_stop_after_drain_publishes_everything_handed_over(
     # Then every message was published, in order, and every callback ran before drain ended
     assert drained and pending == 0
     messages = queued(broker)
-    assert messages[-2]["headers"]["task"] in (TASK_NAME, BATCH_TASK_NAME)
-    assert messages[-1]["headers"]["task"] == "tgfleet.updates.record_entities"
+    assert messages[-2]["headers"]["task"] in (HANDLE_UPDATE, HANDLE_UPDATE_BATCH)
+    assert messages[-1]["headers"]["task"] == RECORD_ENTITIES
     assert queued_msgs(broker) == list(range(300))
     assert recorder.done == list(range(300))
 
@@ -259,19 +258,21 @@ def test_runs_of_envelopes_become_batch_tasks_and_other_messages_keep_their_plac
     def message(task: str, args: list[Any]) -> Any:
         return _Message(task, args, "updates", None)
 
-    handed = [message(TASK_NAME, [envelope(n)]) for n in range(45)]
-    handed.append(message("tgfleet.updates.record_entities", [7, []]))
-    handed.append(message(TASK_NAME, [envelope(45)]))
+    handed = [message(HANDLE_UPDATE, [envelope(n)]) for n in range(45)]
+    handed.append(message(RECORD_ENTITIES, [7, []]))
+    handed.append(message(HANDLE_UPDATE, [envelope(45)]))
     # When they are turned into task messages
     tasks = task_messages(handed)
     # Then the run of 45 goes as batches of 20, 20 and 5, the other task keeps its place,
     # and the lone envelope after it is a plain handle task
-    assert [(name, len(args[0]) if name == BATCH_TASK_NAME else 1) for name, args, _ in tasks] == [
-        (BATCH_TASK_NAME, 20),
-        (BATCH_TASK_NAME, 20),
-        (BATCH_TASK_NAME, 5),
-        ("tgfleet.updates.record_entities", 1),
-        (TASK_NAME, 1),
+    assert [
+        (name, len(args[0]) if name == HANDLE_UPDATE_BATCH else 1) for name, args, _ in tasks
+    ] == [
+        (HANDLE_UPDATE_BATCH, 20),
+        (HANDLE_UPDATE_BATCH, 20),
+        (HANDLE_UPDATE_BATCH, 5),
+        (RECORD_ENTITIES, 1),
+        (HANDLE_UPDATE, 1),
     ]
-    flat = [e["msg"] for name, args, _ in tasks if name == BATCH_TASK_NAME for e in args[0]]
+    flat = [e["msg"] for name, args, _ in tasks if name == HANDLE_UPDATE_BATCH for e in args[0]]
     assert flat == list(range(45)) and tasks[-1][1] == [envelope(45)]

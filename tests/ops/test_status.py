@@ -13,8 +13,8 @@ import redis
 from sqlalchemy import Engine, text
 
 from tgfleet.dev.processes import Child
-from tgfleet.listeners.process import HEARTBEATS
 from tgfleet.ops.alerts import run_health_check
+from tgfleet.platform.names import LEASE_PREFIX, LISTENER_HEARTBEATS
 from tgfleet.platform.queues import PUBLISHED_AT_HEADER
 from tgfleet.platform.settings import Settings
 
@@ -23,7 +23,7 @@ def beat_for(client: redis.Redis, bot: int, age_s: float) -> None:
     """A listener heartbeat ``age_s`` old for ``bot``, holding its lease."""
     now = time.time()
     client.hset(
-        HEARTBEATS,
+        LISTENER_HEARTBEATS,
         str(bot),
         json.dumps(
             {
@@ -37,7 +37,7 @@ def beat_for(client: redis.Redis, bot: int, age_s: float) -> None:
             }
         ),
     )
-    client.set(f"tgfleet:lease:{bot}", "l-1|1", px=30_000)
+    client.set(f"{LEASE_PREFIX}{bot}", "l-1|1", px=30_000)
 
 
 def status(env: dict[str, str]) -> tuple[int, dict[str, Any]]:

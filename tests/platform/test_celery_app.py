@@ -7,10 +7,10 @@ from collections.abc import Callable
 import pytest
 
 from tgfleet.dev.processes import Child
+from tgfleet.ops.ping import ping_round_trip
 from tgfleet.platform.celery_app import make_celery
 from tgfleet.platform.errors import ConfigError
 from tgfleet.platform.settings import Settings, load_settings
-from tgfleet.tasks.maintenance import ping_round_trip
 
 #: Every task tgfleet registers, and the queue it is routed to.
 EXPECTED_TASKS = {

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from tests.envelopes import message_envelope
 from tgfleet.db import fleet
-from tgfleet.inbox.drain import InboundMessage, drain_chat, record_and_handle
+from tgfleet.inbox import InboundMessage, drain_chat, record_and_handle
 from tgfleet.platform.envelope import Envelope, decode
 from tgfleet.platform.settings import Settings
 

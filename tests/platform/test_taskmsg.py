@@ -15,9 +15,9 @@ import redis
 from tgfleet.dev.processes import Child
 from tgfleet.platform import taskmsg
 from tgfleet.platform.celery_app import make_celery
+from tgfleet.platform.names import PING_PREFIX
 from tgfleet.platform.settings import Settings
 from tgfleet.platform.taskmsg import TaskCall
-from tgfleet.tasks.maintenance import PING_KEY
 
 #: Fields that differ between any two messages (ids, clocks, the sending process).
 _PER_MESSAGE = {"id", "root_id", "correlation_id", "delivery_tag", "tgfleet_published_at", "eta"}
@@ -84,7 +84,7 @@ def test_a_real_worker_runs_published_tasks_in_one_round_trip(
     deadline = time.monotonic() + 30
     answers: list[Any] = []
     while time.monotonic() < deadline:
-        answers = [broker.get(PING_KEY.format(token=t)) for t in tokens]
+        answers = [broker.get(PING_PREFIX + t) for t in tokens]
         if all(answers):
             break
         time.sleep(0.1)

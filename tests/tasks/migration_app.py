@@ -5,9 +5,9 @@
 """
 
 from tgfleet.platform.celery_app import make_celery
+from tgfleet.platform.schedule import migration_schedule
 from tgfleet.platform.settings import settings_or_exit
-from tgfleet.tasks.migration import migration_beat_schedule
 
 app = make_celery(settings_or_exit())
 app.conf.include = [*app.conf.include, "tgfleet.tasks.migration"]
-app.conf.beat_schedule = migration_beat_schedule(app.settings, interval=1.0, batch_size=40)
+app.conf.beat_schedule = migration_schedule(interval=1.0, batch_size=40)

@@ -31,19 +31,19 @@ from tgfleet.dev.processes import Child, ProcessGroup
 from tgfleet.legacy.format import Component
 from tgfleet.legacy.generate import GenerateReport
 from tgfleet.legacy.lifecycle import run_until_idle, start, status, verify
+from tgfleet.platform.names import MIGRATION_BATCH, MIGRATION_QUEUE
+from tgfleet.platform.schedule import migration_schedule
 from tgfleet.platform.settings import Settings
-from tgfleet.tasks.migration import TASK_NAME, migration_beat_schedule
 
 APP = "tests.tasks.migration_app"
 
 
-def test_beat_schedule_offers_every_component_on_the_migration_queue(
-    settings: Settings,
-) -> None:
-    schedule = migration_beat_schedule(settings, interval=5.0, batch_size=100)
+def test_beat_schedule_offers_every_component_on_the_migration_queue() -> None:
+    schedule = migration_schedule(interval=5.0, batch_size=100)
     assert {e["args"][0] for e in schedule.values()} == {c.value for c in Component}
-    assert all(e["task"] == TASK_NAME == "tgfleet.migration.run_batch" for e in schedule.values())
-    assert all(e["options"]["queue"] == "migration" for e in schedule.values())
+    assert all(e["task"] == MIGRATION_BATCH for e in schedule.values())
+    assert all(e["options"]["queue"] == MIGRATION_QUEUE for e in schedule.values())
+    assert all(e["kwargs"] == {"batch_size": 100} for e in schedule.values())
 
 
 def _loaded(settings: Settings, root: Path) -> bool:

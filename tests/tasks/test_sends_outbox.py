@@ -22,13 +22,13 @@ from sqlalchemy import delete, select
 
 from tgfleet.db import Bot, Entity, Outbox, OutboxStatus, PeerType, TgUser, session_scope
 from tgfleet.platform.celery_app import make_celery
+from tgfleet.platform.names import SEND_METRICS
 from tgfleet.platform.settings import Settings
 from tgfleet.sends.cli import SendCliError, add_parsers, queue_broadcast, recipients
 from tgfleet.sends.delivery import claim, random_id_for
 from tgfleet.sends.outbox import MAX_TEXT, next_part_key, queue_message, split_text, utf16_len
 from tgfleet.sends.resolve import PeerCache, PeerNotFound, resolve_input_peer
-from tgfleet.sends.sender import SEND_METRICS
-from tgfleet.tasks.sends import QueueDelay
+from tgfleet.sends.sweep import QueueDelay
 
 
 @pytest.fixture

@@ -21,10 +21,10 @@ import redis
 from tests.envelopes import message_envelope
 from tgfleet.dev.processes import Child
 from tgfleet.dev.services import DevServices, restart_redis
-from tgfleet.inbox.drain import chat_lock_key
+from tgfleet.inbox import chat_lock_key
 from tgfleet.platform.celery_app import make_celery
+from tgfleet.platform.names import HANDLE_UPDATE_BATCH, ORPHAN_DEAD_LETTERS
 from tgfleet.platform.settings import Settings
-from tgfleet.tasks.updates import ORPHAN_DEAD_LETTERS
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -317,7 +317,7 @@ def test_a_batch_is_handled_in_order_and_a_busy_chat_is_deferred(
         message_envelope(bot, 1001, 3, "waits"),
         message_envelope(bot, 1002, 1, "first"),
     ]
-    make_celery(migrated).send_task("tgfleet.updates.handle_batch", args=[batch])
+    make_celery(migrated).send_task(HANDLE_UPDATE_BATCH, args=[batch])
     # Then chat 1002 is handled in order, once, while 1001 waits for its chat
     wait_until(lambda: "handle_batch" in worker.log_path.read_text(), 60, "the batch")
     wait_until(

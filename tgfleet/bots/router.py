@@ -1,7 +1,7 @@
 """The handler API: a router of commands, texts and photos, and the context handlers get.
 
 A bot app is a ``Router``; ``bots.settings['app']`` names which one a bot runs
-(see ``tgfleet.bots.APPS``). Handlers are plain synchronous functions of a
+(see ``tgfleet.bots.app_router``). Handlers are plain synchronous functions of a
 ``Context``; whatever they write goes through ``ctx.session`` in the same
 transaction that marks the message processed, so their effects happen once.
 Replies (``ctx.reply``, ``ctx.send``, ``ctx.notify_admins``) and analytics events
@@ -25,7 +25,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from tgfleet.bots.effects import Effects
-from tgfleet.inbox.drain import InboundMessage
+from tgfleet.inbox import InboundMessage
 
 log = logging.getLogger(__name__)
 
@@ -118,10 +118,6 @@ class Router:
             return fn
 
         return register
-
-    @property
-    def commands(self) -> list[str]:
-        return sorted(self._commands)
 
     def resolve(self, message: InboundMessage) -> HandlerFn | None:
         if message.kind != "message":

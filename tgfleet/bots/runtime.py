@@ -13,7 +13,7 @@ from tgfleet.bots import app_router
 from tgfleet.bots.effects import Effects
 from tgfleet.bots.router import Context
 from tgfleet.db import Bot, session_scope
-from tgfleet.inbox.drain import Handler, InboundMessage
+from tgfleet.inbox.record import Handler, InboundMessage
 from tgfleet.platform.settings import Settings
 
 #: How long a worker process trusts its copy of a bot's app and admins.
@@ -62,3 +62,9 @@ def handler_for(bot: BotView) -> Handler:
         return ctx.effects
 
     return handle_message
+
+
+def handler_of_bot(settings: Settings, bot_id: int) -> Handler | None:
+    """The handler of ``bot_id``'s app, or None when the bot is not in the fleet."""
+    bot = bot_view(settings, bot_id)
+    return None if bot is None else handler_for(bot)

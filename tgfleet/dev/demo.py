@@ -34,10 +34,10 @@ from tgfleet.dev.processes import ProcessGroup
 from tgfleet.dev.services import DevServices, free_port, port_open
 from tgfleet.dev.traffic import NAMES, SimUser, TrafficGenerator
 from tgfleet.ops.flower import flower_argv, flower_env, generate_password
+from tgfleet.ops.ping import ping_round_trip
 from tgfleet.platform.celery_app import make_celery
 from tgfleet.platform.settings import Settings, load_settings
 from tgfleet.simulator import SimulatorClient
-from tgfleet.tasks.maintenance import ping_round_trip
 
 WORKER_QUEUES = "updates,analytics,migration,maintenance"
 

@@ -1,12 +1,9 @@
-"""The inbox: recording incoming updates and running the bots' handlers, in order, once.
+"""Running the bots' handlers on a chat's inbound messages: in order, once each.
 
-``record_update`` stores what an envelope brings (entities, the sender, the message)
-idempotently: its dedupe key goes into ``processed_updates`` in the same transaction,
-so a replayed update changes nothing. ``drain_chat`` then runs the bot's handlers on
-the chat's unprocessed inbound messages in message-id order, one transaction per
-message under a per-chat advisory lock, marking each processed together with its
-effects. Any number of workers, retries and crashes give each message's handlers
-exactly one effect.
+``drain_chat`` runs the bot's handler on the chat's unprocessed inbound messages in
+message-id order, one transaction per message under a per-chat advisory lock, marking
+each processed together with its effects. Any number of workers, retries and crashes
+give each message's handlers exactly one effect.
 
 Order across workers: each envelope names the previous inbound message the listener
 published for that chat (``prev``). A message whose predecessor has not been recorded
@@ -17,325 +14,46 @@ restarted), then it runs anyway.
 
 from __future__ import annotations
 
-import base64
 import hashlib
-import json
 import logging
-import time
 import traceback
-from collections import OrderedDict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from sqlalchemy import event, func, select, text
-from sqlalchemy import update as update_stmt
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import select, text
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session
-from telethon.extensions import BinaryReader
-from telethon.tl import types
 
-from tgfleet.db import (
-    DeadUpdate,
-    Entity,
-    Message,
-    MessageDirection,
-    PeerType,
-    TgUser,
-    session_scope,
-)
-from tgfleet.db.prepared import Prepared, execute, execute_batch
+from tgfleet.db import DeadUpdate, Message, MessageDirection, session_scope
+from tgfleet.db.entities import upsert_entities
+from tgfleet.db.prepared import execute, execute_batch
 from tgfleet.db.session import context_sent_with
-from tgfleet.platform.envelope import (
-    KIND_EDIT,
-    KIND_MESSAGE,
-    KIND_USER_NAME,
-    EntityRecord,
-    Envelope,
+from tgfleet.inbox.record import (
+    CHAIN_STALL_S,
+    MARK_PROCESSED,
+    NEW_CONVERSATION,
+    NEXT_WAITING,
+    RECORD_AND_NEXT,
+    Handler,
+    inbound_from_row,
+    is_message,
+    message_params,
+    record_update,
 )
+from tgfleet.platform.envelope import Envelope
 from tgfleet.platform.settings import Settings
 
-if TYPE_CHECKING:
-    from tgfleet.bots.effects import Effects
-
 log = logging.getLogger(__name__)
-
-#: How long a message waits for its predecessor before its handlers run anyway.
-CHAIN_STALL_S = 10.0
-
-
-@dataclass
-class InboundMessage:
-    """One stored inbound message, as handlers see it."""
-
-    bot_id: int
-    chat_id: int
-    sender_id: int | None
-    tg_message_id: int
-    text: str
-    message: types.Message | None
-    kind: str
-
-    @property
-    def photo(self) -> types.Photo | None:
-        media = getattr(self.message, "media", None)
-        if isinstance(media, types.MessageMediaPhoto) and isinstance(media.photo, types.Photo):
-            return media.photo
-        return None
-
-
-#: handle(session, inbound) -> the effects to write with the processed mark (or None);
-#: raises to dead-letter the message.
-Handler = Callable[[Session, InboundMessage], "Effects | None"]
 
 
 def chat_lock_key(bot_id: int, chat_id: int) -> int:
     """A signed 64-bit advisory-lock key for one chat of one bot."""
     digest = hashlib.blake2b(f"{bot_id}:{chat_id}".encode(), digest_size=8).digest()
     return int.from_bytes(digest, "big", signed=True)
-
-
-# The hot path is raw SQL on purpose: every message goes through it, and each of these
-# statements replaces two or three ORM round trips (claim + insert, select + join,
-# update + upsert). Statement count is what bounds a worker's updates/s.
-_CLAIM = text(
-    "INSERT INTO processed_updates (bot_id, dedupe_key) VALUES (:bot, :key) "
-    "ON CONFLICT DO NOTHING RETURNING 1"
-)
-_CLAIM_AND_STORE = text(
-    "WITH claim AS (INSERT INTO processed_updates (bot_id, dedupe_key) VALUES (:bot, :key) "
-    "ON CONFLICT DO NOTHING RETURNING 1) "
-    "INSERT INTO messages (bot_id, direction, chat_id, sender_id, tg_message_id, text, payload) "
-    "SELECT :bot, 'in', :chat, :sender, :msg, :text, CAST(:payload AS jsonb) FROM claim "
-    "RETURNING id"
-)
-
-
-#: Claim + store + the chat's first two waiting messages (the stored one included: a
-#: statement does not see its own inserts, hence the UNION), in one round trip.
-_RECORD_AND_NEXT = Prepared(
-    "tgfleet_inbox_record_next",
-    ("bigint", "text", "bigint", "bigint", "bigint", "text", "jsonb"),
-    "WITH claim AS (INSERT INTO processed_updates (bot_id, dedupe_key) VALUES ($1, $2) "
-    "ON CONFLICT DO NOTHING RETURNING 1), "
-    "stored AS (INSERT INTO messages (bot_id, direction, chat_id, sender_id, tg_message_id, "
-    "text, payload) SELECT $1, 'in', $3, $4, $5, $6, $7 FROM claim "
-    "RETURNING id, created_at, sender_id, tg_message_id, text, payload), "
-    "waiting AS (SELECT * FROM stored UNION ALL (SELECT m.id, m.created_at, m.sender_id, "
-    "m.tg_message_id, m.text, m.payload FROM messages m WHERE m.bot_id = $1 "
-    "AND m.chat_id = $3 AND m.direction = 'in' AND m.processed_at IS NULL "
-    "ORDER BY m.tg_message_id, m.id LIMIT 2)) "
-    "SELECT (SELECT count(*) FROM stored) AS fresh, w.id, w.created_at, w.sender_id, "
-    "w.tg_message_id, w.text, (w.payload ->> 'prev')::bigint AS prev, "
-    "w.payload ->> 'kind' AS kind, w.payload ->> 'tl' AS tl, "
-    "c.chat_id IS NOT NULL AS has_conversation, c.last_processed_message_id "
-    "FROM (SELECT 1) AS one "
-    "LEFT JOIN (SELECT * FROM waiting ORDER BY tg_message_id, id LIMIT 2) AS w ON true "
-    "LEFT JOIN conversations c ON c.bot_id = $1 AND c.chat_id = $3 "
-    "ORDER BY w.tg_message_id, w.id",
-)
-#: The chat's first two waiting messages, as _RECORD_AND_NEXT gives them.
-_NEXT = Prepared(
-    "tgfleet_inbox_next",
-    ("bigint", "bigint"),
-    "SELECT 0 AS fresh, m.id, m.created_at, m.sender_id, m.tg_message_id, m.text, "
-    "(m.payload ->> 'prev')::bigint AS prev, m.payload ->> 'kind' AS kind, "
-    "m.payload ->> 'tl' AS tl, "
-    "c.chat_id IS NOT NULL AS has_conversation, c.last_processed_message_id "
-    "FROM messages m LEFT JOIN conversations c ON c.bot_id = m.bot_id AND c.chat_id = m.chat_id "
-    "WHERE m.bot_id = $1 AND m.chat_id = $2 AND m.direction = 'in' "
-    "AND m.processed_at IS NULL ORDER BY m.tg_message_id, m.id LIMIT 2",
-)
-_NEW_CONVERSATION = Prepared(
-    "tgfleet_inbox_new_conversation",
-    ("bigint", "bigint"),
-    "INSERT INTO conversations (bot_id, chat_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-)
-#: $1 bot, $2 chat, $3 message row id, $4 its created_at, $5 its Telegram message id.
-_MARK_PROCESSED = Prepared(
-    "tgfleet_inbox_mark_processed",
-    ("bigint", "bigint", "bigint", "timestamptz", "bigint"),
-    "WITH done AS (UPDATE messages SET processed_at = now() "
-    "WHERE bot_id = $1 AND created_at = $4 AND id = $3) "
-    "UPDATE conversations SET messages_in = messages_in + 1, "
-    "last_processed_message_id = GREATEST(COALESCE(last_processed_message_id, 0), $5), "
-    "last_message_at = $4, updated_at = now() "
-    "WHERE bot_id = $1 AND chat_id = $2",
-)
-
-
-def _message_params(envelope: Envelope) -> tuple[Any, ...]:
-    """The columns of an envelope's inbound message row, in _RECORD_AND_NEXT's order."""
-    message = envelope.update.message
-    sender = getattr(message.from_id, "user_id", None) or (
-        envelope.chat_id if envelope.chat_id is not None and envelope.chat_id > 0 else None
-    )
-    payload = {
-        "kind": envelope.kind,
-        "prev": envelope.prev_id,
-        "tl": base64.b64encode(bytes(message)).decode(),
-    }
-    return (
-        envelope.bot_id,
-        envelope.key,
-        envelope.chat_id,
-        sender,
-        envelope.msg_id,
-        message.message or "",
-        json.dumps(payload),
-    )
-
-
-def record_update(session: Session, envelope: Envelope) -> bool:
-    """Store the envelope's entities and message; False if it was seen before."""
-    upsert_entities(session, envelope.bot_id, envelope.entities)
-    if _is_message(envelope):
-        bot, key, chat, sender, msg, body, payload = _message_params(envelope)
-        stored = session.execute(
-            _CLAIM_AND_STORE,
-            {
-                "bot": bot,
-                "key": key,
-                "chat": chat,
-                "sender": sender,
-                "msg": msg,
-                "text": body,
-                "payload": payload,
-            },
-        ).first()
-        return stored is not None
-    claimed = session.execute(_CLAIM, {"bot": envelope.bot_id, "key": envelope.key}).first()
-    if claimed is None:
-        return False
-    if envelope.kind == KIND_USER_NAME and isinstance(envelope.update, types.UpdateUserName):
-        apply_name_change(session, envelope.bot_id, envelope.update)
-    return True
-
-
-def _is_message(envelope: Envelope) -> bool:
-    return envelope.kind in (KIND_MESSAGE, KIND_EDIT) and envelope.chat_id is not None
-
-
-def apply_name_change(session: Session, bot_id: int, update: types.UpdateUserName) -> None:
-    """A user changed their Telegram names: keep ``tg_users`` (and the entity store) current."""
-    active = [u.username for u in update.usernames or () if getattr(u, "active", True)]
-    username = active[0] if active else None
-    session.execute(
-        update_stmt(TgUser)
-        .where(TgUser.bot_id == bot_id, TgUser.user_id == update.user_id)
-        .values(
-            first_name=update.first_name,
-            last_name=update.last_name,
-            username=username,
-            last_seen_at=func.now(),
-        )
-    )
-    session.execute(
-        update_stmt(Entity)
-        .where(
-            Entity.bot_id == bot_id,
-            Entity.peer_type == PeerType.USER,
-            Entity.peer_id == update.user_id,
-        )
-        .values(username=username, updated_at=func.now())
-    )
-
-
-#: Peers written recently by this process: (bot, type, id) -> (record, when). Unchanged
-#: peers seen within ENTITY_FRESH_S are not written again (one user, many messages).
-_recent: OrderedDict[tuple[int, str, int], tuple[EntityRecord, float]] = OrderedDict()
-ENTITY_FRESH_S = 60.0
-_RECENT_MAX = 50_000
-
-
-def _stale(bot_id: int, records: tuple[EntityRecord, ...]) -> list[EntityRecord]:
-    now = time.monotonic()
-    out = []
-    for record in {(r.peer_type, r.peer_id): r for r in records}.values():
-        seen = _recent.get((bot_id, record.peer_type, record.peer_id))
-        if seen is None or seen[0] != record or now - seen[1] > ENTITY_FRESH_S:
-            out.append(record)
-    return out
-
-
-def _remember_after_commit(session: Session, bot_id: int, records: list[EntityRecord]) -> None:
-    """Cache the peers once their rows are committed (a rollback must not be cached)."""
-
-    def remember(_: Session) -> None:
-        now = time.monotonic()
-        for record in records:
-            key = (bot_id, record.peer_type, record.peer_id)
-            _recent[key] = (record, now)
-            _recent.move_to_end(key)
-        while len(_recent) > _RECENT_MAX:
-            _recent.popitem(last=False)
-
-    event.listen(session, "after_commit", remember, once=True)
-
-
-def upsert_entities(session: Session, bot_id: int, records: tuple[EntityRecord, ...]) -> None:
-    """Entity store + tg_users from the peers an update brought (hashes are per account)."""
-    stale = _stale(bot_id, records)
-    if not stale:
-        return
-    _remember_after_commit(session, bot_id, stale)
-    records = tuple(stale)
-    rows = [
-        {
-            "bot_id": bot_id,
-            "peer_type": PeerType(r.peer_type),
-            "peer_id": r.peer_id,
-            "access_hash": r.access_hash,
-            "username": r.username,
-        }
-        for r in {(r.peer_type, r.peer_id): r for r in records}.values()
-    ]
-    stmt = insert(Entity).values(rows)
-    session.execute(
-        stmt.on_conflict_do_update(
-            index_elements=[Entity.bot_id, Entity.peer_type, Entity.peer_id],
-            set_={
-                "access_hash": stmt.excluded.access_hash,
-                "username": stmt.excluded.username,
-                "updated_at": func.now(),
-            },
-            where=text(
-                "(entities.access_hash, entities.username) IS DISTINCT FROM "
-                "(excluded.access_hash, excluded.username)"
-            ),
-        )
-    )
-    users = [
-        {
-            "bot_id": bot_id,
-            "user_id": r.peer_id,
-            "first_name": r.first_name,
-            "last_name": r.last_name,
-            "username": r.username,
-            "language_code": r.lang,
-        }
-        for r in {r.peer_id: r for r in records if r.peer_type == "user"}.values()
-    ]
-    if users:
-        ustmt = insert(TgUser).values(users)
-        session.execute(
-            ustmt.on_conflict_do_update(
-                index_elements=[TgUser.bot_id, TgUser.user_id],
-                set_={
-                    "first_name": ustmt.excluded.first_name,
-                    "last_name": ustmt.excluded.last_name,
-                    "username": ustmt.excluded.username,
-                    "language_code": func.coalesce(
-                        ustmt.excluded.language_code, TgUser.language_code
-                    ),
-                    "last_seen_at": func.now(),
-                },
-            )
-        )
 
 
 @dataclass
@@ -419,13 +137,13 @@ def record_and_handle(
     """
     bot_id, chat_id = envelope.bot_id, envelope.chat_id
     scope = partial(session_scope, settings, bot_id=bot_id, correlation_id=correlation_id)
-    if chat_id is None or not _is_message(envelope):
+    if chat_id is None or not is_message(envelope):
         with scope() as session:
             return record_update(session, envelope), Step("empty")
     try:
         with chat_scope(settings, bot_id, chat_id, correlation_id=correlation_id) as session:
             upsert_entities(session, bot_id, envelope.entities)
-            rows = execute(session, _RECORD_AND_NEXT, *_message_params(envelope))
+            rows = execute(session, RECORD_AND_NEXT, *message_params(envelope))
             fresh = bool(rows[0].fresh)
             return fresh, _handle_first(session, bot_id, chat_id, handler, rows, envelope)
     except ChatBusy:
@@ -492,7 +210,7 @@ def process_next(session: Session, bot_id: int, chat_id: int, handler: Handler) 
     A handler exception raises HandlerFailed (the caller rolls back and calls
     ``mark_dead``); database errors propagate for the task to retry.
     """
-    rows = execute(session, _NEXT, bot_id, chat_id)
+    rows = execute(session, NEXT_WAITING, bot_id, chat_id)
     return _handle_first(session, bot_id, chat_id, handler, rows)
 
 
@@ -505,7 +223,7 @@ def _handle_first(
     envelope: Envelope | None = None,
 ) -> Step:
     """Handle the first of ``rows`` (the chat's first two waiting messages, in the shape
-    of _NEXT) and mark it processed together with the handler's effects."""
+    of NEXT_WAITING) and mark it processed together with the handler's effects."""
     if not rows or rows[0].id is None:
         return Step("empty")
     row, more = rows[0], len(rows) > 1
@@ -517,17 +235,17 @@ def _handle_first(
     ):
         return Step("wait")
     if not row.has_conversation:
-        execute(session, _NEW_CONVERSATION, bot_id, chat_id)
+        execute(session, NEW_CONVERSATION, bot_id, chat_id)
     tg_message_id = int(row.tg_message_id or 0)
     try:
-        effects = handler(session, _inbound(bot_id, chat_id, row, envelope))
+        effects = handler(session, inbound_from_row(bot_id, chat_id, row, envelope))
         session.flush()
     except DBAPIError:
         raise  # transient database trouble: the task retries
     except Exception as exc:  # a handler bug must not block the chat
         log.exception("handler failed on message %s of chat %s", row.tg_message_id, chat_id)
         raise HandlerFailed(chat_id, tg_message_id, exc) from exc
-    mark = (_MARK_PROCESSED, (bot_id, chat_id, row.id, row.created_at, tg_message_id))
+    mark = (MARK_PROCESSED, (bot_id, chat_id, row.id, row.created_at, tg_message_id))
     if effects is None:
         execute_batch(session, [mark])
     else:
@@ -563,9 +281,9 @@ def mark_dead(session: Session, bot_id: int, failure: HandlerFailed) -> None:
     execute_batch(
         session,
         [
-            (_NEW_CONVERSATION, (bot_id, failure.chat_id)),
+            (NEW_CONVERSATION, (bot_id, failure.chat_id)),
             (
-                _MARK_PROCESSED,
+                MARK_PROCESSED,
                 (bot_id, failure.chat_id, row.id, row.created_at, failure.tg_message_id),
             ),
         ],
@@ -586,29 +304,3 @@ def is_processed(session: Session, bot_id: int, chat_id: int, tg_message_id: int
         .limit(1)
     ).first()
     return waiting is None
-
-
-def _inbound(
-    bot_id: int, chat_id: int, row: Any, envelope: Envelope | None = None
-) -> InboundMessage:
-    message: types.Message | None = None
-    if (
-        envelope is not None
-        and envelope.msg_id == row.tg_message_id
-        and envelope.kind == row.kind
-        and isinstance(envelope.update.message, types.Message)
-    ):
-        message = envelope.update.message  # the message just recorded: no need to parse it
-    elif isinstance(row.tl, str):
-        parsed = BinaryReader(base64.b64decode(row.tl)).tgread_object()
-        if isinstance(parsed, types.Message):
-            message = parsed
-    return InboundMessage(
-        bot_id=bot_id,
-        chat_id=chat_id,
-        sender_id=row.sender_id,
-        tg_message_id=int(row.tg_message_id or 0),
-        text=row.text or "",
-        message=message,
-        kind=str(row.kind or KIND_MESSAGE),
-    )

@@ -20,8 +20,6 @@ from tgfleet.legacy.format import Component, ComponentState
 from tgfleet.legacy.targets import array_literal
 from tgfleet.platform.errors import TgfleetError
 
-COMPONENT_ROW = ""
-
 
 class ConcurrentBatchError(TgfleetError):
     """Another batch moved this checkpoint first; this batch was rolled back."""

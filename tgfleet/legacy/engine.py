@@ -387,3 +387,16 @@ def component_lock(settings: Settings, component: Component) -> Iterator[bool]:
             if got:
                 conn.execute(text("SELECT pg_advisory_unlock(hashtext(:k))"), {"k": key})
                 conn.commit()
+
+
+#: Open readers survive between batches in one worker process, one Migrator per store.
+_migrators: dict[tuple[str, str], Migrator] = {}
+
+
+def migrator_for(settings: Settings, root: Path) -> Migrator:
+    """This process's Migrator of the store at ``root`` for ``settings``' database."""
+    key = (settings.database_url, str(root))
+    migrator = _migrators.get(key)
+    if migrator is None:
+        migrator = _migrators[key] = Migrator(settings, root)
+    return migrator

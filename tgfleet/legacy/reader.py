@@ -200,10 +200,3 @@ def _describe(exc: Exception) -> str:
     if "incomplete" in text.lower() or "premature" in text.lower():
         return f"the file is truncated ({text})"
     return f"invalid JSON ({text})"
-
-
-def count_records(path: Path) -> tuple[int, SourceError | None]:
-    """Number of readable records in a file, and the read error if any."""
-    stream = RecordStream(path)
-    count = sum(1 for _ in stream)
-    return count, stream.error

@@ -22,13 +22,13 @@ from tgfleet.db.fleet import BotInfo, SavedState
 from tgfleet.listeners.publisher import Publisher
 from tgfleet.platform.envelope import encode, entity_records
 from tgfleet.platform.lease import Lease
+from tgfleet.platform.names import RECORD_ENTITIES, UPDATES_QUEUE
 from tgfleet.platform.settings import Settings
-from tgfleet.platform.telegram import make_client
+from tgfleet.platform.telegram import make_client, session_is_invalid
 
 log = logging.getLogger(__name__)
 
 NODE_ROLE = "listener"
-ENTITIES_TASK = "tgfleet.updates.record_entities"
 #: Update state is saved this long after a publish (batching the next ones).
 SAVE_DELAY_S = 0.5
 
@@ -84,11 +84,18 @@ class BotListener:
             await client.connect()
             if not await client.is_user_authorized():
                 await self._log_in(client, keep_connected=True)
-        except Exception:
+        except Exception as exc:
             # A stored session the server does not know (it was revoked, or a test server
             # lost its state) fails the same way every time: forget it, so that the next
-            # attempt logs in with the token.
-            if session is not None:
+            # attempt logs in with the token. Anything else (the network, a timeout, the
+            # database) leaves the session alone: the listener logs it and tries again.
+            if session is not None and session_is_invalid(exc):
+                log.warning(
+                    "bot %s: stored session is no longer valid (%r); it will log in "
+                    "again with its token",
+                    bot_id,
+                    exc,
+                )
                 await asyncio.to_thread(fleet.delete_session, settings, bot_id, self.node)
             raise
         me = await client.get_me()
@@ -126,7 +133,7 @@ class BotListener:
                 log.warning("bot %s cannot resolve admin %s yet: %s", self.bot_id, admin, exc)
         records = [record.to_json() for record in entity_records(found)]
         if records:
-            await self.publisher.send(ENTITIES_TASK, [self.bot_id, records], "updates")
+            await self.publisher.send(RECORD_ENTITIES, [self.bot_id, records], UPDATES_QUEUE)
 
     async def _on_update(self, update: Any) -> None:
         message = getattr(update, "message", None)

@@ -29,12 +29,11 @@ from tgfleet.listeners.bot_listener import BotListener
 from tgfleet.listeners.publisher import Publisher
 from tgfleet.platform.celery_app import make_celery
 from tgfleet.platform.lease import LeaseStore
+from tgfleet.platform.names import LISTENER_HEARTBEATS
 from tgfleet.platform.settings import Settings
 from tgfleet.platform.telegram import aes_backend
 
 log = logging.getLogger(__name__)
-
-HEARTBEATS = "tgfleet:listener-heartbeats"  # hash: bot id -> JSON heartbeat
 
 
 @dataclass
@@ -150,7 +149,7 @@ class ListenerProcess:
             )
             for bot_id, listener in self.listeners.items()
         }
-        self.redis.hset(HEARTBEATS, mapping=beats)  # type: ignore[arg-type]
+        self.redis.hset(LISTENER_HEARTBEATS, mapping=beats)  # type: ignore[arg-type]
 
     async def _stop_bot(self, bot_id: int, *, release: bool) -> None:
         listener = self.listeners.pop(bot_id, None)

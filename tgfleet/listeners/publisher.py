@@ -36,12 +36,10 @@ from typing import Any, NamedTuple
 from celery import Celery
 from kombu.exceptions import BatchPublishError, OperationalError
 
+from tgfleet.platform.names import HANDLE_UPDATE, HANDLE_UPDATE_BATCH, UPDATES_QUEUE
+
 log = logging.getLogger(__name__)
 
-TASK_NAME = "tgfleet.updates.handle"
-#: Several consecutive envelopes travel as one task of this (up to ENVELOPES_PER_TASK).
-BATCH_TASK_NAME = "tgfleet.updates.handle_batch"
-UPDATES_QUEUE = "updates"
 #: Most messages published in one Redis pipeline (a round trip).
 MAX_BATCH = 500
 #: Under a steady stream, how long the publisher waits after an update for more to
@@ -100,7 +98,7 @@ class Publisher:
         self, envelope: dict[str, Any], on_published: Callable[[], None] | None = None
     ) -> None:
         """Hand ``envelope`` to the publisher; waits only while the buffer is full."""
-        await self.send(TASK_NAME, [envelope], "updates", on_published)
+        await self.send(HANDLE_UPDATE, [envelope], UPDATES_QUEUE, on_published)
 
     async def send(
         self,
@@ -222,7 +220,7 @@ class Publisher:
         """Keep the update envelopes just published, for a resend after an outage."""
         now = time.monotonic()
         for message in messages:
-            if message.task == TASK_NAME:
+            if message.task == HANDLE_UPDATE:
                 self._recent.append(
                     (now, _Message(message.task, message.args, message.queue, None))
                 )
@@ -246,13 +244,13 @@ def task_messages(messages: list[_Message]) -> list[tuple[str, list[Any], str]]:
 
     def flush() -> None:
         if len(run) == 1:
-            out.append((TASK_NAME, [run[0]], UPDATES_QUEUE))
+            out.append((HANDLE_UPDATE, [run[0]], UPDATES_QUEUE))
         elif run:
-            out.append((BATCH_TASK_NAME, [list(run)], UPDATES_QUEUE))
+            out.append((HANDLE_UPDATE_BATCH, [list(run)], UPDATES_QUEUE))
         run.clear()
 
     for message in messages:
-        if message.task == TASK_NAME and message.queue == UPDATES_QUEUE:
+        if message.task == HANDLE_UPDATE and message.queue == UPDATES_QUEUE:
             run.append(message.args[0])
             if len(run) == ENVELOPES_PER_TASK:
                 flush()
@@ -268,10 +266,10 @@ def envelopes_in(raw: bytes | str) -> list[Any]:
     tasks): for inspecting the queue, in tools, tests and benchmarks."""
     message = json.loads(raw)
     task = message.get("headers", {}).get("task")
-    if task not in (TASK_NAME, BATCH_TASK_NAME):
+    if task not in (HANDLE_UPDATE, HANDLE_UPDATE_BATCH):
         return []
     args = json.loads(base64.b64decode(message["body"]))[0]
-    return list(args[0]) if task == BATCH_TASK_NAME else [args[0]]
+    return list(args[0]) if task == HANDLE_UPDATE_BATCH else [args[0]]
 
 
 class QueuedEnvelopes:

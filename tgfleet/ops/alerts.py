@@ -22,12 +22,11 @@ from sqlalchemy import select
 from tgfleet.db import Bot, BotStatus, session_scope
 from tgfleet.db.maintenance import PartitionReport
 from tgfleet.ops.health import Problem, collect_snapshot
+from tgfleet.platform.names import HEALTH_INCIDENTS
 from tgfleet.platform.settings import Settings
 from tgfleet.sends.outbox import queue_message
 
 log = logging.getLogger(__name__)
-
-INCIDENTS = "tgfleet:health:incidents"
 
 
 def run_health_check(settings: Settings, *, now: float | None = None) -> dict[str, list[str]]:
@@ -41,25 +40,25 @@ def run_health_check(settings: Settings, *, now: float | None = None) -> dict[st
     try:
         known = {
             (k.decode() if isinstance(k, bytes) else k): json.loads(v)
-            for k, v in client.hgetall(INCIDENTS).items()
+            for k, v in client.hgetall(HEALTH_INCIDENTS).items()
         }
         for key, problem in current.items():
             incident = known.get(key)
             if incident is None:
                 incident = {"since": now, "text": problem.text, "bot_id": problem.bot_id}
                 incident["notified"] = False
-                client.hset(INCIDENTS, key, json.dumps(incident))
+                client.hset(HEALTH_INCIDENTS, key, json.dumps(incident))
                 opened.append(key)
                 log.warning("health: %s", problem.text)
             if not incident.get("notified"):
                 _notify(settings, key, incident, f"⚠️ tgfleet: {problem.text}", "open")
                 incident["notified"] = True
-                client.hset(INCIDENTS, key, json.dumps(incident))
+                client.hset(HEALTH_INCIDENTS, key, json.dumps(incident))
         for key, incident in known.items():
             if key in current:
                 continue
             _notify(settings, key, incident, f"✅ tgfleet: resolved: {incident['text']}", "clear")
-            client.hdel(INCIDENTS, key)
+            client.hdel(HEALTH_INCIDENTS, key)
             cleared.append(key)
             log.info("health: resolved: %s", incident["text"])
     finally:

@@ -20,12 +20,11 @@ import redis
 from sqlalchemy import text
 
 from tgfleet.db.session import session_scope
-from tgfleet.listeners.process import HEARTBEATS
 from tgfleet.platform.lease import LeaseStore
+from tgfleet.platform.names import LISTENER_HEARTBEATS, ORPHAN_DEAD_LETTERS
 from tgfleet.platform.queues import QueueState, queue_states
 from tgfleet.platform.settings import Settings
 from tgfleet.sends.ratelimit import RateLimiter
-from tgfleet.tasks.updates import ORPHAN_DEAD_LETTERS
 
 #: Inbound updates and sends are counted over this window for the per-second rates.
 RATE_WINDOW_S = 60
@@ -113,7 +112,7 @@ def collect_snapshot(settings: Settings, *, now: float | None = None) -> Snapsho
                 for r in session.execute(text("SELECT * FROM partition_coverage()"))
             ]
             snap.migration = [dict(r._mapping) for r in session.execute(text(_MIGRATION_SQL))]
-        beats = client.hgetall(HEARTBEATS)
+        beats = client.hgetall(LISTENER_HEARTBEATS)
         leases = LeaseStore(client, owner="tgfleet-status")
         limiter = RateLimiter(client)
         for row in rows:

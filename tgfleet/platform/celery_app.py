@@ -9,17 +9,17 @@ every tgfleet task shares, like a dramatiq middleware.
 from __future__ import annotations
 
 import logging
-import random
 from typing import Any
 
-from celery import Celery, Task
+from celery import Celery, Task, current_app
 from celery.signals import setup_logging
 
 import celeryconfig
 from tgfleet.platform import queues as _queues  # noqa: F401 (stamps publish times)
-from tgfleet.platform.errors import ConfigError, PermanentError, RetryLater
+from tgfleet.platform.errors import ConfigError, PermanentError, RetryLater, backoff
 from tgfleet.platform.logconfig import configure_logging, log_context
-from tgfleet.platform.settings import Settings
+from tgfleet.platform.schedule import beat_schedule
+from tgfleet.platform.settings import Settings, settings_or_exit
 
 log = logging.getLogger(__name__)
 
@@ -69,38 +69,7 @@ class TgfleetTask(Task):
     def backoff(self, attempt: int | None = None, base: float = 1.0) -> float:
         """Capped exponential backoff with full jitter for retry ``attempt``."""
         n = self.request.retries if attempt is None else attempt
-        return random.uniform(0, min(self.backoff_cap_s, base * 2**n))
-
-
-def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
-    """Every periodic job, with its interval from Settings."""
-    from tgfleet.tasks.migration import migration_beat_schedule
-
-    return {
-        **migration_beat_schedule(settings),
-        "restore-unacked-updates": {
-            "task": "tgfleet.maintenance.restore_unacked",
-            "schedule": float(settings.redeliver_every_s),
-        },
-        **{
-            name: {
-                "task": task,
-                "schedule": every,
-                # A run nobody picked up within its period is superseded by the next one.
-                "options": {"expires": every},
-            }
-            for name, task, every in (
-                (
-                    "partition-maintenance",
-                    "tgfleet.maintenance.partitions",
-                    settings.partitions_every_s,
-                ),
-                ("analytics-rollup", "tgfleet.analytics.rollup", settings.rollup_every_s),
-                ("cleanup", "tgfleet.maintenance.cleanup", settings.cleanup_every_s),
-                ("health", "tgfleet.maintenance.health", settings.health_every_s),
-            )
-        },
-    }
+        return backoff(n, base, self.backoff_cap_s)
 
 
 def make_celery(settings: Settings) -> TgfleetCelery:
@@ -129,11 +98,18 @@ def make_celery(settings: Settings) -> TgfleetCelery:
     return app
 
 
+def current_tgfleet_app() -> TgfleetCelery:
+    """The process's current tgfleet app; one made from the environment's Settings if
+    there is none yet (a script that only queues messages)."""
+    app = current_app._get_current_object()
+    if isinstance(app, TgfleetCelery):
+        return app
+    return make_celery(settings_or_exit())
+
+
 @setup_logging.connect
 def _celery_logging(**_: Any) -> None:
     """Celery entry points (worker, beat, flower) use tgfleet's logging."""
-    from celery import current_app
-
     settings = getattr(current_app, "settings", None)
     if isinstance(settings, Settings):
         configure_logging(settings)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+
 
 class TgfleetError(Exception):
     """Root of every error tgfleet raises on purpose."""
@@ -30,3 +32,8 @@ class PermanentError(TgfleetError):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+def backoff(attempt: int, base: float = 1.0, cap: float = 300.0) -> float:
+    """Capped exponential backoff with full jitter: a delay in [0, min(cap, base * 2**n)]."""
+    return random.uniform(0, min(cap, base * 2 ** max(0, attempt)))

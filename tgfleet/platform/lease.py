@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import redis
 
+from tgfleet.platform.names import LEASE_FENCE_PREFIX, LEASE_PREFIX
+
 # KEYS[1] lease, KEYS[2] fence counter; ARGV[1] owner, ARGV[2] ttl ms.
 _ACQUIRE = """
 local current = redis.call('GET', KEYS[1])
@@ -71,13 +73,13 @@ class LeaseStore:
 
     @staticmethod
     def key(bot_id: int) -> str:
-        return f"tgfleet:lease:{bot_id}"
+        return f"{LEASE_PREFIX}{bot_id}"
 
     def acquire(self, bot_id: int) -> Lease | None:
         """The lease for ``bot_id`` if free (or already ours), else None."""
         token = int(
             self._acquire(
-                keys=[self.key(bot_id), f"tgfleet:lease-fence:{bot_id}"],
+                keys=[self.key(bot_id), f"{LEASE_FENCE_PREFIX}{bot_id}"],
                 args=[self.owner, self.ttl_ms],
             )
         )

@@ -42,10 +42,6 @@ def log_context(**values: Any) -> Iterator[None]:
         _CONTEXT.reset(token)
 
 
-def current_log_context() -> dict[str, Any]:
-    return dict(_CONTEXT.get())
-
-
 class ContextFilter(logging.Filter):
     """Adds the log context to records and strips secrets from messages."""
 

@@ -120,16 +120,3 @@ def task_events_state(app: Celery, timeout: float = 1.0) -> dict[str, bool]:
     """Worker name -> whether it sends task events, for the workers that answered."""
     replies = app.control.inspect(timeout=timeout)._request("tgfleet_task_events") or {}
     return {name: bool(reply.get("task_events")) for name, reply in replies.items()}
-
-
-def describe_task_events(app: Celery, timeout: float = 1.0) -> str:
-    """One line for throughput reports: were task events on while they were measured?"""
-    states = task_events_state(app, timeout)
-    if not states:
-        return "task events: unknown (no worker answered)"
-    on = sum(states.values())
-    if on == 0:
-        return f"task events: off on all {len(states)} workers"
-    if on == len(states):
-        return f"task events: ON on all {len(states)} workers (Flower?): throughput is lower"
-    return f"task events: ON on {on} of {len(states)} workers (Flower?)"

@@ -20,10 +20,12 @@ from collections.abc import Iterable
 
 from celery import Celery
 
+from tgfleet.platform.names import UPDATES_QUEUE
+
 log = logging.getLogger(__name__)
 
 #: Queues whose tasks are short and idempotent enough for early redelivery.
-REDELIVERABLE_QUEUES = frozenset({"updates"})
+REDELIVERABLE_QUEUES = frozenset({UPDATES_QUEUE})
 
 
 def restore_stale_unacked(

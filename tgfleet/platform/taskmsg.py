@@ -16,20 +16,16 @@ Only for queues that are plain Redis lists on a Redis broker (all of tgfleet's);
 from __future__ import annotations
 
 import base64
-import os
-import threading
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import redis
 from celery import Celery
 from celery.signals import before_task_publish
 from kombu.serialization import dumps
 
-_clients: dict[tuple[str, int], redis.Redis] = {}
-_clients_lock = threading.Lock()
+from tgfleet.platform.redis import redis_client
 
 
 @dataclass(frozen=True)
@@ -59,7 +55,7 @@ def publish(app: Celery, calls: Sequence[TaskCall]) -> list[str]:
         root_id = parent.request.root_id or parent.request.id
         parent_id = parent.request.id
     ids = []
-    pipe = _client(app).pipeline(transaction=False)
+    pipe = redis_client(str(app.conf.broker_url)).pipeline(transaction=False)
     for call in calls:
         task_id = str(uuid.uuid4())
         message = app.amqp.as_task_v2(
@@ -107,19 +103,3 @@ def publish(app: Celery, calls: Sequence[TaskCall]) -> list[str]:
         ids.append(task_id)
     pipe.execute()
     return ids
-
-
-def _client(app: Celery) -> redis.Redis:
-    """This process's client of the broker (a forked child makes its own)."""
-    url = str(app.conf.broker_url)
-    key = (url, os.getpid())
-    client = _clients.get(key)
-    if client is None:
-        with _clients_lock:
-            client = _clients.get(key)
-            if client is None:
-                client = redis.Redis.from_url(
-                    url, socket_connect_timeout=5, socket_timeout=10, health_check_interval=30
-                )
-                _clients[key] = client
-    return client

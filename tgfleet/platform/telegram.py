@@ -12,6 +12,8 @@ from typing import Any
 
 from telethon import TelegramClient
 from telethon.crypto import rsa
+from telethon.errors import AuthKeyError, UnauthorizedError
+from telethon.errors.common import AuthKeyNotFound
 from telethon.sessions import StringSession
 
 from tgfleet.platform.errors import ConfigError
@@ -39,6 +41,29 @@ def register_server_key(settings: Settings) -> None:
         )
     rsa.add_key(pem, old=False)
     _registered_keys.add(str(path))
+
+
+#: What Telegram answers when a stored session can never work again: the server does not
+#: know its auth key (-404: lost, destroyed, or another server), the key was revoked or
+#: unregistered (401), or it was used from two places at once (AUTH_KEY_DUPLICATED).
+INVALID_SESSION_ERRORS: tuple[type[BaseException], ...] = (
+    AuthKeyNotFound,
+    AuthKeyError,
+    UnauthorizedError,
+)
+
+
+def session_is_invalid(exc: BaseException) -> bool:
+    """True when ``exc`` means the stored session must be dropped and the bot log in again
+    (not for a network error, a timeout or a flood wait: those pass, the session stays)."""
+    seen: set[int] = set()
+    error: BaseException | None = exc
+    while error is not None and id(error) not in seen:
+        if isinstance(error, INVALID_SESSION_ERRORS):
+            return True
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return False
 
 
 def aes_backend() -> str:

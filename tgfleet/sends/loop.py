@@ -7,8 +7,9 @@ simulator/test-DC override applies) with ``receive_updates=False`` and
 ``flood_sleep_threshold=0``: FloodWait is the task queue's business, never a sleep.
 
 Sessions: a node logs in with the bot token once and keeps its own session, encrypted,
-in ``bot_sessions`` (``BotSessionStore``); a restart reuses it. An auth key is never
-shared between machines (Telegram answers AUTH_KEY_DUPLICATED when one is).
+in ``bot_sessions`` (``tgfleet.db.fleet.load_session``/``save_session``); a restart
+reuses it. An auth key is never shared between machines (Telegram answers
+AUTH_KEY_DUPLICATED when one is).
 """
 
 from __future__ import annotations

@@ -21,14 +21,14 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
-from celery import Celery, current_app
 from sqlalchemy import event, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from tgfleet.db import Outbox, OutboxStatus
 from tgfleet.platform import taskmsg
-from tgfleet.platform.celery_app import TgfleetCelery
+from tgfleet.platform.celery_app import current_tgfleet_app
+from tgfleet.platform.names import DELIVER, SENDS_QUEUE
 from tgfleet.platform.taskmsg import TaskCall
 
 log = logging.getLogger(__name__)
@@ -37,8 +37,6 @@ log = logging.getLogger(__name__)
 MAX_TEXT = 4096
 MAX_CAPTION = 1024
 PARSE_MODES = ("markdown", "md", "html")
-DELIVER_TASK = "tgfleet.sends.deliver"
-DELIVER_QUEUE = "sends"
 
 _PENDING_KEY = "tgfleet.outbox.pending"
 #: Parts 1.. of a split text carry ``<first part's key>#part<n>``.
@@ -222,26 +220,17 @@ def _flush_pending(session: Session) -> None:
         log.exception("could not enqueue %d deliveries; the sweep will pick them up", len(items))
 
 
-def _app() -> Celery:
-    app = current_app._get_current_object()
-    if isinstance(app, TgfleetCelery):
-        return app
-    from tgfleet.celery import app as default_app
-
-    return default_app
-
-
 def enqueue_deliveries(items: Iterable[Delivery], countdown: float | None = None) -> None:
     """Send ``deliver`` tasks for committed rows: (outbox_id, bot_id[, chat_id]) tuples.
     With the chat id the first attempt needs no database read before its rate check.
     On a Redis broker they go out in one round trip (``tgfleet.platform.taskmsg``)."""
-    app = _app()
+    app = current_tgfleet_app()
     calls = []
     for item in items:
         kwargs = {"outbox_id": item[0], "bot_id": item[1]}
         if len(item) > 2:
             kwargs["chat_id"] = item[2]
-        calls.append(TaskCall(DELIVER_TASK, DELIVER_QUEUE, kwargs=kwargs, countdown=countdown))
+        calls.append(TaskCall(DELIVER, SENDS_QUEUE, kwargs=kwargs, countdown=countdown))
     if taskmsg.supports(app):
         taskmsg.publish(app, calls)
         return

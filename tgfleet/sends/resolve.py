@@ -22,19 +22,16 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Protocol, TypeAlias
 
-from sqlalchemy import func, select
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 from telethon import utils
 from telethon.tl import types
 
 from tgfleet.db import Entity, PeerType, TgUser
+from tgfleet.db.entities import remember_entity
 from tgfleet.platform.errors import TgfleetError
 
 InputPeer: TypeAlias = types.InputPeerUser | types.InputPeerChat | types.InputPeerChannel
-
-#: Names of the sources, as counted in ``tgfleet:metrics:resolve``.
-SOURCES = ("lru", "store", "session", "api_hash", "api_username", "static")
 
 
 class PeerNotFound(TgfleetError):
@@ -171,26 +168,3 @@ def resolve_input_peer(
 def _hash_of(peer: InputPeer) -> int | None:
     value = getattr(peer, "access_hash", None)
     return int(value) if value is not None else None
-
-
-def remember_entity(
-    session: Session,
-    bot_id: int,
-    kind: PeerType,
-    peer_id: int,
-    access_hash: int | None,
-    username: str | None,
-) -> None:
-    """Upsert a peer into the entity store (keeps a known username when none is given)."""
-    stmt = insert(Entity).values(
-        bot_id=bot_id, peer_type=kind, peer_id=peer_id, access_hash=access_hash, username=username
-    )
-    stmt = stmt.on_conflict_do_update(
-        index_elements=["bot_id", "peer_type", "peer_id"],
-        set_={
-            "access_hash": stmt.excluded.access_hash,
-            "username": func.coalesce(stmt.excluded.username, Entity.username),
-            "updated_at": func.now(),
-        },
-    )
-    session.execute(stmt)

@@ -25,6 +25,7 @@ from tgfleet.db import (
     fleet,
     session_scope,
 )
+from tgfleet.platform.names import RESOLVE_METRICS, SEND_METRICS
 from tgfleet.platform.settings import Settings
 from tgfleet.sends import delivery
 from tgfleet.sends.loop import BotClients, BotCredentials, SenderLoop, SenderUnavailable
@@ -47,8 +48,6 @@ CHAT_MARGIN = 0.9
 #: reaches Telegram late would otherwise leave the next one without a token (FLOOD_WAIT).
 CHAT_BURST_SLACK = 1
 BOT_CONFIG_TTL_S = 30.0
-RESOLVE_METRICS = "tgfleet:metrics:resolve"
-SEND_METRICS = "tgfleet:metrics:sends"
 
 #: Telegram errors that retrying cannot fix (besides blocks, handled on their own).
 PERMANENT_ERRORS: tuple[type[Exception], ...] = (
@@ -96,7 +95,7 @@ class DbSessionStore:
 
 
 class Sender:
-    """One per sender process (see ``tgfleet.tasks.sends.get_sender``)."""
+    """One per sender process (see ``tgfleet.sends.runtime.get_sender``)."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings

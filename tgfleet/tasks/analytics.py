@@ -8,11 +8,12 @@ from celery import shared_task
 
 from tgfleet.db.rollups import rollup_recent
 from tgfleet.platform.celery_app import TgfleetTask
+from tgfleet.platform.names import ROLLUP
 
 log = logging.getLogger(__name__)
 
 
-@shared_task(name="tgfleet.analytics.rollup", bind=True, ignore_result=True)
+@shared_task(name=ROLLUP, bind=True, ignore_result=True)
 def rollup(self: TgfleetTask) -> dict[str, int]:
     """Recompute the recent hour and day buckets of every bot (idempotent per bucket)."""
     results = rollup_recent(self.app.settings)

@@ -1,47 +1,30 @@
 """Migration queue: ``tgfleet.migration.run_batch``, one legacy JSON batch per call.
 
-A thin adapter over ``tgfleet.legacy.engine``: beat enqueues one task per component
-every ``MIGRATION_BEAT_S``; each runs one batch for every store whose component is
-migrating (state dual or verify) and, if work is left, enqueues itself again at once.
-The engine's advisory lock keeps to one batch per component at a time: a task that
-finds the lock held returns without doing anything.
+A thin adapter over ``tgfleet.legacy``: beat enqueues one task per component every
+``MIGRATION_BEAT_S`` (``tgfleet.platform.schedule``); each runs one batch for every
+store whose component is migrating (state dual or verify) and, if work is left,
+enqueues itself again at once. The engine's advisory lock keeps to one batch per
+component at a time: a task that finds the lock held retries a little later.
 """
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Any
 
 from celery import shared_task
 
 from tgfleet.legacy.checkpoints import ConcurrentBatchError
-from tgfleet.legacy.engine import DEFAULT_BATCH_SIZE, Migrator
-from tgfleet.legacy.format import COMPONENT_ORDER, Component, LegacyStoreError
+from tgfleet.legacy.engine import DEFAULT_BATCH_SIZE, migrator_for
+from tgfleet.legacy.format import Component, LegacyStoreError
 from tgfleet.legacy.lifecycle import migrating_roots
 from tgfleet.platform.celery_app import TgfleetTask
 from tgfleet.platform.errors import PermanentError, RetryLater
+from tgfleet.platform.names import MIGRATION_BATCH
 from tgfleet.platform.settings import Settings
 
-log = logging.getLogger(__name__)
 
-TASK_NAME = "tgfleet.migration.run_batch"
-#: How often beat offers each component a batch, seconds.
-MIGRATION_BEAT_S = 30.0
-
-#: Open readers survive between batches in one worker process (keyed by store).
-_migrators: dict[tuple[int, str], Migrator] = {}
-
-
-def _migrator(settings: Settings, root: Path) -> Migrator:
-    key = (id(settings), str(root))
-    migrator = _migrators.get(key)
-    if migrator is None:
-        migrator = _migrators[key] = Migrator(settings, root)
-    return migrator
-
-
-@shared_task(name=TASK_NAME, bind=True, ignore_result=True, max_retries=5)
+@shared_task(name=MIGRATION_BATCH, bind=True, ignore_result=True, max_retries=5)
 def run_batch(
     self: TgfleetTask,
     component: str,
@@ -62,7 +45,7 @@ def run_batch(
     results = []
     for store in roots:
         try:
-            result = _migrator(settings, store).run_batch(
+            result = migrator_for(settings, store).run_batch(
                 comp, batch_size=batch_size, correlation_id=self.request.id
             )
         except ConcurrentBatchError as exc:
@@ -76,22 +59,3 @@ def run_batch(
                 kwargs={"root": str(store), "batch_size": batch_size, "follow": True},
             )
     return {"component": comp.value, "batches": results}
-
-
-def migration_beat_schedule(
-    settings: Settings,
-    interval: float = MIGRATION_BEAT_S,
-    batch_size: int = DEFAULT_BATCH_SIZE,
-) -> dict[str, dict[str, Any]]:
-    """Beat entries offering each component a batch every ``interval`` seconds."""
-    del settings  # the schedule does not depend on the deployment yet
-    return {
-        f"migration-{component.value}": {
-            "task": TASK_NAME,
-            "schedule": interval,
-            "args": (component.value,),
-            "kwargs": {"batch_size": batch_size},
-            "options": {"queue": "migration", "expires": interval},
-        }
-        for component in COMPONENT_ORDER
-    }

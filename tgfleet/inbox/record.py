@@ -1,0 +1,229 @@
+"""Recording incoming updates: what an envelope stores, idempotently, and what handlers see.
+
+``record_update`` stores what an envelope brings (entities, the sender, the message):
+its dedupe key goes into ``processed_updates`` in the same transaction, so a replayed
+update changes nothing. The statements the ordered drain (``tgfleet.inbox.drain``) runs
+on the hot path live here too, beside the rows they read and write.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from sqlalchemy import func, text
+from sqlalchemy import update as update_stmt
+from sqlalchemy.orm import Session
+from telethon.extensions import BinaryReader
+from telethon.tl import types
+
+from tgfleet.db import TgUser
+from tgfleet.db.entities import rename_user, upsert_entities
+from tgfleet.db.prepared import Call, Prepared
+from tgfleet.platform.envelope import KIND_EDIT, KIND_MESSAGE, KIND_USER_NAME, Envelope
+
+#: How long a message waits for its predecessor before its handlers run anyway.
+CHAIN_STALL_S = 10.0
+
+
+@dataclass
+class InboundMessage:
+    """One stored inbound message, as handlers see it."""
+
+    bot_id: int
+    chat_id: int
+    sender_id: int | None
+    tg_message_id: int
+    text: str
+    message: types.Message | None
+    kind: str
+
+    @property
+    def photo(self) -> types.Photo | None:
+        media = getattr(self.message, "media", None)
+        if isinstance(media, types.MessageMediaPhoto) and isinstance(media.photo, types.Photo):
+            return media.photo
+        return None
+
+
+#: handle(session, inbound) -> the effects to write with the processed mark (or None);
+#: raises to dead-letter the message.
+class HandlerEffects(Protocol):
+    """What a handler run asks to be written with the processed mark (``tgfleet.bots``'s
+    ``Effects``): statements to run after ``first``, and a hook given their rows."""
+
+    def calls(self, first: Sequence[Call] = ()) -> list[Call]: ...
+
+    def written(self, session: Session, rows: Sequence[Any]) -> None: ...
+
+
+#: handle(session, inbound) -> the effects to write with the processed mark (or None);
+#: raises to dead-letter the message.
+Handler = Callable[[Session, InboundMessage], HandlerEffects | None]
+
+
+# The hot path is raw SQL on purpose: every message goes through it, and each of these
+# statements replaces two or three ORM round trips (claim + insert, select + join,
+# update + upsert). Statement count is what bounds a worker's updates/s.
+CLAIM = text(
+    "INSERT INTO processed_updates (bot_id, dedupe_key) VALUES (:bot, :key) "
+    "ON CONFLICT DO NOTHING RETURNING 1"
+)
+CLAIM_AND_STORE = text(
+    "WITH claim AS (INSERT INTO processed_updates (bot_id, dedupe_key) VALUES (:bot, :key) "
+    "ON CONFLICT DO NOTHING RETURNING 1) "
+    "INSERT INTO messages (bot_id, direction, chat_id, sender_id, tg_message_id, text, payload) "
+    "SELECT :bot, 'in', :chat, :sender, :msg, :text, CAST(:payload AS jsonb) FROM claim "
+    "RETURNING id"
+)
+
+
+#: Claim + store + the chat's first two waiting messages (the stored one included: a
+#: statement does not see its own inserts, hence the UNION), in one round trip.
+RECORD_AND_NEXT = Prepared(
+    "tgfleet_inbox_record_next",
+    ("bigint", "text", "bigint", "bigint", "bigint", "text", "jsonb"),
+    "WITH claim AS (INSERT INTO processed_updates (bot_id, dedupe_key) VALUES ($1, $2) "
+    "ON CONFLICT DO NOTHING RETURNING 1), "
+    "stored AS (INSERT INTO messages (bot_id, direction, chat_id, sender_id, tg_message_id, "
+    "text, payload) SELECT $1, 'in', $3, $4, $5, $6, $7 FROM claim "
+    "RETURNING id, created_at, sender_id, tg_message_id, text, payload), "
+    "waiting AS (SELECT * FROM stored UNION ALL (SELECT m.id, m.created_at, m.sender_id, "
+    "m.tg_message_id, m.text, m.payload FROM messages m WHERE m.bot_id = $1 "
+    "AND m.chat_id = $3 AND m.direction = 'in' AND m.processed_at IS NULL "
+    "ORDER BY m.tg_message_id, m.id LIMIT 2)) "
+    "SELECT (SELECT count(*) FROM stored) AS fresh, w.id, w.created_at, w.sender_id, "
+    "w.tg_message_id, w.text, (w.payload ->> 'prev')::bigint AS prev, "
+    "w.payload ->> 'kind' AS kind, w.payload ->> 'tl' AS tl, "
+    "c.chat_id IS NOT NULL AS has_conversation, c.last_processed_message_id "
+    "FROM (SELECT 1) AS one "
+    "LEFT JOIN (SELECT * FROM waiting ORDER BY tg_message_id, id LIMIT 2) AS w ON true "
+    "LEFT JOIN conversations c ON c.bot_id = $1 AND c.chat_id = $3 "
+    "ORDER BY w.tg_message_id, w.id",
+)
+#: The chat's first two waiting messages, as RECORD_AND_NEXT gives them.
+NEXT_WAITING = Prepared(
+    "tgfleet_inbox_next",
+    ("bigint", "bigint"),
+    "SELECT 0 AS fresh, m.id, m.created_at, m.sender_id, m.tg_message_id, m.text, "
+    "(m.payload ->> 'prev')::bigint AS prev, m.payload ->> 'kind' AS kind, "
+    "m.payload ->> 'tl' AS tl, "
+    "c.chat_id IS NOT NULL AS has_conversation, c.last_processed_message_id "
+    "FROM messages m LEFT JOIN conversations c ON c.bot_id = m.bot_id AND c.chat_id = m.chat_id "
+    "WHERE m.bot_id = $1 AND m.chat_id = $2 AND m.direction = 'in' "
+    "AND m.processed_at IS NULL ORDER BY m.tg_message_id, m.id LIMIT 2",
+)
+NEW_CONVERSATION = Prepared(
+    "tgfleet_inbox_new_conversation",
+    ("bigint", "bigint"),
+    "INSERT INTO conversations (bot_id, chat_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+)
+#: $1 bot, $2 chat, $3 message row id, $4 its created_at, $5 its Telegram message id.
+MARK_PROCESSED = Prepared(
+    "tgfleet_inbox_mark_processed",
+    ("bigint", "bigint", "bigint", "timestamptz", "bigint"),
+    "WITH done AS (UPDATE messages SET processed_at = now() "
+    "WHERE bot_id = $1 AND created_at = $4 AND id = $3) "
+    "UPDATE conversations SET messages_in = messages_in + 1, "
+    "last_processed_message_id = GREATEST(COALESCE(last_processed_message_id, 0), $5), "
+    "last_message_at = $4, updated_at = now() "
+    "WHERE bot_id = $1 AND chat_id = $2",
+)
+
+
+def message_params(envelope: Envelope) -> tuple[Any, ...]:
+    """The columns of an envelope's inbound message row, in RECORD_AND_NEXT's order."""
+    message = envelope.update.message
+    sender = getattr(message.from_id, "user_id", None) or (
+        envelope.chat_id if envelope.chat_id is not None and envelope.chat_id > 0 else None
+    )
+    payload = {
+        "kind": envelope.kind,
+        "prev": envelope.prev_id,
+        "tl": base64.b64encode(bytes(message)).decode(),
+    }
+    return (
+        envelope.bot_id,
+        envelope.key,
+        envelope.chat_id,
+        sender,
+        envelope.msg_id,
+        message.message or "",
+        json.dumps(payload),
+    )
+
+
+def record_update(session: Session, envelope: Envelope) -> bool:
+    """Store the envelope's entities and message; False if it was seen before."""
+    upsert_entities(session, envelope.bot_id, envelope.entities)
+    if is_message(envelope):
+        bot, key, chat, sender, msg, body, payload = message_params(envelope)
+        stored = session.execute(
+            CLAIM_AND_STORE,
+            {
+                "bot": bot,
+                "key": key,
+                "chat": chat,
+                "sender": sender,
+                "msg": msg,
+                "text": body,
+                "payload": payload,
+            },
+        ).first()
+        return stored is not None
+    claimed = session.execute(CLAIM, {"bot": envelope.bot_id, "key": envelope.key}).first()
+    if claimed is None:
+        return False
+    if envelope.kind == KIND_USER_NAME and isinstance(envelope.update, types.UpdateUserName):
+        apply_name_change(session, envelope.bot_id, envelope.update)
+    return True
+
+
+def is_message(envelope: Envelope) -> bool:
+    return envelope.kind in (KIND_MESSAGE, KIND_EDIT) and envelope.chat_id is not None
+
+
+def apply_name_change(session: Session, bot_id: int, update: types.UpdateUserName) -> None:
+    """A user changed their Telegram names: keep ``tg_users`` (and the entity store) current."""
+    active = [u.username for u in update.usernames or () if getattr(u, "active", True)]
+    username = active[0] if active else None
+    session.execute(
+        update_stmt(TgUser)
+        .where(TgUser.bot_id == bot_id, TgUser.user_id == update.user_id)
+        .values(
+            first_name=update.first_name,
+            last_name=update.last_name,
+            username=username,
+            last_seen_at=func.now(),
+        )
+    )
+    rename_user(session, bot_id, update.user_id, username)
+
+
+def inbound_from_row(
+    bot_id: int, chat_id: int, row: Any, envelope: Envelope | None = None
+) -> InboundMessage:
+    message: types.Message | None = None
+    if (
+        envelope is not None
+        and envelope.msg_id == row.tg_message_id
+        and envelope.kind == row.kind
+        and isinstance(envelope.update.message, types.Message)
+    ):
+        message = envelope.update.message  # the message just recorded: no need to parse it
+    elif isinstance(row.tl, str):
+        parsed = BinaryReader(base64.b64decode(row.tl)).tgread_object()
+        if isinstance(parsed, types.Message):
+            message = parsed
+    return InboundMessage(
+        bot_id=bot_id,
+        chat_id=chat_id,
+        sender_id=row.sender_id,
+        tg_message_id=int(row.tg_message_id or 0),
+        text=row.text or "",
+        message=message,
+        kind=str(row.kind or KIND_MESSAGE),
+    )
