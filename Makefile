@@ -2,40 +2,53 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
+# What each target needs: the demo the embedded services, the tests everything.
+DEMO_STAMP := $(VENV)/.installed-demo
+DEV_STAMP := $(VENV)/.installed-dev
 SRC := tgfleet tests bench migrations celeryconfig.py
 
-.PHONY: demo test lint fmt typecheck services services-down clean venv
+.PHONY: demo test test-unit lint fmt typecheck services services-down clean venv
 
-$(STAMP): pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(DEMO_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[embedded]'
+	touch $@
+
+$(DEV_STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
-	touch $(STAMP)
+	touch $@ $(DEMO_STAMP)
 
-venv: $(STAMP)
+venv: $(DEV_STAMP)
 
-demo: $(STAMP)
+demo: $(DEMO_STAMP)
 	$(BIN)/tgfleet demo $(DEMO_ARGS)
 
-test: $(STAMP)
+# Everything, on real PostgreSQL, Redis, Celery workers and the simulator.
+test: $(DEV_STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-lint: $(STAMP)
+# The unit layer alone: pure logic, no services, seconds.
+test-unit: $(DEV_STAMP)
+	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)
+
+lint: $(DEV_STAMP)
 	$(BIN)/ruff check $(SRC)
 	$(BIN)/ruff format --check $(SRC)
 
-fmt: $(STAMP)
+typecheck: $(DEV_STAMP)
+	$(BIN)/mypy
+
+fmt: $(DEV_STAMP)
 	$(BIN)/ruff format $(SRC)
 	$(BIN)/ruff check --fix $(SRC)
 
-typecheck: $(STAMP)
-	$(BIN)/mypy
-
-services: $(STAMP)
+services: $(DEMO_STAMP)
 	$(BIN)/tgfleet dev up
 
-services-down: $(STAMP)
+services-down: $(DEMO_STAMP)
 	$(BIN)/tgfleet dev down
 
 clean:

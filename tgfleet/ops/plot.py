@@ -30,7 +30,9 @@ def plot_daily(rows: Sequence[dict[str, Any]], path: Path, *, title: str) -> Non
         import matplotlib.dates as mdates
         import matplotlib.pyplot as plt
     except ImportError:
-        raise TgfleetError("--plot needs matplotlib: pip install matplotlib") from None
+        raise TgfleetError(
+            "--plot needs matplotlib, which is not installed: pip install 'tgfleet[plot]'"
+        ) from None
     if not rows:
         raise TgfleetError("nothing to plot: no roll-ups for this bot in that period")
     days = [date.fromisoformat(row["day"]) for row in rows]
