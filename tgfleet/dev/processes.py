@@ -27,6 +27,18 @@ class Child:
     def alive(self) -> bool:
         return self.process.poll() is None
 
+    def stop(self, timeout: float = 15.0) -> None:
+        """SIGTERM the child's process group and wait; SIGKILL it after ``timeout``."""
+        if self.alive:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGTERM)
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(5)
+
 
 class ProcessGroup:
     """Starts commands with their output in ``log_dir``; ``stop()`` ends them all."""

@@ -58,6 +58,28 @@ class BotListener:
         return self.bot.id
 
     async def start(self) -> None:
+        """Connect (logging in when this node has no session yet) and start listening.
+
+        A stored session that Telegram says is invalid (revoked, unregistered, or an auth
+        key the server does not know) is dropped and the bot logs in again with its token
+        at once. Any other error (the network, a timeout, the database) propagates, the
+        process retries later, and the stored session stays.
+        """
+        try:
+            await self._start()
+        except Exception as exc:
+            if not session_is_invalid(exc):
+                raise
+            log.warning(
+                "bot %s: its stored session is no longer valid (%r); logging in again",
+                self.bot_id,
+                exc,
+            )
+            await self.stop()
+            await asyncio.to_thread(fleet.delete_session, self.settings, self.bot_id, self.node)
+            await self._start()
+
+    async def _start(self) -> None:
         settings, bot_id = self.settings, self.bot_id
         session = await asyncio.to_thread(fleet.load_session, settings, bot_id, self.node)
         state = await asyncio.to_thread(fleet.load_update_state, settings, bot_id)
@@ -80,24 +102,9 @@ class BotListener:
             )
         client.add_event_handler(self._on_update, events.Raw())
         self.client = client
-        try:
-            await client.connect()
-            if not await client.is_user_authorized():
-                await self._log_in(client, keep_connected=True)
-        except Exception as exc:
-            # A stored session the server does not know (it was revoked, or a test server
-            # lost its state) fails the same way every time: forget it, so that the next
-            # attempt logs in with the token. Anything else (the network, a timeout, the
-            # database) leaves the session alone: the listener logs it and tries again.
-            if session is not None and session_is_invalid(exc):
-                log.warning(
-                    "bot %s: stored session is no longer valid (%r); it will log in "
-                    "again with its token",
-                    bot_id,
-                    exc,
-                )
-                await asyncio.to_thread(fleet.delete_session, settings, bot_id, self.node)
-            raise
+        await client.connect()
+        if not await client.is_user_authorized():
+            await self._log_in(client, keep_connected=True)
         me = await client.get_me()
         if state is None:
             # First run: remember where the account is now, so that a listener taking over
