@@ -1,10 +1,10 @@
-"""The entity store: the one writer of ``entities`` (and of the names in ``tg_users``).
+"""The entity store: the one module that writes ``entities``.
 
 Access hashes are per account: a hash any update brought is valid for every session of
 that bot, on every node, so the sender resolves peers from here. The inbox writes the
-peers every update brings (``upsert_entities``); the sender writes what it learns from
-Telegram (``remember_entity``); a user's new username reaches both tables
-(``rename_user``).
+peers every update brings (``upsert_entities``, which also keeps their ``tg_users`` rows);
+the sender writes what it learns from Telegram (``remember_entity``); a user's new
+username follows (``rename_user``).
 """
 
 from __future__ import annotations

@@ -49,8 +49,6 @@ class InboundMessage:
         return None
 
 
-#: handle(session, inbound) -> the effects to write with the processed mark (or None);
-#: raises to dead-letter the message.
 class HandlerEffects(Protocol):
     """What a handler run asks to be written with the processed mark (``tgfleet.bots``'s
     ``Effects``): statements to run after ``first``, and a hook given their rows."""
