@@ -16,13 +16,13 @@ import logging
 import time
 from typing import Any
 
-import redis
 from sqlalchemy import select
 
 from tgfleet.db import Bot, BotStatus, session_scope
 from tgfleet.db.maintenance import PartitionReport
 from tgfleet.ops.health import Problem, collect_snapshot
 from tgfleet.platform.names import HEALTH_INCIDENTS
+from tgfleet.platform.redis import redis_client
 from tgfleet.platform.settings import Settings
 from tgfleet.sends.outbox import queue_message
 
@@ -34,35 +34,32 @@ def run_health_check(settings: Settings, *, now: float | None = None) -> dict[st
     now = time.time() if now is None else now
     snap = collect_snapshot(settings, now=now)
     current = {p.key: p for p in snap.problems}
-    client = redis.Redis.from_url(settings.redis_url)
+    client = redis_client(settings.redis_url)
     opened: list[str] = []
     cleared: list[str] = []
-    try:
-        known = {
-            (k.decode() if isinstance(k, bytes) else k): json.loads(v)
-            for k, v in client.hgetall(HEALTH_INCIDENTS).items()
-        }
-        for key, problem in current.items():
-            incident = known.get(key)
-            if incident is None:
-                incident = {"since": now, "text": problem.text, "bot_id": problem.bot_id}
-                incident["notified"] = False
-                client.hset(HEALTH_INCIDENTS, key, json.dumps(incident))
-                opened.append(key)
-                log.warning("health: %s", problem.text)
-            if not incident.get("notified"):
-                _notify(settings, key, incident, f"⚠️ tgfleet: {problem.text}", "open")
-                incident["notified"] = True
-                client.hset(HEALTH_INCIDENTS, key, json.dumps(incident))
-        for key, incident in known.items():
-            if key in current:
-                continue
-            _notify(settings, key, incident, f"✅ tgfleet: resolved: {incident['text']}", "clear")
-            client.hdel(HEALTH_INCIDENTS, key)
-            cleared.append(key)
-            log.info("health: resolved: %s", incident["text"])
-    finally:
-        client.close()
+    known = {
+        (k.decode() if isinstance(k, bytes) else k): json.loads(v)
+        for k, v in client.hgetall(HEALTH_INCIDENTS).items()
+    }
+    for key, problem in current.items():
+        incident = known.get(key)
+        if incident is None:
+            incident = {"since": now, "text": problem.text, "bot_id": problem.bot_id}
+            incident["notified"] = False
+            client.hset(HEALTH_INCIDENTS, key, json.dumps(incident))
+            opened.append(key)
+            log.warning("health: %s", problem.text)
+        if not incident.get("notified"):
+            _notify(settings, key, incident, f"⚠️ tgfleet: {problem.text}", "open")
+            incident["notified"] = True
+            client.hset(HEALTH_INCIDENTS, key, json.dumps(incident))
+    for key, incident in known.items():
+        if key in current:
+            continue
+        _notify(settings, key, incident, f"✅ tgfleet: resolved: {incident['text']}", "clear")
+        client.hdel(HEALTH_INCIDENTS, key)
+        cleared.append(key)
+        log.info("health: resolved: %s", incident["text"])
     return {"open": sorted(current), "opened": opened, "cleared": cleared}
 
 
