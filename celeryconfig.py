@@ -22,6 +22,14 @@ task_queues = tuple(Queue(name, routing_key=name) for name in QUEUES)
 task_default_queue = MAINTENANCE_QUEUE
 task_routes = {f"tgfleet.{area}.*": {"queue": area} for area in QUEUES}
 task_create_missing_queues = False
+# The task adapters, one module per queue, that every worker registers.
+include = (
+    "tgfleet.tasks.maintenance",
+    "tgfleet.tasks.updates",
+    "tgfleet.tasks.sends",
+    "tgfleet.tasks.analytics",
+    "tgfleet.tasks.migration",
+)
 
 # At-least-once: a task is acknowledged after it ran; a worker that dies mid-task
 # gives the message back. Every task is idempotent in effect (dedupe keys, row

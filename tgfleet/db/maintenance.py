@@ -43,7 +43,7 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-RUN_LOCK = "tgfleet.maintenance.partitions"
+RUN_LOCK = "tgfleet.partitions.maintenance-run"
 #: Serialises with every other partition DDL (``tgfleet.db.partitions``' own lock key).
 DDL_LOCK = "tgfleet.partitions"
 LOCK_NOT_AVAILABLE = "55P03"

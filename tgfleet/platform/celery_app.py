@@ -23,15 +23,6 @@ from tgfleet.platform.settings import Settings, settings_or_exit
 
 log = logging.getLogger(__name__)
 
-#: Modules whose tasks the worker registers.
-TASK_MODULES = (
-    "tgfleet.tasks.maintenance",
-    "tgfleet.tasks.updates",
-    "tgfleet.tasks.sends",
-    "tgfleet.tasks.analytics",
-    "tgfleet.tasks.migration",
-)
-
 
 class TgfleetCelery(Celery):
     """A Celery app that carries the Settings it was built from."""
@@ -91,7 +82,6 @@ def make_celery(settings: Settings) -> TgfleetCelery:
         broker_transport_options={**visibility, "fanout_prefix": True, "fanout_patterns": True},
         result_backend_transport_options=visibility,
         visibility_timeout=settings.visibility_timeout_s,
-        include=list(TASK_MODULES),
         beat_schedule=beat_schedule(settings),
         beat_scheduler="tgfleet.platform.beat:LockedScheduler",
     )
