@@ -17,8 +17,8 @@ from telethon.sessions import StringSession
 
 from tests.conftest import wait_for_log
 from tgfleet.db import fleet
+from tgfleet.dev.host import port_open
 from tgfleet.dev.processes import Child
-from tgfleet.dev.services import port_open
 from tgfleet.listeners.bot_listener import NODE_ROLE
 from tgfleet.platform.settings import Settings
 from tgfleet.simulator import SimulatorClient

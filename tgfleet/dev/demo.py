@@ -30,8 +30,9 @@ from rich.table import Table
 from sqlalchemy import text
 
 from tgfleet.db import fleet, session_scope, upgrade_database
+from tgfleet.dev.host import free_port, port_open
 from tgfleet.dev.processes import ProcessGroup
-from tgfleet.dev.services import DevServices, free_port, port_open
+from tgfleet.dev.services import DevServices
 from tgfleet.dev.traffic import NAMES, SimUser, TrafficGenerator
 from tgfleet.ops.flower import flower_argv, flower_env, generate_password
 from tgfleet.ops.ping import ping_round_trip
