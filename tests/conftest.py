@@ -1,8 +1,12 @@
-"""Shared fixtures: one real PostgreSQL + Redis pair for the whole test session.
+"""Shared fixtures: one real PostgreSQL + Redis pair for the whole test session, the
+Telegram simulator, and real child processes (workers, beat, listeners) on them.
 
 The services are tgfleet's own embedded dev services (``tgfleet.dev.services``),
 started under a temporary home so tests never touch a developer's ``.tgfleet/``.
 Set TGFLEET_TEST_KEEP_SERVICES=1 to leave them running after the session.
+
+Every other shared fixture and helper lives in ``tests/support/``; the fixture modules
+there are registered below.
 """
 
 from __future__ import annotations
@@ -10,18 +14,19 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.support import REPO_ROOT
+from tests.support.waiting import wait_for_log
 from tgfleet.dev.processes import Child, ProcessGroup
 from tgfleet.dev.services import DevServices
 from tgfleet.platform.settings import Settings, load_settings
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+pytest_plugins = ["tests.support.databases", "tests.support.legacy"]
 
 
 @pytest.fixture(scope="session")
@@ -116,20 +121,6 @@ def start_beat(subprocess_env: dict[str, str], tmp_path: Path) -> Iterator[Calla
 
     yield start
     group.stop()
-
-
-def wait_for_log(child: Child, needle: str, timeout: float) -> None:
-    """Wait until ``needle`` appears in the child's log; fail with the log tail if not."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        text = child.log_path.read_text(errors="replace")
-        if needle in text:
-            return
-        if not child.alive:
-            break
-        time.sleep(0.1)
-    tail = child.log_path.read_text(errors="replace")[-3000:]
-    raise AssertionError(f"{child.name} never logged {needle!r}; log tail:\n{tail}")
 
 
 @pytest.fixture(scope="session")

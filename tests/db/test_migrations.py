@@ -9,8 +9,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import text
 
+from tests.support import REPO_ROOT
+from tests.support.databases import query, superuser_engine
 from tgfleet.db import (
     MigrationDriftError,
     check_database,
@@ -20,19 +22,11 @@ from tgfleet.db import (
     upgrade_database,
 )
 from tgfleet.db.cli import add_parser, run
-from tgfleet.db.session import sqlalchemy_url
 from tgfleet.platform.settings import Settings
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def _scalar(settings: Settings, sql: str) -> object:
-    engine = create_engine(sqlalchemy_url(settings.owner_database_url))
-    try:
-        with engine.connect() as conn:
-            return conn.execute(text(sql)).scalar()
-    finally:
-        engine.dispose()
+    return query(settings, sql)[0][0]
 
 
 def _public_relations(settings: Settings) -> int:
@@ -76,10 +70,8 @@ def test_check_fails_when_database_drifts_from_models(
 ) -> None:
     # Given a migrated database with a column the models don't have
     settings = make_database()
-    engine = create_engine(sqlalchemy_url(settings.owner_database_url))
-    with engine.begin() as conn:
+    with superuser_engine(settings) as engine, engine.begin() as conn:
         conn.execute(text("ALTER TABLE bots ADD COLUMN surprise text"))
-    engine.dispose()
 
     # When checked, Then the drift is reported, by the API and by the CLI exit code
     with pytest.raises(MigrationDriftError, match="surprise"):

@@ -9,10 +9,9 @@ import pytest
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import DBAPIError, ProgrammingError
 
+from tests.support.databases import act_as
 from tgfleet.db import get_engine, session_scope
 from tgfleet.platform.settings import Settings
-
-from .conftest import act_as
 
 ROLES = ("super_admin", "admin", "bot", "app_base")
 OPS = ("select", "insert", "update", "delete")

@@ -7,12 +7,12 @@ from pathlib import Path
 
 from sqlalchemy import Engine, text
 
-from tests.legacy.conftest import run_cli
+from tests.support.legacy import run_cli
 from tgfleet.platform.settings import Settings
 
 
 def test_operator_walkthrough(
-    clean_db: Settings, owner: Engine, legacy_env: dict[str, str], tmp_path: Path
+    clean_db: Settings, legacy_owner: Engine, legacy_env: dict[str, str], tmp_path: Path
 ) -> None:
     store = tmp_path / "store"
     # Given no store recorded yet, status says what to do
@@ -51,7 +51,7 @@ def test_operator_walkthrough(
     assert status.returncode == 0, status.stderr
     items = json.loads(status.stdout)
     assert {i["state"] for i in items} == {"dual"} and len(items) == 6
-    with owner.connect() as conn:
+    with legacy_owner.connect() as conn:
         quarantined = conn.execute(text("SELECT count(*) FROM migration_quarantine")).scalar_one()
     assert sum(i["quarantined"] for i in items) == quarantined > 0
     assert all(i["files_loaded"] == i["files"] for i in items)

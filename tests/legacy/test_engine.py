@@ -40,13 +40,13 @@ def migrate_all(settings: Settings, root: Path, batch_size: int = 300) -> None:
 
 
 def test_messy_store_migrates_completely(
-    clean_db: Settings, owner: Engine, make_store: Callable[..., tuple[Path, GenerateReport]]
+    clean_db: Settings, legacy_owner: Engine, make_store: Callable[..., tuple[Path, GenerateReport]]
 ) -> None:
     # Given a messy store (bad types, bad dates, duplicates, huge texts, truncated files)
     root, report = make_store(bots=2, users=60)
     # When every component is migrated in small batches
     migrate_all(clean_db, root)
-    with owner.connect() as conn:
+    with legacy_owner.connect() as conn:
         for component, table in TABLE.items():
             tally = report.tally[component]
             migrated = conn.execute(text(f"SELECT count(*) FROM {table}")).scalar_one()
@@ -93,7 +93,7 @@ def test_messy_store_migrates_completely(
 
 
 def test_truncated_file_good_prefix_migrates_rest_reported(
-    clean_db: Settings, owner: Engine, make_store: Callable[..., tuple[Path, GenerateReport]]
+    clean_db: Settings, legacy_owner: Engine, make_store: Callable[..., tuple[Path, GenerateReport]]
 ) -> None:
     # Given a clean store, then one conversation file cut in its middle
     root, report = make_store(bots=1, users=10, messages=20, messy=False)
@@ -107,7 +107,7 @@ def test_truncated_file_good_prefix_migrates_rest_reported(
     total = run_until_idle(clean_db, root, Component.CONVERSATIONS, batch_size=50)
     # Then the records before the cut are in PostgreSQL, and the error is reported
     chat = int(victim.stem)
-    with owner.connect() as conn:
+    with legacy_owner.connect() as conn:
         ids = (
             conn.execute(
                 text("SELECT tg_message_id FROM messages WHERE chat_id = :c ORDER BY 1"),
@@ -124,17 +124,17 @@ def test_truncated_file_good_prefix_migrates_rest_reported(
 
 
 def test_second_run_changes_nothing(
-    clean_db: Settings, owner: Engine, make_store: Callable[..., tuple[Path, GenerateReport]]
+    clean_db: Settings, legacy_owner: Engine, make_store: Callable[..., tuple[Path, GenerateReport]]
 ) -> None:
     root, _ = make_store(bots=1, users=30)
     migrate_all(clean_db, root)
-    with owner.connect() as conn:
+    with legacy_owner.connect() as conn:
         before = conn.execute(text("SELECT count(*) FROM migration_quarantine")).scalar_one()
     # When run again with no file changed, Then no batch does anything
     for component in Component:
         total = run_until_idle(clean_db, root, component, batch_size=300)
         assert (total.files, total.read, total.inserted) == (0, 0, 0)
-    with owner.connect() as conn:
+    with legacy_owner.connect() as conn:
         assert (
             conn.execute(text("SELECT count(*) FROM migration_quarantine")).scalar_one() == before
         )
@@ -188,7 +188,7 @@ def test_python_and_sql_row_hashes_agree(clean_db: Settings, rows: list[tuple[An
 
 
 def test_messages_already_in_postgresql_are_quarantined_not_doubled(
-    clean_db: Settings, owner: Engine, make_store: Callable[..., tuple[Path, GenerateReport]]
+    clean_db: Settings, legacy_owner: Engine, make_store: Callable[..., tuple[Path, GenerateReport]]
 ) -> None:
     # Given a clean store, and one of its messages already in PostgreSQL (the platform
     # wrote it, or an earlier import did)
@@ -197,7 +197,7 @@ def test_messages_already_in_postgresql_are_quarantined_not_doubled(
     conv = sorted((root / str(bot) / "conversations").glob("*.json"))[0]
     first = next(iter(RecordStream(conv))).value
     ensure_bot(clean_db, bot)
-    with owner.begin() as conn:
+    with legacy_owner.begin() as conn:
         conn.execute(
             text(
                 "INSERT INTO messages (bot_id, created_at, direction, chat_id, sender_id, "
@@ -212,7 +212,7 @@ def test_messages_already_in_postgresql_are_quarantined_not_doubled(
     # Then that record is quarantined as a duplicate, every other one loaded once
     valid = report.valid(Component.CONVERSATIONS)
     assert (total.inserted, total.quarantined) == (valid - 1, 1)
-    with owner.connect() as conn:
+    with legacy_owner.connect() as conn:
         reason = conn.execute(text("SELECT reason FROM migration_quarantine")).scalar_one()
         assert "already in PostgreSQL" in reason
         assert conn.execute(text("SELECT count(*) FROM messages")).scalar_one() == valid
@@ -229,7 +229,7 @@ def test_messages_already_in_postgresql_are_quarantined_not_doubled(
 
 def test_a_run_opens_with_a_small_batch_then_full_ones(
     clean_db: Settings,
-    owner: Engine,
+    legacy_owner: Engine,
     make_store: Callable[..., tuple[Path, GenerateReport]],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -252,7 +252,7 @@ def test_a_run_opens_with_a_small_batch_then_full_ones(
     assert max(reads) == 300
     records = report.tally[Component.CONVERSATIONS].records
     assert sum(reads) == total.read == total.inserted == records
-    with owner.connect() as conn:
+    with legacy_owner.connect() as conn:
         # and no message waits in the DEFAULT partition: each month got its own
         assert conn.execute(text("SELECT count(*) FROM messages_default")).scalar_one() == 0
         assert conn.execute(text("SELECT count(*) FROM messages")).scalar_one() == total.inserted

@@ -41,7 +41,7 @@ def _rewrite(path: Path, records: list[dict[str, object]]) -> None:
 
 
 def test_changes_during_dual_are_picked_up(
-    clean_db: Settings, owner: Engine, make_store: Store
+    clean_db: Settings, legacy_owner: Engine, make_store: Store
 ) -> None:
     # Given users and conversations migrated and in dual
     root, report = make_store(bots=1, users=20, messy=False)
@@ -68,7 +68,7 @@ def test_changes_during_dual_are_picked_up(
     # Then PostgreSQL follows the files
     assert (rescans[0].inserted, rescans[0].updated, rescans[0].deleted) == (1, 1, 1)
     assert rescans[1].inserted == 1
-    with owner.connect() as conn:
+    with legacy_owner.connect() as conn:
         names = dict(conn.execute(text("SELECT user_id, first_name FROM tg_users")).all())
         assert names[users[0]["id"]] == "Renamed" and names[999_999_999] == "New"
         assert gone["id"] not in names
@@ -86,7 +86,7 @@ def test_changes_during_dual_are_picked_up(
 
 
 def test_verify_detects_tampered_row_and_cutover_waits_for_it(
-    clean_db: Settings, owner: Engine, make_store: Store
+    clean_db: Settings, legacy_owner: Engine, make_store: Store
 ) -> None:
     root, report = make_store(bots=2, users=15)
     _migrate(clean_db, root, Component.PROFILES)
@@ -94,7 +94,7 @@ def test_verify_detects_tampered_row_and_cutover_waits_for_it(
     with pytest.raises(CutoverRefused, match="migrate-json verify --component profiles"):
         cutover(clean_db, root, Component.PROFILES)
     # When a row is changed behind the migration's back
-    with owner.begin() as conn:
+    with legacy_owner.begin() as conn:
         victim = conn.execute(
             text(
                 "UPDATE profiles SET city = 'Atlantis' WHERE bot_id = :b "
@@ -114,7 +114,7 @@ def test_verify_detects_tampered_row_and_cutover_waits_for_it(
     with pytest.raises(CutoverRefused):
         cutover(clean_db, root, Component.PROFILES)
     # When the row is repaired and verify passes, Then cutover goes through
-    with owner.begin() as conn:
+    with legacy_owner.begin() as conn:
         conn.execute(
             text(
                 "UPDATE migration_checkpoints SET fingerprint = 'stale' "
@@ -142,7 +142,7 @@ def test_cutover_refused_when_files_change_after_verify(
 
 
 def test_rollback_round_trip_is_checksum_identical(
-    clean_db: Settings, owner: Engine, make_store: Store, tmp_path: Path
+    clean_db: Settings, legacy_owner: Engine, make_store: Store, tmp_path: Path
 ) -> None:
     # Given a messy store fully migrated and verified
     root, report = make_store(bots=2, users=25)
@@ -165,7 +165,7 @@ def test_rollback_round_trip_is_checksum_identical(
         with session_scope(clean_db, bot_id=bot) as session:
             assert get_state(session, bot, Component.USERS) is ComponentState.JSON
     # When PostgreSQL is emptied and the export re-imported
-    with owner.begin() as conn:
+    with legacy_owner.begin() as conn:
         conn.execute(
             text(
                 "TRUNCATE tg_users, profiles, messages, conversations, "
@@ -179,12 +179,12 @@ def test_rollback_round_trip_is_checksum_identical(
         with session_scope(clean_db, bot_id=bot) as session:
             for component in Component:
                 assert pg_checksum(session, bot, component) == before[bot, component]
-    with owner.connect() as conn:
+    with legacy_owner.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM migration_quarantine")).scalar_one() == 0
 
 
 def test_rollback_in_place_backs_up_files_and_resumes_without_reload(
-    clean_db: Settings, owner: Engine, make_store: Store
+    clean_db: Settings, legacy_owner: Engine, make_store: Store
 ) -> None:
     # Given users migrated and cut over
     root, report = make_store(bots=1, users=20)
@@ -209,7 +209,7 @@ def test_rollback_in_place_backs_up_files_and_resumes_without_reload(
 
 
 def test_file_caught_mid_write_during_dual_deletes_nothing_then_converges(
-    clean_db: Settings, owner: Engine, make_store: Store
+    clean_db: Settings, legacy_owner: Engine, make_store: Store
 ) -> None:
     # Given users migrated and in dual
     root, report = make_store(bots=1, users=30, messy=False)
@@ -225,7 +225,7 @@ def test_file_caught_mid_write_during_dual_deletes_nothing_then_converges(
     # Then the good prefix is applied, nothing is deleted, and the damage is reported
     assert (partial.updated, partial.deleted) == (1, 0)
     assert any("truncated" in e for e in partial.errors)
-    with owner.connect() as conn:
+    with legacy_owner.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM tg_users")).scalar_one() == len(users)
     # When the write completes, Then PostgreSQL matches the file again
     _rewrite(users_file, users)
@@ -234,7 +234,7 @@ def test_file_caught_mid_write_during_dual_deletes_nothing_then_converges(
 
 
 def test_conversation_file_deleted_during_dual_is_deleted_in_postgresql(
-    clean_db: Settings, owner: Engine, make_store: Store
+    clean_db: Settings, legacy_owner: Engine, make_store: Store
 ) -> None:
     # Given conversations migrated and in dual, one of whose files has a quarantined record
     root, report = make_store(bots=1, users=12, messages=10, messy=False)
@@ -245,7 +245,7 @@ def test_conversation_file_deleted_during_dual_is_deleted_in_postgresql(
     _rewrite(victim, [*messages, {"id": "not a number", "from": bot, "text": "x"}])
     _migrate(clean_db, root, Component.CONVERSATIONS)
     chat = int(victim.stem)
-    with owner.connect() as conn:
+    with legacy_owner.connect() as conn:
         before = conn.execute(text("SELECT count(*) FROM messages")).scalar_one()
         assert (
             conn.execute(
@@ -261,7 +261,7 @@ def test_conversation_file_deleted_during_dual_is_deleted_in_postgresql(
     total = run_until_idle(clean_db, root, Component.CONVERSATIONS, batch_size=200)
     # And the batch deletes the chat's messages, its conversation, quarantine and checkpoint
     assert (total.files, total.deleted, total.inserted) == (1, len(messages), 0)
-    with owner.connect() as conn:
+    with legacy_owner.connect() as conn:
         counts = {
             table: conn.execute(
                 text(f"SELECT count(*) FROM {table} WHERE chat_id = :c"), {"c": chat}

@@ -12,14 +12,9 @@ from pathlib import Path
 
 from sqlalchemy import Engine, text
 
-from tests.legacy.conftest import (
-    CLI_MAIN,
-    MIGRATED_TABLES,
-    REPO_ROOT,
-    SNAPSHOT_SQL,
-    run_cli,
-    snapshot,
-)
+from tests.support import REPO_ROOT
+from tests.support.legacy import LEGACY_CLI, MIGRATED_TABLES, SNAPSHOT_SQL, run_cli, snapshot
+from tests.support.waiting import wait_until
 from tgfleet.legacy.format import Component
 from tgfleet.legacy.generate import GenerateReport
 from tgfleet.legacy.lifecycle import run_until_idle, start
@@ -41,9 +36,28 @@ def _in_transaction(owner: Engine, database: str) -> bool:
         )
 
 
+def _progress(owner: Engine) -> int:
+    """How far the migration got: grows with every committed batch (the checkpoints move)."""
+    with owner.connect() as conn:
+        return int(
+            conn.execute(
+                text(
+                    "SELECT coalesce(sum(position), 0) + count(*) FILTER (WHERE complete) "
+                    "FROM migration_checkpoints"
+                )
+            ).scalar_one()
+        )
+
+
+def _exited_or_progressed(
+    child: subprocess.Popen[bytes], owner: Engine, before: int
+) -> Callable[[], bool]:
+    return lambda: child.poll() is not None or _progress(owner) > before
+
+
 def test_kill_9_mid_batch_then_resume_equals_uninterrupted_run(
     clean_db: Settings,
-    owner: Engine,
+    legacy_owner: Engine,
     legacy_env: dict[str, str],
     make_store: Callable[..., tuple[Path, GenerateReport]],
 ) -> None:
@@ -52,19 +66,20 @@ def test_kill_9_mid_batch_then_resume_equals_uninterrupted_run(
     for component in Component:
         start(clean_db, root, component)
         run_until_idle(clean_db, root, component, batch_size=150)
-    expected = snapshot(owner)
-    with owner.begin() as conn:
+    expected = snapshot(legacy_owner)
+    with legacy_owner.begin() as conn:
         conn.execute(text(f"TRUNCATE {MIGRATED_TABLES}"))
-    database = owner.url.database or ""
+    database = legacy_owner.url.database or ""
 
     # When `migrate-json run` is killed with SIGKILL while a batch transaction is open,
     # several times
     kills_in_transaction = 0
     for attempt in range(4):
+        before = _progress(legacy_owner)
         child = subprocess.Popen(
             [
                 sys.executable,
-                str(CLI_MAIN),
+                str(LEGACY_CLI),
                 "migrate-json",
                 "run",
                 str(root),
@@ -77,14 +92,19 @@ def test_kill_9_mid_batch_then_resume_equals_uninterrupted_run(
             stderr=subprocess.DEVNULL,
             start_new_session=True,
         )
+        # (each run commits a batch of its own first, so every kill lands further on)
+        wait_until(
+            _exited_or_progressed(child, legacy_owner, before),
+            30,
+            f"run {attempt + 1} to commit a batch",
+        )
         deadline = time.monotonic() + 30
-        time.sleep(0.3 + 0.25 * attempt)  # interpreter start-up, then later each time
         while child.poll() is None and time.monotonic() < deadline:
-            if _in_transaction(owner, database):
+            if _in_transaction(legacy_owner, database):
                 break
             time.sleep(0.002)
         if child.poll() is None:
-            kills_in_transaction += _in_transaction(owner, database)
+            kills_in_transaction += _in_transaction(legacy_owner, database)
             os.kill(child.pid, signal.SIGKILL)
         child.wait(10)
     assert kills_in_transaction >= 1, "no kill landed inside a batch transaction"
@@ -94,6 +114,6 @@ def test_kill_9_mid_batch_then_resume_equals_uninterrupted_run(
     assert done.returncode == 0, done.stderr
 
     # Then the database is exactly what the uninterrupted run produced
-    got = snapshot(owner)
+    got = snapshot(legacy_owner)
     for name in SNAPSHOT_SQL:
         assert got[name] == expected[name], f"{name} differs after kill -9 and resume"

@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import os
 import threading
-import time
 from collections.abc import Callable
 from typing import Any
 
 from telethon.crypto import AuthKey
 from telethon.sessions import StringSession
 
-from tests.conftest import wait_for_log
+from tests.support.waiting import wait_for_log, wait_until
 from tgfleet.db import fleet
 from tgfleet.dev.host import port_open
 from tgfleet.dev.processes import Child
@@ -53,10 +52,7 @@ def test_a_network_failure_at_start_keeps_the_stored_session(
     )
     outage.start()
     try:
-        deadline = time.monotonic() + 10
-        while port_open(simulator.port):
-            assert time.monotonic() < deadline, "the simulator's port never closed"
-            time.sleep(0.05)
+        wait_until(lambda: not port_open(simulator.port), 10, "the simulator's port to close")
         listener = start_listener(bots=[bot_id])
         wait_for_log(listener, f"bot {bot_id} could not start", OUTAGE_S)
         listener.stop()

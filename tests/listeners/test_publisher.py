@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import json
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,8 @@ from typing import Any
 import pytest
 import redis
 
-from tgfleet.dev.services import find_redis_server, free_port, port_open
+from tests.support.waiting import wait_until, wait_until_async
+from tgfleet.dev.host import find_redis_server, free_port, port_open
 from tgfleet.listeners.publisher import (
     ENVELOPES_PER_TASK,
     MAX_BATCH,
@@ -49,10 +49,7 @@ class PrivateRedis:
         argv += ["--dir", str(self.data), "--save", "", "--appendonly", "yes"]
         argv += ["--appendfsync", "always"]
         self.process = subprocess.Popen(argv, stdout=subprocess.DEVNULL)
-        deadline = time.monotonic() + 20
-        while not port_open(self.port):
-            assert time.monotonic() < deadline, "redis-server did not start"
-            time.sleep(0.02)
+        wait_until(lambda: port_open(self.port), 20, "redis-server to start", poll=0.02)
 
     def stop(self) -> None:
         assert self.process is not None
@@ -177,7 +174,12 @@ def test_back_pressure_while_redis_is_down_then_nothing_lost(
                 handed += 1
 
         feeder = asyncio.create_task(hand_over())
-        await asyncio.sleep(1.5)
+        await wait_until_async(
+            lambda: handed >= 10 + capacity and not publisher.connected,
+            10,
+            "the hand-over to fill the buffer and the publisher to see Redis gone",
+            detail=lambda: f"handed over {handed}, connected {publisher.connected}",
+        )
         # Then the buffer is bounded: the hand-over stops at the capacity, none is
         # reported published, and the publisher knows the broker is unreachable
         assert handed == 10 + capacity

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 import redis
 
+from tests.support.waiting import wait_until
 from tgfleet.dev.processes import Child
 from tgfleet.platform import taskmsg
 from tgfleet.platform.celery_app import make_celery
@@ -80,14 +81,13 @@ def test_a_real_worker_runs_published_tasks_in_one_round_trip(
     calls[-1] = TaskCall("tgfleet.maintenance.ping", "maintenance", [tokens[-1]], countdown=1.0)
     assert taskmsg.supports(app)
     taskmsg.publish(app, calls)
+
     # Then the worker answers every one of them
-    deadline = time.monotonic() + 30
-    answers: list[Any] = []
-    while time.monotonic() < deadline:
+    def all_answered() -> list[Any] | None:
         answers = [broker.get(PING_PREFIX + t) for t in tokens]
-        if all(answers):
-            break
-        time.sleep(0.1)
+        return answers if all(answers) else None
+
+    answers = wait_until(all_answered, 30, "answers to the 3 pings")
     assert all(a and a.startswith(b"pong from") for a in answers)
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,8 @@ from telethon.network import (
     ConnectionTcpIntermediate,
 )
 
-from tests.simulator.conftest import World, collect, wait_until
+from tests.support.simulator import World, collect
+from tests.support.waiting import wait_until, wait_until_async
 from tgfleet.simulator import (
     SimulatorApiError,
     SimulatorClient,
@@ -119,7 +119,7 @@ def test_every_tcp_transport_works(world: World, run: Callable[..., Any], connec
         try:
             # When a user writes and the bot answers
             await asyncio.to_thread(world.sim.send, world.user["id"], world.bot["id"], "hey")
-            await wait_until(lambda: seen == ["hey"])
+            await wait_until_async(lambda: seen == ["hey"], 5, "the bot to hear 'hey'")
             await client.send_message(world.user["id"], "ho")
             return seen
         finally:
@@ -162,7 +162,5 @@ def test_standalone_cli_serves_and_writes_its_key(tmp_path: Path) -> None:
         proc.terminate()
         assert proc.wait(timeout=10) == 0
     # And the state was written on the way out
-    deadline = time.monotonic() + 5
-    while not (tmp_path / "s.json").exists() and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_until(lambda: (tmp_path / "s.json").exists(), 5, "the state file", poll=0.05)
     assert (tmp_path / "s.json").exists()

@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 from telethon import events
 
-from tests.simulator.conftest import World, collect, wait_until
+from tests.support.simulator import World, collect
+from tests.support.waiting import wait_until_async
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -46,7 +47,7 @@ def test_restart_keeps_sessions_authorised(world: World, run: Callable[..., Any]
             await asyncio.to_thread(world.sim.restart, 0.5)
             await client.get_me()
             await asyncio.to_thread(world.sim.send, world.user["id"], world.bot["id"], "back")
-            await wait_until(lambda: seen == ["back"], timeout=10)
+            await wait_until_async(lambda: seen == ["back"], 10, "the bot to hear 'back'")
             return seen
         finally:
             await client.disconnect()
@@ -72,7 +73,9 @@ def test_refused_connections_fail_until_the_window_ends(
             failed = True
         finally:
             await refused.disconnect()
-        await asyncio.sleep(1.2)
+        await wait_until_async(
+            lambda: not world.sim.call(lambda: world.sim.sim.refusing), 5, "the window to end"
+        )
         # and another after it
         client = await world.bot_client()
         try:

@@ -10,7 +10,8 @@ import pytest
 from telethon import events
 from telethon.errors import FloodWaitError, PeerIdInvalidError
 
-from tests.simulator.conftest import World, collect, wait_until
+from tests.support.simulator import World, collect
+from tests.support.waiting import wait_until_async
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -32,7 +33,7 @@ def test_group_messages_reach_the_bot_and_its_replies_reach_every_member(
         try:
             # When a member posts, and the bot answers in the group
             await asyncio.to_thread(world.sim.send_group, world.user["id"], group["id"], "hi all")
-            await wait_until(lambda: len(seen) == 1)
+            await wait_until_async(lambda: len(seen) == 1, 5, "the group message")
             await client.send_message(-group["id"], "hello team")
             return seen
         finally:

@@ -11,7 +11,8 @@ from telethon import events, functions
 from telethon.errors import AccessTokenInvalidError, BadRequestError
 from telethon.tl import types
 
-from tests.simulator.conftest import World, collect, wait_until
+from tests.support.simulator import World, collect
+from tests.support.waiting import wait_until_async
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -87,8 +88,8 @@ def test_two_sessions_are_authorised_and_only_the_listener_gets_pushes(
             assert both_me == [world.bot["id"]] * 2
             # When the user writes to the bot
             await asyncio.to_thread(world.sim.send, world.user["id"], world.bot["id"], "ping")
-            await wait_until(lambda: heard == ["ping"])
-            await asyncio.sleep(0.3)
+            await wait_until_async(lambda: heard == ["ping"], 5, "the listener to hear 'ping'")
+            await asyncio.sleep(0.3)  # (a quiet spell: a push to the sender would arrive in it)
             return heard, sender_heard, world.sim.stats()["authorized_keys"]
         finally:
             await listener.disconnect()

@@ -17,7 +17,8 @@ from hypothesis import strategies as st
 from telethon import events
 from telethon.network.mtprotostate import MTProtoState
 
-from tests.simulator.conftest import World, collect
+from tests.support.simulator import World, collect
+from tests.support.waiting import wait_until_async
 
 pytestmark = pytest.mark.timeout(90)
 ERROR_404 = struct.pack("<i", -404)
@@ -79,11 +80,9 @@ def _still_served(world: World, listener: Listener, text: str) -> bool:
     world.sim.send(world.user["id"], world.bot["id"], text)
 
     async def wait() -> bool:
-        for _ in range(100):
-            if text in listener.seen:
-                return True
-            await asyncio.sleep(0.05)
-        return False
+        return await wait_until_async(
+            lambda: text in listener.seen, 5, f"the listener to hear {text!r}", poll=0.05
+        )
 
     return bool(listener.call(wait()))
 

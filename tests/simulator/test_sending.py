@@ -11,7 +11,8 @@ from telethon import events, functions
 from telethon.errors import FloodWaitError, PeerIdInvalidError, UserIsBlockedError
 from telethon.tl import types
 
-from tests.simulator.conftest import World, collect, wait_until
+from tests.support.simulator import World, collect
+from tests.support.waiting import wait_until_async
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -32,7 +33,7 @@ def test_sent_message_is_received_by_the_user(world: World, run: Callable[..., A
         await client.catch_up()
         try:
             await asyncio.to_thread(world.sim.send, world.user["id"], world.bot["id"], "/start")
-            await wait_until(lambda: len(incoming) == 1)
+            await wait_until_async(lambda: len(incoming) == 1, 5, "the bot to get '/start'")
             # When the bot replies to it
             sent = await incoming[0].reply("welcome!")
             return sent.id, incoming[0].id
@@ -152,7 +153,7 @@ def test_bot_resends_a_photo_it_received(world: World, run: Callable[..., Any]) 
             await asyncio.to_thread(
                 world.sim.send, world.user["id"], world.bot["id"], "my face", photo=True
             )
-            await wait_until(lambda: len(photos) == 1)
+            await wait_until_async(lambda: len(photos) == 1, 5, "the bot to get the photo")
             photo = photos[0].photo
             assert isinstance(photo, types.Photo)
             # When the bot sends that photo back (InputMediaPhoto: id, hash, file reference)

@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 from telethon import events
 
-from tests.simulator.conftest import World, collect, wait_until
+from tests.support.simulator import World, collect, getting_difference
+from tests.support.waiting import wait_until_async
 from tgfleet.simulator import SimulatorThread
 
 pytestmark = pytest.mark.timeout(60)
@@ -37,7 +38,7 @@ def test_new_message_handler_fires_for_a_users_message(
         try:
             # When the user sends "/start"
             await _user_says(world, "/start")
-            await wait_until(lambda: len(seen) == 1)
+            await wait_until_async(lambda: len(seen) == 1, 5, "the handler to fire")
             return seen
         finally:
             await client.disconnect()
@@ -57,15 +58,15 @@ def test_offline_client_catches_up_every_missed_message(
         client.add_event_handler(collect(seen), events.NewMessage())
         await client.catch_up()
         await _user_says(world, "before")
-        await wait_until(lambda: seen == ["before"])
+        await wait_until_async(lambda: seen == ["before"], 5, "'before'")
         await client.disconnect()
         # When the user sends five messages while it is offline and it reconnects
         await _user_says(world, "missed {i}", count=5)
         await client.connect()
         await client.catch_up()
         try:
-            await wait_until(lambda: len(seen) == 6)
-            await asyncio.sleep(0.2)
+            await wait_until_async(lambda: len(seen) == 6, 5, "the 5 missed messages")
+            await asyncio.sleep(0.2)  # (a quiet spell: a duplicate would arrive in it)
             return seen
         finally:
             await client.disconnect()
@@ -85,7 +86,7 @@ def test_lost_pushes_are_recovered_through_the_gap(world: World, run: Callable[.
             await asyncio.to_thread(world.sim.lose_pushes, world.bot["id"], 2)
             # When three messages arrive (only the third is pushed)
             await _user_says(world, "m{i}", count=3)
-            await wait_until(lambda: len(seen) == 3)
+            await wait_until_async(lambda: len(seen) == 3, 5, "the 3 messages")
             stats = await asyncio.to_thread(world.sim.stats)
             return seen, stats["counters"].get("differences", 0)
         finally:
@@ -101,6 +102,9 @@ def test_client_reconnects_after_every_connection_is_dropped(
     world: World, run: Callable[..., Any]
 ) -> None:
     # Given a listener that is logged in
+    def connections_made() -> int:
+        return int(world.sim.stats()["counters"].get("connections_total", 0))
+
     async def scenario() -> tuple[int, list[str], int]:
         client = await world.bot_client(connection_retries=5, retry_delay=0.1)
         seen: list[str] = []
@@ -108,12 +112,15 @@ def test_client_reconnects_after_every_connection_is_dropped(
         await client.catch_up()
         try:
             # When the simulator drops every connection
+            connections = await asyncio.to_thread(connections_made)
             dropped = await asyncio.to_thread(world.sim.drop_connections)
-            await asyncio.sleep(0.5)
+            await wait_until_async(
+                lambda: connections_made() > connections, 10, "the client to connect again"
+            )
             # Then the client reconnects with its auth key, still authorised, and gets pushes
             me = await client.get_me()
             await _user_says(world, "after reconnect")
-            await wait_until(lambda: seen == ["after reconnect"], timeout=10)
+            await wait_until_async(lambda: seen == ["after reconnect"], 10, "the push")
             return dropped, seen, me.id
         finally:
             await client.disconnect()
@@ -140,12 +147,18 @@ def test_history_beyond_the_limit_answers_difference_too_long(run: Callable[...,
             await client.connect()
             await client.catch_up()
             # (a push racing the client's own getDifference is dropped by Telethon, as with
-            # Telegram: wait until the difference was answered before the next message)
-            await wait_until(lambda: sim.call(lambda: sim.sim.stats["differences_too_long"]) > 0)
-            await asyncio.sleep(0.3)
+            # Telegram: wait until the client has taken the answer in before the next message)
+            await wait_until_async(
+                lambda: (
+                    sim.call(lambda: sim.sim.stats["differences_too_long"]) > 0
+                    and not getting_difference(client)
+                ),
+                5,
+                "the client to take in differenceTooLong",
+            )
             await _user_says(w, "fresh")
             try:
-                await wait_until(lambda: "fresh" in seen)
+                await wait_until_async(lambda: "fresh" in seen, 5, "'fresh'")
                 return seen
             finally:
                 await client.disconnect()
@@ -167,14 +180,19 @@ def test_a_burst_of_pushes_arrives_complete_and_in_order(
         client = await world.bot_client()
         seen: list[str] = []
         client.add_event_handler(collect(seen), events.NewMessage())
+        caught_up = await asyncio.to_thread(differences)
         await client.catch_up()
-        await asyncio.sleep(0.2)
+        await wait_until_async(
+            lambda: differences() > caught_up and not getting_difference(client),
+            5,
+            "the catch-up's difference",
+        )
         before = await asyncio.to_thread(differences)
         try:
             # When 300 messages arrive at once (batched into few Updates on the wire)
             await _user_says(world, "n{i}", count=300)
-            await wait_until(lambda: len(seen) >= 300, timeout=20)
-            await asyncio.sleep(0.2)
+            await wait_until_async(lambda: len(seen) >= 300, 20, "the 300 messages")
+            await asyncio.sleep(0.2)  # (a quiet spell: a duplicate or a getDifference comes in it)
             return seen, await asyncio.to_thread(differences) - before
         finally:
             await client.disconnect()

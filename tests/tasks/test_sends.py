@@ -1,4 +1,3 @@
-# ruff: noqa: F811  (pytest fixtures imported from sends_support)
 """The send path end to end: real sender workers, the simulator with Telegram's limits on,
 real PostgreSQL and Redis."""
 
@@ -14,7 +13,8 @@ import pytest
 import redis
 from sqlalchemy import select
 
-from tests.tasks.sends_support import SendWorld, send_world  # noqa: F401
+from tests.support.sends import SendWorld
+from tests.support.waiting import wait_until
 from tgfleet.db import BotSession, OutboxStatus, TgUser, decrypt_secret, session_scope
 
 pytestmark = pytest.mark.timeout(180)
@@ -148,10 +148,9 @@ def test_faults_mid_batch_lose_nothing_and_duplicate_nothing(
     items = [(bots[i % 2]["id"], users[(i // 2) % 50]["id"], f"m{i}") for i in range(300)]
     w.queue(items)
     victim, _ = w.start_senders(2)
-    deadline = time.monotonic() + 30
-    while w.statuses()["sent"] < 80:
-        assert time.monotonic() < deadline, w.log_tail()
-        time.sleep(0.05)
+    wait_until(
+        lambda: w.statuses()["sent"] >= 80, 30, "80 sent messages", poll=0.05, detail=w.log_tail
+    )
     # When a sender is killed with SIGKILL (or the server drops every connection)
     if fault == "kill -9 a sender":
         os.kill(victim.process.pid, signal.SIGKILL)

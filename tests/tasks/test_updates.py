@@ -18,7 +18,9 @@ import psycopg2
 import pytest
 import redis
 
-from tests.envelopes import message_envelope
+from tests.support.databases import query
+from tests.support.envelopes import message_envelope
+from tests.support.waiting import log_tail, wait_until
 from tgfleet.dev.processes import Child
 from tgfleet.dev.services import DevServices, restart_redis
 from tgfleet.inbox import chat_lock_key
@@ -27,22 +29,6 @@ from tgfleet.platform.names import HANDLE_UPDATE_BATCH, ORPHAN_DEAD_LETTERS
 from tgfleet.platform.settings import Settings
 
 pytestmark = pytest.mark.timeout(300)
-
-
-def wait_until(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-
-
-def query(settings: Settings, sql: str, *args: Any) -> list[tuple[Any, ...]]:
-    with psycopg2.connect(settings.owner_database_url) as conn, conn.cursor() as cur:
-        cur.execute(sql, args)
-        return list(cur.fetchall())
 
 
 def inbound(settings: Settings, bot_ids: list[int]) -> list[tuple[Any, ...]]:
@@ -68,7 +54,7 @@ def replies(settings: Settings, bot_ids: list[int]) -> dict[tuple[int, int], lis
 def listening(child: Child, bot_ids: list[int], timeout: float = 60) -> None:
     def ready() -> bool:
         log = child.log_path.read_text(errors="replace")
-        assert child.alive, log[-3000:]
+        assert child.alive, log_tail(child)
         return all(f"listening for bot {bot_id}" in log for bot_id in bot_ids)
 
     wait_until(ready, timeout, f"{child.name} to listen for {bot_ids}")

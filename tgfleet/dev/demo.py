@@ -37,10 +37,11 @@ from tgfleet.dev.traffic import NAMES, SimUser, TrafficGenerator
 from tgfleet.ops.flower import flower_argv, flower_env, generate_password
 from tgfleet.ops.ping import ping_round_trip
 from tgfleet.platform.celery_app import make_celery
+from tgfleet.platform.names import QUEUES, SENDS_QUEUE, UPDATES_QUEUE
 from tgfleet.platform.settings import Settings, load_settings
 from tgfleet.simulator import SimulatorClient
 
-WORKER_QUEUES = "updates,analytics,migration,maintenance"
+WORKER_QUEUES = ",".join(q for q in QUEUES if q != SENDS_QUEUE)
 
 
 @dataclass
@@ -187,7 +188,7 @@ def _refresh(
         stats.since = processed_at
     stats.handled += len(rows)
     stats.rate = 0.7 * stats.rate + 0.3 * len(rows)  # per 1 s refresh, smoothed
-    stats.queues = {q: int(broker.llen(q)) for q in ("updates", "sends")}
+    stats.queues = {q: int(broker.llen(q)) for q in (UPDATES_QUEUE, SENDS_QUEUE)}
 
 
 def _panel(stats: Stats, traffic: TrafficGenerator, flower: str) -> Group:
@@ -257,7 +258,16 @@ def run_demo(home: Path, options: DemoOptions) -> int:
         )
         group.celery("worker", "worker", "-Q", WORKER_QUEUES, "-c", "2", "-n", "demo@%h")
         group.celery(
-            "sender", "worker", "-Q", "sends", "-P", "threads", "-c", "8", "-n", "demo-sender@%h"
+            "sender",
+            "worker",
+            "-Q",
+            SENDS_QUEUE,
+            "-P",
+            "threads",
+            "-c",
+            "8",
+            "-n",
+            "demo-sender@%h",
         )
         group.celery("beat", "beat", "--schedule", str(services.home / "celerybeat-schedule"))
         group.start("flower", flower_argv(flower_port), flower_env(settings.flower_user, password))

@@ -226,6 +226,11 @@ def decode(payload: Any) -> Envelope:
     )
 
 
+def _is_int(value: Any) -> bool:
+    """A JSON integer (a boolean is an ``int`` to Python, not to the envelope)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def entity_from_json(item: Any) -> EntityRecord:
     """An EntityRecord from its JSON list form; EnvelopeError if malformed."""
     if not isinstance(item, list) or len(item) != 7:
@@ -233,9 +238,7 @@ def entity_from_json(item: Any) -> EntityRecord:
     peer_type, peer_id, access_hash, *names = item
     if peer_type not in ("user", "chat", "channel"):
         raise EnvelopeError(f"unknown entity type {peer_type!r}")
-    if not isinstance(peer_id, int) or (
-        access_hash is not None and not isinstance(access_hash, int)
-    ):
+    if not _is_int(peer_id) or (access_hash is not None and not _is_int(access_hash)):
         raise EnvelopeError(f"entity id and access hash must be integers: {item!r:.80}")
     if any(n is not None and not isinstance(n, str) for n in names):
         raise EnvelopeError(f"entity names must be strings: {item!r:.80}")

@@ -57,6 +57,8 @@ _EXAMPLES: dict[str, str] = {
     "flower_password": "8+ characters without a comma",
     "flower_user": "a user name without ',' or ':', e.g. admin",
     "node_name": "a stable machine name of letters, digits, '_.@-', e.g. sender-1",
+    "log_level": "DEBUG, INFO, WARNING, ERROR or CRITICAL",
+    "db_role_prefix": "lower-case letters, digits and '_', not starting with a digit, e.g. tgfleet",
 }
 
 
@@ -319,9 +321,11 @@ def _describe(error: dict[str, Any]) -> str:
     if error.get("type") == "missing":
         problem = "is not set"
     else:
-        msg = str(error.get("msg", "is invalid"))
-        problem = msg.removeprefix("Value error, ")
-        if field not in SECRET_FIELDS and "input" in error and error["type"] != "missing":
+        if error.get("type") == "string_pattern_mismatch":
+            problem = "is not in the expected form"  # the example says which
+        else:
+            problem = str(error.get("msg", "is invalid")).removeprefix("Value error, ")
+        if field not in SECRET_FIELDS and "input" in error:
             problem = f"{problem} (got {error['input']!r})"
     example = _EXAMPLES.get(field)
     hint = f"; expected {example}" if example else ""

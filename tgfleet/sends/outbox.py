@@ -69,6 +69,8 @@ def _cut(text: str, limit: int) -> int:
 
 def split_text(text: str, limit: int = MAX_TEXT) -> list[str]:
     """``text`` in parts of at most ``limit`` UTF-16 units, split at lines/words if possible."""
+    if limit < 2:
+        raise ValueError("limit must be at least 2 UTF-16 units (one character may take two)")
     parts: list[str] = []
     rest = text
     while utf16_len(rest) > limit:
@@ -140,6 +142,11 @@ def outbox_rows(
     the parts after the first held until the one before them is sent."""
     if parse_mode is not None and parse_mode.lower() not in PARSE_MODES:
         raise ValueError(f"parse_mode must be one of {', '.join(PARSE_MODES)} or None")
+    if dedupe_key is not None and PART_SEPARATOR in dedupe_key:
+        raise ValueError(
+            f"dedupe_key must not contain {PART_SEPARATOR!r}: it links the parts of a long "
+            f"text (got {dedupe_key!r:.80})"
+        )
     if media:
         head = split_text(text, MAX_CAPTION)[0] if text else ""
         parts = [head, *([p for p in split_text(text[len(head) :]) if p] if head else [])]

@@ -101,7 +101,8 @@ class Limits:
             "group_per_min": settings.rate_group_per_min,
         }
         for key, value in (overrides or {}).items():
-            if key in values and isinstance(value, int | float) and value > 0:
+            is_number = isinstance(value, int | float) and not isinstance(value, bool)
+            if key in values and is_number and value > 0:
                 values[key] = value
         return cls(**values)  # type: ignore[arg-type]
 

@@ -5,9 +5,12 @@ from __future__ import annotations
 import io
 import json
 import logging
+from collections.abc import Callable
 
-from tgfleet.platform.logconfig import configure_logging, log_context
-from tgfleet.platform.settings import Settings, load_settings
+import pytest
+
+from tgfleet.platform.logconfig import ContextFilter, configure_logging, log_context
+from tgfleet.platform.settings import Settings
 
 TOKEN = "123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsawQ"
 
@@ -18,8 +21,10 @@ def capture(settings: Settings) -> io.StringIO:
     return stream
 
 
-def test_plain_lines_carry_context_and_hide_secrets(service_env: dict[str, str]) -> None:
-    settings = load_settings(**service_env)
+def test_plain_lines_carry_context_and_hide_secrets(
+    make_settings: Callable[..., Settings],
+) -> None:
+    settings = make_settings()
     stream = capture(settings)
     secret = settings.secret_key.get_secret_value()
     with log_context(task_id="t-1", queue="sends", bot_id=42):
@@ -30,8 +35,8 @@ def test_plain_lines_carry_context_and_hide_secrets(service_env: dict[str, str])
     assert line.count("[redacted]") == 2
 
 
-def test_json_lines_are_parseable_with_context(service_env: dict[str, str]) -> None:
-    stream = capture(load_settings(**{**service_env, "TGFLEET_LOG_FORMAT": "json"}))
+def test_json_lines_are_parseable_with_context(make_settings: Callable[..., Settings]) -> None:
+    stream = capture(make_settings(TGFLEET_LOG_FORMAT="json"))
     with log_context(task_id="t-2", bot_id=7):
         try:
             raise RuntimeError(f"login failed for {TOKEN}")
@@ -40,6 +45,42 @@ def test_json_lines_are_parseable_with_context(service_env: dict[str, str]) -> N
     record = json.loads(stream.getvalue().strip().splitlines()[-1])
     assert record["task_id"] == "t-2" and record["bot_id"] == 7 and record["msg"] == "boom"
     assert TOKEN not in stream.getvalue() and "[redacted]" in record["exc"]
+
+
+@pytest.mark.parametrize(
+    ("text", "kept"),
+    [
+        (f"token {TOKEN} here", "token [redacted] here"),
+        ("session 1" + "A" * 250 + " saved", "session [redacted] saved"),
+        ("secret hunter2pass in a line", "secret [redacted] in a line"),
+        ("short key abc stays", "short key abc stays"),  # under 6 characters: not a secret
+        ("order 12345:67 is fine", "order 12345:67 is fine"),
+    ],
+)
+def test_redaction_removes_tokens_sessions_and_configured_secrets(text: str, kept: str) -> None:
+    # Given a filter that knows two secrets, one too short to be searched for
+    redactor = ContextFilter(secrets=("hunter2pass", "abc"))
+    # When a line is redacted, Then only the secret-looking parts go
+    assert redactor.redact(text) == kept
+
+
+def test_nested_contexts_add_and_restore() -> None:
+    # Given a record filtered inside nested contexts (None values are left out)
+    stamp = ContextFilter()
+
+    def context_now() -> str:
+        record = logging.LogRecord("t", logging.INFO, __file__, 1, "m", None, None)
+        stamp.filter(record)
+        return str(record.ctx_text)
+
+    with log_context(task_id="t-1", bot_id=None):
+        with log_context(bot_id=7):
+            inner = context_now()
+        outer = context_now()
+    # Then the inner one sees both, and leaving it restores the outer one
+    assert inner == " task_id=t-1 bot_id=7"
+    assert outer == " task_id=t-1"
+    assert context_now() == ""
 
 
 def teardown_function() -> None:

@@ -1,4 +1,4 @@
-"""Unit tests of the sans-IO pieces: transport framing and flood buckets."""
+"""The simulator's MTProto transports, sans-IO: sniffing, framing, damaged streams."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tgfleet.simulator.framing import FrameCodec, FrameError, Transport
-from tgfleet.simulator.limits import FloodControl, FloodLimits
 
 payloads = st.lists(st.binary(min_size=0, max_size=600).map(lambda b: b + b"\0" * (-len(b) % 4)))
 
@@ -54,30 +53,39 @@ def test_bad_crc_and_oversized_frames_are_errors() -> None:
         FrameCodec(max_frame=1024).feed(b"\xee" * 4 + struct.pack("<i", 4096))
 
 
-def test_private_chat_bucket_allows_a_burst_then_reports_the_wait() -> None:
-    # Given 1 msg/s per private chat with a burst of 3, and 30/s per bot
-    flood = FloodControl(FloodLimits(private_chat_rate=1.0, private_chat_burst=3))
-    # When four messages go to one chat at the same instant
-    waits = [flood.check(1, 100, now=10.0) for _ in range(4)]
-    # Then three pass and the fourth must wait one second; another chat is unaffected
-    assert waits == [0, 0, 0, 1]
-    assert flood.check(1, 200, now=10.0) == 0
-    assert flood.check(1, 100, now=11.0) == 0
+def test_long_abridged_frames_use_the_three_byte_length() -> None:
+    # Given an Abridged payload of 127 words or more (the one-byte length tops out at 126)
+    writer = FrameCodec()
+    writer.transport = Transport.ABRIDGED
+    payload = bytes(range(256)) * 2  # 128 words
+    frame = writer.encode(payload)
+    # Then its header is 0x7f and a three-byte word count, and it reads back whole
+    assert frame[:4] == b"\x7f" + (128).to_bytes(3, "little")
+    assert FrameCodec().feed(b"\xef" + frame) == [payload]
 
 
-def test_bot_bucket_limits_across_chats_and_can_be_switched_off() -> None:
-    # Given a bot limit of 30/s
-    flood = FloodControl(FloodLimits())
-    # When 31 messages go to 31 different chats at once
-    waits = [flood.check(1, chat, now=0.0) for chat in range(31)]
-    # Then the 31st waits; with limits off nothing waits
-    assert waits[:30] == [0] * 30 and waits[30] == 1
-    flood.limits.update({"enabled": False})
-    assert flood.check(1, 0, now=0.0) == 0
+def test_a_full_transport_frame_out_of_sequence_is_an_error() -> None:
+    # Given two frames of one connection, When the second arrives first, Then FrameError
+    writer = FrameCodec()
+    writer.transport = Transport.FULL
+    writer.encode(b"\x00" * 8)
+    second = writer.encode(b"\x01" * 8)
+    with pytest.raises(FrameError, match="sequence 1, expected 0"):
+        FrameCodec().feed(second)
 
 
-def test_group_limit_is_twenty_per_minute() -> None:
-    flood = FloodControl(FloodLimits())
-    # Given 20 messages to a group at once, When a 21st follows, Then it waits 3 s (60/20)
-    assert [flood.check(1, -5, group=True, now=0.0) for _ in range(20)] == [0] * 20
-    assert flood.check(1, -5, group=True, now=0.0) == 3
+@pytest.mark.parametrize(
+    ("transport", "framed"),
+    [
+        (None, struct.pack("<i", -404)),
+        (Transport.FULL, struct.pack("<i", -404)),
+        (Transport.INTERMEDIATE, struct.pack("<i", 4) + struct.pack("<i", -404)),
+        (Transport.ABRIDGED, b"\x01" + struct.pack("<i", -404)),
+    ],
+)
+def test_transport_errors_are_framed_as_telegram_sends_them(
+    transport: Transport | None, framed: bytes
+) -> None:
+    codec = FrameCodec()
+    codec.transport = transport
+    assert codec.encode_error(-404) == framed

@@ -1,0 +1,92 @@
+"""The send and outbox commands on real PostgreSQL and Redis: resumable broadcasts,
+retrying dead rows, and ``tgfleet send`` / ``tgfleet outbox`` in child processes."""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+
+import pytest
+from sqlalchemy import select
+
+from tests.support.sends import queued_tasks
+from tgfleet.db import Entity, Outbox, OutboxStatus, PeerType, TgUser, session_scope
+from tgfleet.platform.settings import Settings
+from tgfleet.sends.cli import SendCliError, add_parsers, queue_broadcast, recipients
+from tgfleet.sends.outbox import queue_message
+
+
+def test_broadcast_is_resumable_and_skips_blocked_users(migrated: Settings, bot_id: int) -> None:
+    # Given 5 users of the bot, one of whom blocked it, one with a username
+    with session_scope(migrated, bot_id=bot_id) as s:
+        for user_id in range(1, 6):
+            s.add(TgUser(bot_id=bot_id, user_id=user_id, is_blocked=user_id == 3))
+        s.add(Entity(bot_id=bot_id, peer_type=PeerType.USER, peer_id=9, username="Nine"))
+    chats = recipients(migrated, bot_id, ["all", "@nine", "4"])
+    assert chats == [1, 2, 4, 5, 9]
+    with pytest.raises(SendCliError, match="@nobody"):
+        recipients(migrated, bot_id, ["@nobody"])
+    # When the broadcast is queued, interrupted after 2 chats, and run again in full
+    assert queue_broadcast(migrated, bot_id, chats[:2], "news", 77) == 2
+    assert queue_broadcast(migrated, bot_id, chats, "news", 77) == 3
+    assert queue_broadcast(migrated, bot_id, chats, "news", 77) == 0
+    # Then every chat has exactly one row of the broadcast
+    with session_scope(migrated, bot_id=bot_id) as s:
+        rows = s.scalars(select(Outbox.chat_id).where(Outbox.broadcast_id == 77)).all()
+    assert sorted(rows) == chats
+    assert len(queued_tasks(migrated)) == 5
+
+
+def test_outbox_retry_requeues_dead_rows(migrated: Settings, bot_id: int) -> None:
+    with session_scope(migrated, bot_id=bot_id) as s:
+        row = queue_message(s, bot_id, 42, "hi")
+    with session_scope(migrated, bot_id=bot_id) as s:
+        stored = s.get(Outbox, (bot_id, row.id))
+        assert stored is not None
+        stored.status, stored.attempts, stored.last_error = OutboxStatus.DEAD, 8, "gone"
+    parser = argparse.ArgumentParser()
+    add_parsers(parser.add_subparsers())
+    args = parser.parse_args(["outbox", "retry", "--bot", str(bot_id)])
+    assert args.func(args, migrated) == 0
+    with session_scope(migrated, bot_id=bot_id) as s:
+        stored = s.get(Outbox, (bot_id, row.id))
+        assert stored is not None
+        assert (stored.status, stored.attempts, stored.last_error) == (
+            OutboxStatus.RETRYING,
+            0,
+            None,
+        )
+    assert len(queued_tasks(migrated)) == 2
+
+
+def test_cli_send_is_resumable_and_outbox_reports(
+    migrated: Settings, bot_id: int, subprocess_env: dict[str, str]
+) -> None:
+    # Given 3 users of the bot
+    with session_scope(migrated, bot_id=bot_id) as s:
+        for user_id in (11, 12, 13):
+            s.add(TgUser(bot_id=bot_id, user_id=user_id))
+
+    def tgfleet(*argv: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "tgfleet", *argv],
+            env=subprocess_env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    send = ["send", "--bot", str(bot_id), "--to", "all", "--text", "hi", "--broadcast-id", "9"]
+    # When the same broadcast is sent twice
+    first, again = tgfleet(*send), tgfleet(*send)
+    # Then the first run queued 3 rows and the second none
+    assert first.returncode == 0, first.stderr
+    assert "queued 3 message(s) for 3 chat(s)" in first.stdout
+    assert "queued 0 message(s) for 3 chat(s), 3 already queued earlier" in again.stdout
+    status = tgfleet("outbox", "status", "--bot", str(bot_id))
+    assert status.returncode == 0, status.stderr
+    assert str(bot_id) in status.stdout and "queued" in status.stdout
+    # And a bad target is refused with a clear message
+    bad = tgfleet("send", "--bot", str(bot_id), "--to", "@ghost", "--text", "x")
+    assert bad.returncode == 1 and "does not know @ghost" in bad.stderr
