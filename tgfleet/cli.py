@@ -7,8 +7,8 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from tgfleet.platform.errors import TgfleetError
-from tgfleet.platform.settings import Settings, settings_or_exit
+from tgfleet.platform.errors import ConfigError, TgfleetError
+from tgfleet.platform.settings import Settings, load_settings, settings_or_exit
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +75,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    settings: Settings | None = None
     try:
         if args.needs_settings:
             settings = settings_or_exit()
@@ -83,14 +84,34 @@ def main(argv: Sequence[str] | None = None) -> int:
             configure_logging(settings)
             return int(args.func(args, settings))
         return int(args.func(args))
-    except TgfleetError as exc:
-        print(f"tgfleet: {exc}", file=sys.stderr)
-        return 1
-    except (TimeoutError, RuntimeError) as exc:
-        print(f"tgfleet: {exc}", file=sys.stderr)
-        return 1
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:
+        message = _one_line(exc, settings)
+        if message is None:
+            raise
+        print(f"tgfleet: {message}", file=sys.stderr)
+        return 1
+
+
+def _one_line(exc: Exception, settings: Settings | None) -> str | None:
+    """The error boundary: what to tell the user about ``exc`` in one line, or None for
+    a bug (which keeps its traceback)."""
+    if isinstance(exc, TgfleetError):
+        return str(exc)
+    from tgfleet.platform.reachability import unreachable_service
+
+    if settings is None:  # a command that reads its settings itself, if at all
+        try:
+            settings = load_settings()
+        except ConfigError:
+            settings = None
+    unreachable = unreachable_service(exc, settings) if settings is not None else None
+    if unreachable is not None:
+        return str(unreachable)
+    if isinstance(exc, TimeoutError | RuntimeError):
+        return str(exc)
+    return None
 
 
 if __name__ == "__main__":

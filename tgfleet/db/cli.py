@@ -1,7 +1,8 @@
 """``tgfleet db upgrade [REV] | downgrade REV | current | history | check | partitions``.
 
 ``add_parser(subparsers)`` registers the ``db`` command on the ``tgfleet`` parser;
-``run(args, settings)`` executes it and returns the exit code.
+``run(args, settings)`` executes it and returns the exit code. An unreachable database
+is reported by the ``tgfleet`` command's error boundary (``tgfleet.cli``).
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ from typing import Any
 
 from alembic import command
 from alembic.util.exc import CommandError
-from sqlalchemy.exc import OperationalError
 
 from tgfleet.db import partitions
 from tgfleet.db.migrate import (
@@ -84,14 +84,6 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     except CommandError as exc:
         print(f"tgfleet db {args.db_command}: {exc}", file=sys.stderr)
         return 1
-    except OperationalError as exc:
-        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else "connection failed"
-        print(
-            f"tgfleet db {args.db_command}: cannot reach the database ({reason}); "
-            "check MIGRATE_DATABASE_URL / DATABASE_URL",
-            file=sys.stderr,
-        )
-        return 1
     return 0
 
 
@@ -125,17 +117,3 @@ def _partitions(args: argparse.Namespace, settings: Settings) -> int:
         )
         return 1
     return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Stand-alone entry (``python -m tgfleet.db.cli``) until the tgfleet CLI wires it."""
-    from tgfleet.platform.settings import settings_or_exit
-
-    parser = argparse.ArgumentParser(prog="tgfleet")
-    add_parser(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    return run(args, settings_or_exit())
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -7,12 +7,19 @@ the depth and the oldest message's age; partition coverage and rows in DEFAULT; 
 migration progress. ``Snapshot.problems`` lists what needs attention, each with a stable
 ``key`` so the health task (``tgfleet.ops.alerts``) can tell an incident that goes on
 from a new one. ``tgfleet status`` renders the same snapshot.
+
+``tgfleet status`` collects with ``tolerate_outages=True``: when PostgreSQL or Redis cannot
+be reached it shows what the other one tells, with the outage as an ``unreachable:...``
+problem. The health task does not: without its services it can alert no one, so its
+run fails instead.
 """
 
 from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -23,9 +30,12 @@ from tgfleet.db.session import session_scope
 from tgfleet.platform.lease import LeaseStore
 from tgfleet.platform.names import LISTENER_HEARTBEATS, ORPHAN_DEAD_LETTERS
 from tgfleet.platform.queues import QueueState, queue_states
+from tgfleet.platform.reachability import Service, unreachable_service
 from tgfleet.platform.settings import Settings
 from tgfleet.sends.ratelimit import RateLimiter
 
+#: Seconds to wait for Redis to connect or answer.
+REDIS_TIMEOUT_S = 5.0
 #: Inbound updates and sends are counted over this window for the per-second rates.
 RATE_WINDOW_S = 60
 
@@ -68,6 +78,8 @@ class Snapshot:
     partitions: list[dict[str, Any]] = field(default_factory=list)
     migration: list[dict[str, Any]] = field(default_factory=list)
     orphan_dead_letters: int = 0
+    #: Service name (``Service``) -> why it could not be reached; its parts are empty.
+    unreachable: dict[str, str] = field(default_factory=dict)
     problems: list[Problem] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
@@ -100,11 +112,15 @@ SELECT bot_id, component, state::text, sum(records)::bigint AS records,
 """
 
 
-def collect_snapshot(settings: Settings, *, now: float | None = None) -> Snapshot:
-    """Everything ``tgfleet status`` shows (workers excepted: ``add_workers``)."""
+def collect_snapshot(
+    settings: Settings, *, now: float | None = None, tolerate_outages: bool = False
+) -> Snapshot:
+    """Everything ``tgfleet status`` shows (workers excepted: ``add_workers``).
+
+    With ``tolerate_outages`` an unreachable PostgreSQL or Redis is not raised: the
+    snapshot holds what the other service tells, and the outage as a problem."""
     snap = Snapshot(at=time.time() if now is None else now)
-    client = redis.Redis.from_url(settings.redis_url)
-    try:
+    with _outage(snap, settings, tolerate_outages):
         with session_scope(settings, role="admin") as session:
             rows = session.execute(text(_BOTS_SQL)).all()
             snap.partitions = [
@@ -112,9 +128,6 @@ def collect_snapshot(settings: Settings, *, now: float | None = None) -> Snapsho
                 for r in session.execute(text("SELECT * FROM partition_coverage()"))
             ]
             snap.migration = [dict(r._mapping) for r in session.execute(text(_MIGRATION_SQL))]
-        beats = client.hgetall(LISTENER_HEARTBEATS)
-        leases = LeaseStore(client, owner="tgfleet-status")
-        limiter = RateLimiter(client)
         for row in rows:
             bot = BotState(row.id, row.name, row.status, list(row.admin_chat_ids or []))
             bot.updates_per_s = row.recent_in / RATE_WINDOW_S
@@ -122,15 +135,36 @@ def collect_snapshot(settings: Settings, *, now: float | None = None) -> Snapsho
             bot.outbox_backlog = int(row.backlog)
             bot.outbox_dead_24h = int(row.outbox_dead)
             bot.dead_updates_24h = int(row.dead_updates)
-            _add_listener(bot, beats.get(str(row.id).encode()), leases, settings, snap.at)
-            bot.flood_pause_s = limiter.paused_for(bot.id)
             snap.bots.append(bot)
-        snap.queues = queue_states(client, now=snap.at)
-        snap.orphan_dead_letters = int(client.llen(ORPHAN_DEAD_LETTERS))
+    client = redis.Redis.from_url(
+        settings.redis_url, socket_connect_timeout=REDIS_TIMEOUT_S, socket_timeout=REDIS_TIMEOUT_S
+    )
+    try:
+        with _outage(snap, settings, tolerate_outages):
+            beats = client.hgetall(LISTENER_HEARTBEATS)
+            leases = LeaseStore(client, owner="tgfleet-status")
+            limiter = RateLimiter(client)
+            for bot in snap.bots:
+                _add_listener(bot, beats.get(str(bot.id).encode()), leases, settings, snap.at)
+                bot.flood_pause_s = limiter.paused_for(bot.id)
+            snap.queues = queue_states(client, now=snap.at)
+            snap.orphan_dead_letters = int(client.llen(ORPHAN_DEAD_LETTERS))
     finally:
         client.close()
     snap.problems = find_problems(snap, settings)
     return snap
+
+
+@contextmanager
+def _outage(snap: Snapshot, settings: Settings, tolerate: bool) -> Iterator[None]:
+    """Record an unreachable service in ``snap`` instead of raising (when tolerated)."""
+    try:
+        yield
+    except Exception as exc:
+        down = unreachable_service(exc, settings) if tolerate else None
+        if down is None:
+            raise
+        snap.unreachable[down.service.value] = str(down)
 
 
 def _add_listener(
@@ -165,27 +199,17 @@ def add_workers(snap: Snapshot, app: Any, timeout: float = 1.0) -> None:
 
 def find_problems(snap: Snapshot, settings: Settings) -> list[Problem]:
     """What needs attention in ``snap``."""
-    found: list[Problem] = []
-    stale = settings.health_heartbeat_stale_s
+    found = [
+        Problem(f"unreachable:{service.lower()}", text)
+        for service, text in snap.unreachable.items()
+    ]
+    listeners_known = Service.REDIS not in snap.unreachable
     for bot in snap.bots:
         if bot.status != "active":
             continue
         label = f"bot {bot.id} ({bot.name})"
-        if bot.heartbeat_age_s is None:
-            found.append(Problem(f"listener-missing:{bot.id}", f"{label}: no listener", bot.id))
-        elif bot.heartbeat_age_s > stale:
-            found.append(
-                Problem(
-                    f"listener-stale:{bot.id}",
-                    f"{label}: listener on {bot.listener_host} silent for "
-                    f"{bot.heartbeat_age_s:.0f}s",
-                    bot.id,
-                )
-            )
-        if bot.heartbeat_age_s is not None and bot.lease_owner is None:
-            found.append(
-                Problem(f"lease-missing:{bot.id}", f"{label}: no listener holds the lease", bot.id)
-            )
+        if listeners_known:
+            found += _listener_problems(bot, label, settings.health_heartbeat_stale_s)
         dead = bot.dead_updates_24h + bot.outbox_dead_24h
         if dead:
             found.append(
@@ -248,4 +272,23 @@ def find_problems(snap: Snapshot, settings: Settings) -> list[Problem]:
                     mig["bot_id"],
                 )
             )
+    return found
+
+
+def _listener_problems(bot: BotState, label: str, stale_s: float) -> list[Problem]:
+    found = []
+    if bot.heartbeat_age_s is None:
+        found.append(Problem(f"listener-missing:{bot.id}", f"{label}: no listener", bot.id))
+    elif bot.heartbeat_age_s > stale_s:
+        found.append(
+            Problem(
+                f"listener-stale:{bot.id}",
+                f"{label}: listener on {bot.listener_host} silent for {bot.heartbeat_age_s:.0f}s",
+                bot.id,
+            )
+        )
+    if bot.heartbeat_age_s is not None and bot.lease_owner is None:
+        found.append(
+            Problem(f"lease-missing:{bot.id}", f"{label}: no listener holds the lease", bot.id)
+        )
     return found

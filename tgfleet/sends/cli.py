@@ -172,10 +172,19 @@ def queue_broadcast(
     return created
 
 
+def _require_broker(settings: Settings) -> None:
+    """Fail before any row is written when Redis, which carries the deliveries, is down
+    (the ``tgfleet`` command reports it in one line)."""
+    from tgfleet.platform.redis import redis_client
+
+    redis_client(settings.redis_url).ping()
+
+
 def cmd_send(args: argparse.Namespace, settings: Settings) -> int:
     from tgfleet.platform.celery_app import make_celery
 
     make_celery(settings)  # the app deliveries are enqueued through
+    _require_broker(settings)
     chat_ids = recipients(settings, args.bot, _targets(args))
     broadcast_id = args.broadcast_id or int(time.time() * 1000)
     console = Console(stderr=True)
@@ -251,6 +260,7 @@ def _retry(settings: Settings, args: argparse.Namespace, where: list[object]) ->
     from tgfleet.sends.outbox import enqueue_after_commit
 
     make_celery(settings)
+    _require_broker(settings)
     statuses = [OutboxStatus(s) for s in (args.status or ["dead"])]
     conditions = [*where, Outbox.status.in_(statuses)]
     if args.id:
