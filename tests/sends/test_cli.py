@@ -90,3 +90,10 @@ def test_cli_send_is_resumable_and_outbox_reports(
     # And a bad target is refused with a clear message
     bad = tgfleet("send", "--bot", str(bot_id), "--to", "@ghost", "--text", "x")
     assert bad.returncode == 1 and "does not know @ghost" in bad.stderr
+
+
+def test_a_bot_that_is_not_in_the_fleet_is_named(migrated: Settings) -> None:
+    # Given a bot id no bot of the fleet has, When its recipients are looked up,
+    # Then the error names the bot and how to add one (not a foreign-key traceback)
+    with pytest.raises(SendCliError, match=r"bot 987654321 is not in this fleet.*bots add"):
+        recipients(migrated, 987654321, ["1"])

@@ -30,6 +30,7 @@ from tgfleet.listeners.publisher import Publisher
 from tgfleet.platform.celery_app import make_celery
 from tgfleet.platform.lease import LeaseStore
 from tgfleet.platform.names import LISTENER_HEARTBEATS
+from tgfleet.platform.reachability import unreachable_service
 from tgfleet.platform.settings import Settings
 from tgfleet.platform.telegram import aes_backend
 
@@ -83,8 +84,12 @@ class ListenerProcess:
                     fleet.active_bots, self.settings, self.options.bot_ids
                 )
             }
-        except Exception:  # database down: keep listening with what we hold
-            log.exception("cannot read the fleet; keeping current bots")
+        except Exception as exc:  # database down: keep listening with what we hold
+            outage = unreachable_service(exc, self.settings)
+            if outage is None:
+                log.exception("cannot read the fleet; keeping current bots")
+            else:  # one line each time, not a traceback every few seconds
+                log.warning("cannot read the fleet (%s); keeping current bots", outage)
             wanted = {bot_id: listener.bot for bot_id, listener in self.listeners.items()}
         for bot_id, listener in list(self.listeners.items()):
             try:
@@ -118,6 +123,7 @@ class ListenerProcess:
             try:
                 await listener.start()
             except Exception as exc:
+                exc = unreachable_service(exc, self.settings) or exc
                 log.error(
                     "bot %s could not start: %s (retrying in %.0fs)",
                     bot_id,

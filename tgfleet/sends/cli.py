@@ -78,11 +78,16 @@ def _targets(args: argparse.Namespace) -> list[str]:
 
 def recipients(settings: Settings, bot_id: int, targets: Sequence[str]) -> list[int]:
     """Chat ids for ``targets`` (ids, @usernames known to the bot, ``all``), in order."""
-    from tgfleet.db import Entity, PeerType, TgUser, session_scope
+    from tgfleet.db import Bot, Entity, PeerType, TgUser, session_scope
 
     chat_ids: list[int] = []
     unknown: list[str] = []
     with session_scope(settings, bot_id=bot_id) as s:
+        if s.get(Bot, bot_id) is None:
+            raise SendCliError(
+                f"bot {bot_id} is not in this fleet: `tgfleet bots list` shows the bots, "
+                "`tgfleet bots add` adds one"
+            )
         for target in targets:
             if target == "all":
                 chat_ids += s.scalars(
