@@ -23,7 +23,6 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-import redis
 from sqlalchemy import text
 
 from tgfleet.db.session import session_scope
@@ -31,11 +30,10 @@ from tgfleet.platform.lease import LeaseStore
 from tgfleet.platform.names import LISTENER_HEARTBEATS, ORPHAN_DEAD_LETTERS
 from tgfleet.platform.queues import QueueState, queue_states
 from tgfleet.platform.reachability import Service, unreachable_service
+from tgfleet.platform.redis import redis_client
 from tgfleet.platform.settings import Settings
 from tgfleet.sends.ratelimit import RateLimiter
 
-#: Seconds to wait for Redis to connect or answer.
-REDIS_TIMEOUT_S = 5.0
 #: Inbound updates and sends are counted over this window for the per-second rates.
 RATE_WINDOW_S = 60
 
@@ -136,21 +134,16 @@ def collect_snapshot(
             bot.outbox_dead_24h = int(row.outbox_dead)
             bot.dead_updates_24h = int(row.dead_updates)
             snap.bots.append(bot)
-    client = redis.Redis.from_url(
-        settings.redis_url, socket_connect_timeout=REDIS_TIMEOUT_S, socket_timeout=REDIS_TIMEOUT_S
-    )
-    try:
-        with _outage(snap, settings, tolerate_outages):
-            beats = client.hgetall(LISTENER_HEARTBEATS)
-            leases = LeaseStore(client, owner="tgfleet-status")
-            limiter = RateLimiter(client)
-            for bot in snap.bots:
-                _add_listener(bot, beats.get(str(bot.id).encode()), leases, settings, snap.at)
-                bot.flood_pause_s = limiter.paused_for(bot.id)
-            snap.queues = queue_states(client, now=snap.at)
-            snap.orphan_dead_letters = int(client.llen(ORPHAN_DEAD_LETTERS))
-    finally:
-        client.close()
+    client = redis_client(settings.redis_url)
+    with _outage(snap, settings, tolerate_outages):
+        beats = client.hgetall(LISTENER_HEARTBEATS)
+        leases = LeaseStore(client, owner="tgfleet-status")
+        limiter = RateLimiter(client)
+        for bot in snap.bots:
+            _add_listener(bot, beats.get(str(bot.id).encode()), leases, settings, snap.at)
+            bot.flood_pause_s = limiter.paused_for(bot.id)
+        snap.queues = queue_states(client, now=snap.at)
+        snap.orphan_dead_letters = int(client.llen(ORPHAN_DEAD_LETTERS))
     snap.problems = find_problems(snap, settings)
     return snap
 
