@@ -27,17 +27,25 @@ class Child:
     def alive(self) -> bool:
         return self.process.poll() is None
 
-    def stop(self, timeout: float = 15.0) -> None:
-        """SIGTERM the child's process group and wait; SIGKILL it after ``timeout``."""
+    def terminate(self) -> None:
+        """SIGTERM the child's process group (it is its own session leader)."""
         if self.alive:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.process.pid, signal.SIGTERM)
+
+    def wait_or_kill(self, timeout: float) -> None:
+        """Wait ``timeout`` seconds for the child to exit, then SIGKILL its group."""
         try:
             self.process.wait(timeout)
         except subprocess.TimeoutExpired:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait(5)
+
+    def stop(self, timeout: float = 15.0) -> None:
+        """SIGTERM the child's process group and wait; SIGKILL it after ``timeout``."""
+        self.terminate()
+        self.wait_or_kill(timeout)
 
 
 class ProcessGroup:
@@ -74,18 +82,10 @@ class ProcessGroup:
     def stop(self, timeout: float = 15.0) -> None:
         """SIGTERM every child's process group, then SIGKILL what is left."""
         for child in self.children:
-            if child.alive:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(child.process.pid, signal.SIGTERM)
+            child.terminate()
         deadline = time.monotonic() + timeout
         for child in self.children:
-            remaining = max(0.1, deadline - time.monotonic())
-            try:
-                child.process.wait(remaining)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(child.process.pid, signal.SIGKILL)
-                child.process.wait(5)
+            child.wait_or_kill(max(0.1, deadline - time.monotonic()))
         self.children.clear()
 
     def dead(self) -> list[Child]:
