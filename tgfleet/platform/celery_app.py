@@ -30,6 +30,10 @@ class TgfleetCelery(Celery):
     settings: Settings
 
 
+#: The app ``make_celery`` made last in this process (see ``current_tgfleet_app``).
+_made: list[TgfleetCelery] = []
+
+
 class TgfleetTask(Task):
     """Base task: log context, correlation id, and typed retries.
 
@@ -72,6 +76,7 @@ def make_celery(settings: Settings) -> TgfleetCelery:
         )
     app = TgfleetCelery("tgfleet", task_cls=TgfleetTask)
     app.settings = settings
+    _made[:] = [app]
     app.config_from_object(celeryconfig)
     visibility = {"visibility_timeout": settings.visibility_timeout_s}
     app.conf.update(
@@ -89,11 +94,14 @@ def make_celery(settings: Settings) -> TgfleetCelery:
 
 
 def current_tgfleet_app() -> TgfleetCelery:
-    """The process's current tgfleet app; one made from the environment's Settings if
-    there is none yet (a script that only queues messages)."""
+    """The tgfleet app of this thread, else the one this process made last (Celery's current
+    app is per thread: a pool thread of a worker may see none), else one made from the
+    environment's Settings (a script that only queues messages)."""
     app = current_app._get_current_object()
     if isinstance(app, TgfleetCelery):
         return app
+    if _made:
+        return _made[-1]
     return make_celery(settings_or_exit())
 
 
