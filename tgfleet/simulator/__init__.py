@@ -10,9 +10,10 @@ In tests::
 """
 
 from tgfleet.simulator.client import SimulatorApiError, SimulatorClient
+from tgfleet.simulator.config import SimulatorConfig
 from tgfleet.simulator.connect import connect_params, new_client, register_rsa_key, session_for
 from tgfleet.simulator.limits import FloodLimits
-from tgfleet.simulator.server import Simulator, SimulatorConfig, aes_backend
+from tgfleet.simulator.server import Simulator, aes_backend
 from tgfleet.simulator.thread import SimulatorThread
 
 __all__ = [

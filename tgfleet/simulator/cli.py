@@ -9,8 +9,9 @@ import logging
 import signal
 from pathlib import Path
 
+from tgfleet.simulator.config import SimulatorConfig
 from tgfleet.simulator.limits import FloodLimits
-from tgfleet.simulator.server import Simulator, SimulatorConfig
+from tgfleet.simulator.server import Simulator
 
 log = logging.getLogger(__name__)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 import urllib.error
@@ -26,7 +27,13 @@ class SimulatorClient:
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
 
-    def request(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: dict[str, Any] | None = None,
+        timeout: float | None = None,
+    ) -> Any:
         data = None if body is None else json.dumps(body).encode()
         req = urllib.request.Request(
             self.base_url + path,
@@ -35,7 +42,7 @@ class SimulatorClient:
             headers={"Content-Type": "application/json"},
         )
         try:
-            with urllib.request.urlopen(req, timeout=self.timeout) as resp:
+            with urllib.request.urlopen(req, timeout=timeout or self.timeout) as resp:
                 return json.loads(resp.read())
         except urllib.error.HTTPError as exc:
             try:
@@ -84,10 +91,13 @@ class SimulatorClient:
         photo: bool = False,
         reply_to: int | None = None,
         count: int = 1,
+        media: dict[str, Any] | None = None,
     ) -> list[dict[str, Any]]:
-        """The user writes to the bot; returns [{"id", "pts", "photo_id"}] (bot-side ids)."""
-        body = {"bot_id": bot_id, "text": text, "photo": photo, "reply_to": reply_to}
-        body["count"] = count
+        """The user writes to the bot; returns [{"id", "pts", "photo_id", "media"}] (bot-side
+        ids). ``media``: {"type": "document"|"voice"|"video", "file_name"?, "mime_type"?,
+        "size"?, "duration"?, "width"?, "height"?} sends a file (its metadata)."""
+        body: dict[str, Any] = {"bot_id": bot_id, "text": text, "photo": photo}
+        body.update(reply_to=reply_to, count=count, media=media)
         result: list[dict[str, Any]] = self.request("POST", f"/users/{user_id}/messages", body)[
             "messages"
         ]
@@ -97,7 +107,7 @@ class SimulatorClient:
         self, user_id: int, bot_id: int | None = None, offset: int = 0
     ) -> list[dict[str, Any]]:
         """What bots sent the user: [{"bot_id", "message_id", "date", "text", "reply_to",
-        "media", "edited_at"}], oldest first."""
+        "media", "markup", "edited_at", "edit_date", "deleted", "chat_id"}], oldest first."""
         query = f"?offset={offset}" + ("" if bot_id is None else f"&bot_id={bot_id}")
         result: list[dict[str, Any]] = self.request("GET", f"/users/{user_id}/received{query}")[
             "messages"
@@ -136,8 +146,67 @@ class SimulatorClient:
         ]
         return result
 
-    def block(self, user_id: int, bot_id: int, blocked: bool = True) -> None:
-        self.request("POST", f"/users/{user_id}/block", {"bot_id": bot_id, "blocked": blocked})
+    def block(self, user_id: int, bot_id: int, blocked: bool = True) -> int | None:
+        """The user blocks (unblocks) the bot; the bot gets UpdateBotStopped. Returns the
+        bot's new qts (None when nothing changed)."""
+        body = {"bot_id": bot_id, "blocked": blocked}
+        qts: int | None = self.request("POST", f"/users/{user_id}/block", body).get("qts")
+        return qts
+
+    def press(
+        self,
+        user_id: int,
+        bot_id: int,
+        message_id: int,
+        *,
+        text: str | None = None,
+        data: str | bytes | None = None,
+        timeout: float | None = None,
+    ) -> dict[str, Any]:
+        """The user presses an inline button (by its text or its callback data) of a bot's
+        message and waits for the bot's answer: returns {"query_id", "answered",
+        "timed_out", "message", "alert", "url", "cache_time", "data", "data_b64", ...}."""
+        body: dict[str, Any] = {"bot_id": bot_id, "message_id": message_id}
+        if text is not None:
+            body["text"] = text
+        if isinstance(data, bytes):
+            body["data_b64"] = base64.b64encode(data).decode()
+        elif data is not None:
+            body["data"] = data
+        if timeout is not None:
+            body["timeout"] = timeout
+        wait = self.timeout + (timeout or 0)
+        result: dict[str, Any] = self.request("POST", f"/users/{user_id}/press", body, wait)
+        return result
+
+    def presses(self, user_id: int, bot_id: int | None = None) -> list[dict[str, Any]]:
+        """Every button press of the user (newest last), with the bots' answers."""
+        query = "" if bot_id is None else f"?bot_id={bot_id}"
+        result: list[dict[str, Any]] = self.request("GET", f"/users/{user_id}/presses{query}")[
+            "presses"
+        ]
+        return result
+
+    def edit(self, user_id: int, bot_id: int, message_id: int, text: str) -> int:
+        """The user edits a message they sent the bot (bot-side id); returns the bot's pts."""
+        body = {"bot_id": bot_id, "message_id": message_id, "text": text}
+        return int(self.request("POST", f"/users/{user_id}/edit", body)["pts"])
+
+    def add_member(self, group_id: int, member_id: int, actor_id: int) -> list[dict[str, Any]]:
+        """``actor_id`` adds a user or bot to the group: [{"bot_id", "id", "pts"}]."""
+        body = {"member_id": member_id, "actor_id": actor_id}
+        result: list[dict[str, Any]] = self.request("POST", f"/groups/{group_id}/add", body)[
+            "messages"
+        ]
+        return result
+
+    def remove_member(self, group_id: int, member_id: int, actor_id: int) -> list[dict[str, Any]]:
+        """``actor_id`` removes a user or bot from the group: [{"bot_id", "id", "pts"}]."""
+        body = {"member_id": member_id, "actor_id": actor_id}
+        result: list[dict[str, Any]] = self.request("POST", f"/groups/{group_id}/remove", body)[
+            "messages"
+        ]
+        return result
 
     # -- limits, faults, stats -----------------------------------------------------------------
 

@@ -7,10 +7,11 @@ import asyncio
 import json
 import logging
 import re
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, urlsplit
 
+from tgfleet.simulator.control_actions import document_from_body
+from tgfleet.simulator.routing import ROUTES, HttpError, Json, int_field, number_field, route
 from tgfleet.simulator.world import Bot, Group, User, WorldError
 
 if TYPE_CHECKING:
@@ -19,24 +20,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MAX_BODY = 1024 * 1024
-Json = dict[str, Any]
-Route = Callable[["Simulator", re.Match[str], Json, dict[str, str]], Awaitable[Json]]
-ROUTES: list[tuple[str, re.Pattern[str], Route]] = []
 _REASONS = {200: "OK", 400: "Bad Request", 403: "Forbidden", 404: "Not Found", 500: "Error"}
-
-
-class HttpError(Exception):
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-
-
-def route(method: str, pattern: str) -> Callable[[Route], Route]:
-    def register(handler: Route) -> Route:
-        ROUTES.append((method, re.compile(f"^{pattern}$"), handler))
-        return handler
-
-    return register
 
 
 def bot_json(bot: Bot) -> Json:
@@ -56,20 +40,6 @@ def user_json(user: User) -> Json:
         "last_name": user.last_name,
         "username": user.username,
     }
-
-
-def _number(body: Json, name: str, default: float | None = None) -> float:
-    value = body.get(name, default)
-    if not isinstance(value, int | float) or isinstance(value, bool) or value < 0:
-        raise HttpError(400, f"{name!r} must be a non-negative number")
-    return float(value)
-
-
-def _int(body: Json, name: str) -> int:
-    value = body.get(name)
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise HttpError(400, f"{name!r} must be an integer id")
-    return value
 
 
 @route("GET", "/health")
@@ -125,10 +95,11 @@ async def create_user(sim: Simulator, m: re.Match[str], body: Json, q: dict[str,
 
 @route("POST", r"/users/(\d+)/messages")
 async def user_send(sim: Simulator, m: re.Match[str], body: Json, q: dict[str, str]) -> Json:
-    """The user sends ``text`` (or a photo) to ``bot_id``; ``count`` repeats it, with
-    ``{i}`` in the text replaced by the repetition number."""
-    bot_id, text = _int(body, "bot_id"), body.get("text", "")
-    count = int(_number(body, "count", 1))
+    """The user sends ``text`` (with a photo, or ``media``: a document, voice note or
+    video) to ``bot_id``; ``count`` repeats it, ``{i}`` in the text replaced by the
+    repetition number."""
+    bot_id, text = int_field(body, "bot_id"), body.get("text", "")
+    count = int(number_field(body, "count", 1))
     if not isinstance(text, str):
         raise HttpError(400, "'text' must be a string")
     sent = []
@@ -139,8 +110,12 @@ async def user_send(sim: Simulator, m: re.Match[str], body: Json, q: dict[str, s
             text.replace("{i}", str(i)),
             photo=bool(body.get("photo", False)),
             reply_to=body.get("reply_to"),
+            document=document_from_body(sim, body.get("media")),
         )
-        sent.append({"id": message.id, "pts": message.pts, "photo_id": message.photo_id})
+        media = sim.world.media_json(message)
+        sent.append(
+            {"id": message.id, "pts": message.pts, "photo_id": message.photo_id, "media": media}
+        )
     return {"messages": sent}
 
 
@@ -154,8 +129,8 @@ async def received(sim: Simulator, m: re.Match[str], body: Json, q: dict[str, st
 
 @route("POST", r"/users/(\d+)/block")
 async def block(sim: Simulator, m: re.Match[str], body: Json, q: dict[str, str]) -> Json:
-    sim.block(int(m[1]), _int(body, "bot_id"), bool(body.get("blocked", True)))
-    return {"ok": True}
+    qts = sim.block(int(m[1]), int_field(body, "bot_id"), bool(body.get("blocked", True)))
+    return {"ok": True, "qts": qts}
 
 
 def group_json(group: Group) -> Json:
@@ -180,11 +155,11 @@ async def create_group(sim: Simulator, m: re.Match[str], body: Json, q: dict[str
 @route("POST", r"/groups/(\d+)/messages")
 async def group_send(sim: Simulator, m: re.Match[str], body: Json, q: dict[str, str]) -> Json:
     """A member posts ``text`` (or a photo) in the group; every bot in it receives it."""
-    user_id, text = _int(body, "user_id"), body.get("text", "")
+    user_id, text = int_field(body, "user_id"), body.get("text", "")
     if not isinstance(text, str):
         raise HttpError(400, "'text' must be a string")
     sent: list[Json] = []
-    for i in range(int(_number(body, "count", 1))):
+    for i in range(int(number_field(body, "count", 1))):
         copies = sim.user_send_group(
             user_id, int(m[1]), text.replace("{i}", str(i)), bool(body.get("photo", False))
         )
@@ -212,31 +187,31 @@ async def drop(sim: Simulator, m: re.Match[str], body: Json, q: dict[str, str]) 
 
 @route("POST", "/faults/stall")
 async def stall(sim: Simulator, m: re.Match[str], body: Json, q: dict[str, str]) -> Json:
-    sim.stall(_number(body, "seconds"))
+    sim.stall(number_field(body, "seconds"))
     return {"ok": True}
 
 
 @route("POST", "/faults/flood")
 async def flood(sim: Simulator, m: re.Match[str], body: Json, q: dict[str, str]) -> Json:
-    sim.force_flood(_int(body, "bot_id"), _number(body, "seconds"))
+    sim.force_flood(int_field(body, "bot_id"), number_field(body, "seconds"))
     return {"ok": True}
 
 
 @route("POST", "/faults/lose-pushes")
 async def lose(sim: Simulator, m: re.Match[str], body: Json, q: dict[str, str]) -> Json:
-    sim.lose_pushes(_int(body, "bot_id"), int(_number(body, "count")))
+    sim.lose_pushes(int_field(body, "bot_id"), int(number_field(body, "count")))
     return {"ok": True}
 
 
 @route("POST", "/faults/refuse-connections")
 async def refuse(sim: Simulator, m: re.Match[str], body: Json, q: dict[str, str]) -> Json:
-    sim.refuse_connections(_number(body, "seconds"))
+    sim.refuse_connections(number_field(body, "seconds"))
     return {"ok": True}
 
 
 @route("POST", "/faults/restart")
 async def restart(sim: Simulator, m: re.Match[str], body: Json, q: dict[str, str]) -> Json:
-    await sim.restart(_number(body, "downtime", 0.0))
+    await sim.restart(number_field(body, "downtime", 0.0))
     return {"ok": True, "port": sim.port}
 
 

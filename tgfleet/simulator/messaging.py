@@ -1,4 +1,5 @@
-"""The messages.* methods: send, send a photo, edit, typing, get messages."""
+"""The messages.* methods: send, send media, typing, get messages (edits and deletes:
+``editing``; callback answers: ``callbacks``)."""
 
 from __future__ import annotations
 
@@ -7,9 +8,12 @@ from typing import Any
 from telethon.tl import functions, types
 
 from tgfleet.simulator import mtproto
+from tgfleet.simulator.files import Photo
+from tgfleet.simulator.markup import markup_json
+from tgfleet.simulator.media import resolve_media
 from tgfleet.simulator.methods import RpcContext, handles
 from tgfleet.simulator.render import message_tl, message_updates, peer_chats, peer_users, when
-from tgfleet.simulator.world import Bot, Group, Photo, StoredMessage, User, WorldError
+from tgfleet.simulator.world import Bot, Group, StoredMessage, User, WorldError
 
 MAX_TEXT = 4096
 MAX_CAPTION = 1024
@@ -22,7 +26,7 @@ def _reply_to(request: Any) -> int | None:
     return None
 
 
-def _check_flood(ctx: RpcContext, bot: Bot, to: User | Group) -> None:
+def check_flood(ctx: RpcContext, bot: Bot, to: User | Group) -> None:
     wait = ctx.sim.flood_wait(bot, to.id, group=isinstance(to, Group))
     if wait:
         raise WorldError(420, f"FLOOD_WAIT_{wait}")
@@ -50,21 +54,11 @@ def send_message(ctx: RpcContext, request: Any) -> bytes:
         raise WorldError(400, "MESSAGE_EMPTY")
     if len(text) > MAX_TEXT:
         raise WorldError(400, "MESSAGE_TOO_LONG")
-    _check_flood(ctx, bot, user)
-    message = world.bot_sends(bot, user, text, request.random_id, _reply_to(request))
+    markup = markup_json(request.reply_markup)
+    check_flood(ctx, bot, user)
+    message = world.bot_sends(bot, user, text, request.random_id, _reply_to(request), markup=markup)
     ctx.sim.on_bot_message(bot, message, origin=ctx.conn)
     return _short_sent(message)
-
-
-def _photo(ctx: RpcContext, media: Any) -> Photo:
-    if not isinstance(media, types.InputMediaPhoto) or not isinstance(media.id, types.InputPhoto):
-        raise WorldError(400, "MEDIA_INVALID")
-    photo = ctx.sim.world.photos.get(media.id.id)
-    if photo is None or photo.access_hash != media.id.access_hash:
-        raise WorldError(400, "MEDIA_INVALID")
-    if photo.file_reference != media.id.file_reference:
-        raise WorldError(400, "FILE_REFERENCE_EXPIRED")
-    return photo
 
 
 @handles(functions.messages.SendMediaRequest)
@@ -76,29 +70,17 @@ def send_media(ctx: RpcContext, request: Any) -> bytes:
     if original is not None:
         ctx.sim.stats["duplicate_sends"] += 1
         return bytes(message_updates(world, bot, original, random_id=request.random_id))
-    photo = _photo(ctx, request.media)
     if len(request.message or "") > MAX_CAPTION:
         raise WorldError(400, "MEDIA_CAPTION_TOO_LONG")
-    _check_flood(ctx, bot, user)
-    message = world.bot_sends(
-        bot, user, request.message or "", request.random_id, _reply_to(request), photo
-    )
+    markup = markup_json(request.reply_markup)
+    media = resolve_media(ctx, bot.id, request.media)
+    check_flood(ctx, bot, user)
+    photo = media if isinstance(media, Photo) else None
+    document = None if isinstance(media, Photo) else media
+    text, reply_to = request.message or "", _reply_to(request)
+    message = world.bot_sends(bot, user, text, request.random_id, reply_to, photo, document, markup)
     ctx.sim.on_bot_message(bot, message, origin=ctx.conn)
     return bytes(message_updates(world, bot, message, random_id=request.random_id))
-
-
-@handles(functions.messages.EditMessageRequest)
-def edit_message(ctx: RpcContext, request: Any) -> bytes:
-    bot = ctx.bot()
-    user = ctx.peer(bot, request.peer)
-    if request.message is None:
-        raise WorldError(400, "MESSAGE_EMPTY")
-    message = bot.messages.get(request.id)
-    if message is None or (message.chat_id or message.peer_id) != user.id:
-        raise WorldError(400, "MESSAGE_ID_INVALID")
-    edited = ctx.sim.world.bot_edits(bot, request.id, request.message)
-    ctx.sim.on_bot_message(bot, edited, origin=ctx.conn, edit=True)
-    return bytes(message_updates(ctx.sim.world, bot, edited, edit=True))
 
 
 @handles(functions.messages.SetTypingRequest)

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from telethon.tl import TLObject, TLRequest, functions, types
 
 from tgfleet.simulator import mtproto
-from tgfleet.simulator.render import message_tl, peer_chats, peer_users, user_tl, when
+from tgfleet.simulator.render import user_tl, when
 from tgfleet.simulator.world import Bot, Group, User, WorldError
 
 if TYPE_CHECKING:
@@ -26,7 +26,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-DIFFERENCE_LIMIT = 1000
 _WRAPPERS = (
     functions.InvokeWithLayerRequest,
     functions.InitConnectionRequest,
@@ -239,78 +238,5 @@ def resolve_username(ctx: RpcContext, request: Any) -> bytes:
     return bytes(
         types.contacts.ResolvedPeer(
             peer=types.PeerUser(peer.id), chats=[], users=[user_tl(world, bot, peer)]
-        )
-    )
-
-
-# -- updates -------------------------------------------------------------------------------
-
-
-def _start_listening(ctx: RpcContext) -> None:
-    session = ctx.conn.session
-    if session is not None and not ctx.without_updates and not session.listening:
-        session.listening = True
-        ctx.sim.mark_dirty()
-
-
-def _state(pts: int) -> types.updates.State:
-    return types.updates.State(pts=pts, qts=0, date=when(time.time()), seq=0, unread_count=0)
-
-
-@handles(functions.updates.GetStateRequest)
-def get_state(ctx: RpcContext, request: Any) -> bytes:
-    bot = ctx.bot()
-    _start_listening(ctx)
-    return bytes(_state(bot.pts))
-
-
-@handles(functions.updates.GetDifferenceRequest)
-def get_difference(ctx: RpcContext, request: Any) -> bytes:
-    bot = ctx.bot()
-    _start_listening(ctx)
-    world = ctx.sim.world
-    ctx.sim.stats["differences"] += 1
-    limit = min(request.pts_total_limit or DIFFERENCE_LIMIT, DIFFERENCE_LIMIT)
-    found = world.difference(bot, request.pts, limit)
-    if found is None:
-        ctx.sim.stats["differences_too_long"] += 1
-        return bytes(types.updates.DifferenceTooLong(pts=bot.pts))
-    entries, pts = found
-    if not entries:
-        return bytes(types.updates.DifferenceEmpty(date=when(time.time()), seq=0))
-    new_ids = {e.message_id for e in entries if e.kind == "new"}
-    new_messages, edits, stored = [], [], []
-    for entry in entries:
-        message = bot.messages.get(entry.message_id)
-        if message is None:
-            continue
-        if entry.kind == "new":
-            new_messages.append(message_tl(world, bot, message))
-            stored.append(message)
-        elif entry.message_id not in new_ids:
-            edits.append(
-                types.UpdateEditMessage(message_tl(world, bot, message), pts=entry.pts, pts_count=1)
-            )
-            stored.append(message)
-    users = peer_users(world, bot, stored)
-    if pts < bot.pts:
-        return bytes(
-            types.updates.DifferenceSlice(
-                new_messages=new_messages,
-                new_encrypted_messages=[],
-                other_updates=edits,
-                chats=peer_chats(world, stored),
-                users=users,
-                intermediate_state=_state(pts),
-            )
-        )
-    return bytes(
-        types.updates.Difference(
-            new_messages=new_messages,
-            new_encrypted_messages=[],
-            other_updates=edits,
-            chats=[],
-            users=users,
-            state=_state(pts),
         )
     )

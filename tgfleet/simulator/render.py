@@ -6,11 +6,13 @@ import datetime as dt
 import struct
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 from telethon.tl import types
 
+from tgfleet.simulator.markup import markup_tl
 from tgfleet.simulator.mtproto import vector
-from tgfleet.simulator.world import Bot, Group, Photo, StoredMessage, User, World
+from tgfleet.simulator.world import Bot, Document, Group, Photo, StoredMessage, User, World
 
 
 def when(timestamp: float) -> dt.datetime:
@@ -50,14 +52,62 @@ def photo_tl(photo: Photo) -> types.Photo:
     )
 
 
-def message_tl(world: World, bot: Bot, message: StoredMessage) -> types.Message:
+def document_tl(doc: Document) -> types.Document:
+    attributes: list[types.TypeDocumentAttribute] = []
+    if doc.file_name:
+        attributes.append(types.DocumentAttributeFilename(doc.file_name))
+    if doc.kind == "voice":
+        attributes.append(types.DocumentAttributeAudio(int(doc.duration), voice=True))
+    elif doc.kind == "video":
+        attributes.append(types.DocumentAttributeVideo(doc.duration, doc.width, doc.height))
+    return types.Document(
+        id=doc.id,
+        access_hash=doc.access_hash,
+        file_reference=doc.file_reference,
+        date=when(doc.date),
+        mime_type=doc.mime_type,
+        size=doc.size,
+        dc_id=2,
+        attributes=attributes,
+    )
+
+
+def _media_tl(world: World, message: StoredMessage) -> types.TypeMessageMedia | None:
     photo = None if message.photo_id is None else world.photos.get(message.photo_id)
+    if photo is not None:
+        return types.MessageMediaPhoto(photo=photo_tl(photo))
+    doc = None if message.document_id is None else world.documents.get(message.document_id)
+    if doc is not None:
+        return types.MessageMediaDocument(
+            document=document_tl(doc), voice=doc.kind == "voice" or None
+        )
+    return None
+
+
+def _action_tl(action: dict[str, Any]) -> types.TypeMessageAction:
+    if action["type"] == "add_user":
+        return types.MessageActionChatAddUser(users=[action["user_id"]])
+    return types.MessageActionChatDeleteUser(user_id=action["user_id"])
+
+
+def message_tl(
+    world: World, bot: Bot, message: StoredMessage
+) -> types.Message | types.MessageService:
     sender = bot.id if message.out else message.peer_id
     peer: types.TypePeer = (
         types.PeerUser(message.peer_id)
         if message.chat_id is None
         else types.PeerChat(message.chat_id)
     )
+    if message.action is not None:
+        return types.MessageService(
+            id=message.id,
+            peer_id=peer,
+            from_id=types.PeerUser(sender),
+            date=when(message.date),
+            action=_action_tl(message.action),
+            out=message.out,
+        )
     return types.Message(
         id=message.id,
         peer_id=peer,
@@ -70,9 +120,10 @@ def message_tl(world: World, bot: Bot, message: StoredMessage) -> types.Message:
             if message.reply_to is None
             else types.MessageReplyHeader(reply_to_msg_id=message.reply_to)
         ),
-        media=None if photo is None else types.MessageMediaPhoto(photo=photo_tl(photo)),
+        media=_media_tl(world, message),
         entities=_command_entities(message),
         edit_date=None if message.edit_date is None else when(message.edit_date),
+        reply_markup=markup_tl(message.markup),
     )
 
 
@@ -87,10 +138,13 @@ def peer_users(world: World, bot: Bot, messages: list[StoredMessage]) -> list[ty
     """The users the messages mention, with this bot's access hashes."""
     seen: dict[int, types.User] = {}
     for message in messages:
-        if message.peer_id not in seen:
-            peer = world.users.get(message.peer_id) or world.bots.get(message.peer_id)
-            if peer is not None:
-                seen[message.peer_id] = user_tl(world, bot, peer)
+        ids = [message.peer_id]
+        if message.action is not None:
+            ids.append(message.action["user_id"])
+        for peer_id in ids:
+            peer = world.users.get(peer_id) or world.bots.get(peer_id)
+            if peer is not None and peer_id not in seen:
+                seen[peer_id] = user_tl(world, bot, peer)
     return list(seen.values())
 
 
@@ -157,6 +211,17 @@ class PushBatch:
                 struct.pack("<ii", int(time.time()), 0),
             )
         )
+
+
+def updates_push(
+    world: World, bot: Bot, updates: list[Any], users: list[Bot | User], chats: list[Group]
+) -> PushBatch:
+    """A push of arbitrary updates naming these users and chats."""
+    return PushBatch(
+        [bytes(u) for u in updates],
+        {u.id: bytes(user_tl(world, bot, u)) for u in users},
+        {c.id: bytes(chat_tl(c)) for c in chats},
+    )
 
 
 def message_push(world: World, bot: Bot, message: StoredMessage, edit: bool = False) -> PushBatch:

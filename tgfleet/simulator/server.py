@@ -6,25 +6,28 @@ import asyncio
 import logging
 import time
 from collections import Counter
-from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 from telethon.crypto import aes as telethon_aes
 
-from tgfleet.simulator import messaging  # noqa: F401  (registers the messages.* handlers)
+# (importing these registers their RPC handlers)
+from tgfleet.simulator import callbacks, difference, editing, messaging  # noqa: F401
+from tgfleet.simulator.callbacks import CallbackQueries
+from tgfleet.simulator.config import SimulatorConfig
 from tgfleet.simulator.connection import ClientConnection
 from tgfleet.simulator.handshake import ServerKey
 from tgfleet.simulator.limits import FloodControl, FloodLimits
+from tgfleet.simulator.media import Uploads
+from tgfleet.simulator.membership import set_blocked
 from tgfleet.simulator.methods import Methods
 from tgfleet.simulator.render import PushBatch, message_push
 from tgfleet.simulator.sessions import SessionStore
 from tgfleet.simulator.state import dump_state, load_state, read_state_file, write_state_file
 from tgfleet.simulator.world import (
-    DEFAULT_HISTORY_LIMIT,
-    DEFAULT_INBOX_LIMIT,
     Bot,
+    Document,
     Group,
     Received,
     StoredMessage,
@@ -34,20 +37,6 @@ from tgfleet.simulator.world import (
 )
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class SimulatorConfig:
-    host: str = "127.0.0.1"
-    port: int = 0
-    control_port: int | None = 0
-    state_path: Path | None = None
-    rsa_key_out: Path | None = None
-    limits: FloodLimits = field(default_factory=FloodLimits)
-    history_limit: int = DEFAULT_HISTORY_LIMIT
-    inbox_limit: int = DEFAULT_INBOX_LIMIT
-    max_frame: int = 1024 * 1024
-    save_interval: float = 1.0
 
 
 def aes_backend() -> str:
@@ -71,6 +60,8 @@ class Simulator:
         self.flood = FloodControl(self.config.limits)
         self.rpc = Methods(self)
         self.stats: Counter[str] = Counter()
+        self.uploads = Uploads()
+        self.callbacks = CallbackQueries()
         self.server_key: ServerKey
         self.stalled_until = 0.0
         self._refuse_until = 0.0
@@ -230,6 +221,11 @@ class Simulator:
             return max(1, int(forced + 0.999))
         return self.flood.check(bot.id, chat_id, group)
 
+    def listeners(self, bot_id: int) -> list[ClientConnection]:
+        """The bot's connections that receive updates."""
+        conns = self._by_bot.get(bot_id, ())
+        return [c for c in conns if c.session is not None and c.session.listening]
+
     def push(self, bot: Bot, batch: PushBatch, exclude: ClientConnection | None = None) -> int:
         """Queue updates for every listening connection of ``bot``."""
         if self._lost_pushes.get(bot.id, 0) > 0:
@@ -281,11 +277,12 @@ class Simulator:
         text: str = "",
         photo: bool = False,
         reply_to: int | None = None,
+        document: Document | None = None,
     ) -> StoredMessage:
         """A simulated user writes to a bot; pushes it to the bot's listening sessions."""
         world = self.world
         picture = world.add_photo() if photo else None
-        message = world.user_sends(user_id, bot_id, text, picture, reply_to)
+        message = world.user_sends(user_id, bot_id, text, picture, reply_to, document=document)
         bot = world.bots[bot_id]
         self.stats["user_messages"] += 1
         self.mark_dirty()
@@ -324,11 +321,9 @@ class Simulator:
         items = self.world.user(user_id).received
         return [r for r in items if bot_id is None or r.bot_id == bot_id]
 
-    def block(self, user_id: int, bot_id: int, blocked: bool = True) -> None:
-        user = self.world.user(user_id)
-        self.world.bot(bot_id)
-        (user.blocked_bots.add if blocked else user.blocked_bots.discard)(bot_id)
-        self.mark_dirty()
+    def block(self, user_id: int, bot_id: int, blocked: bool = True) -> int | None:
+        """The user blocks (unblocks) the bot: UpdateBotStopped; returns its qts, if any."""
+        return set_blocked(self, user_id, bot_id, blocked)
 
     def set_limits(self, **changes: Any) -> FloodLimits:
         self.config.limits.update(changes)

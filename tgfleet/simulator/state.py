@@ -17,9 +17,11 @@ from tgfleet.simulator.limits import FloodLimits
 from tgfleet.simulator.sessions import AuthSession, SessionStore
 from tgfleet.simulator.world import (
     Bot,
+    Document,
     Group,
     HistoryEntry,
     Photo,
+    QtsEntry,
     Received,
     StoredMessage,
     User,
@@ -40,6 +42,8 @@ def _bot_json(bot: Bot) -> dict[str, Any]:
         "messages": [asdict(m) for m in bot.messages.values()],
         "history": [[e.pts, e.kind, e.message_id] for e in bot.history],
         "random_ids": [[r, m] for r, m in bot.random_ids.items()],
+        "qts": bot.qts,
+        "qts_history": [asdict(e) for e in bot.qts_history],
     }
 
 
@@ -50,6 +54,8 @@ def _bot_from_json(data: dict[str, Any]) -> Bot:
     bot.messages = OrderedDict((m["id"], StoredMessage(**m)) for m in data["messages"])
     bot.history = deque(HistoryEntry(p, k, m) for p, k, m in data["history"])
     bot.random_ids = OrderedDict((r, m) for r, m in data["random_ids"])
+    bot.qts = data.get("qts", 0)
+    bot.qts_history = deque(QtsEntry(**e) for e in data.get("qts_history", []))
     return bot
 
 
@@ -71,9 +77,9 @@ def _user_from_json(data: dict[str, Any], inbox_limit: int) -> User:
     return user
 
 
-def _photo_json(photo: Photo) -> dict[str, Any]:
-    data = asdict(photo)
-    data["file_reference"] = base64.b64encode(photo.file_reference).decode()
+def _file_json(item: Photo | Document) -> dict[str, Any]:
+    data = asdict(item)
+    data["file_reference"] = base64.b64encode(item.file_reference).decode()
     return data
 
 
@@ -88,7 +94,8 @@ def dump_state(
         "limits": limits.to_json(),
         "bots": [_bot_json(b) for b in world.bots.values()],
         "users": [_user_json(u) for u in world.users.values()],
-        "photos": [_photo_json(p) for p in world.photos.values()],
+        "photos": [_file_json(p) for p in world.photos.values()],
+        "documents": [_file_json(d) for d in world.documents.values()],
         "groups": [
             {"id": g.id, "title": g.title, "members": sorted(g.members), "date": g.date}
             for g in world.groups.values()
@@ -111,6 +118,9 @@ def load_state(
     for photo in data["photos"]:
         photo["file_reference"] = base64.b64decode(photo["file_reference"])
         world.photos[photo["id"]] = Photo(**photo)
+    for doc in data.get("documents", []):
+        doc["file_reference"] = base64.b64decode(doc["file_reference"])
+        world.documents[doc["id"]] = Document(**doc)
     for group in data.get("groups", []):
         world.groups[group["id"]] = Group(
             group["id"], group["title"], set(group["members"]), group["date"]

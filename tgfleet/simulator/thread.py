@@ -12,7 +12,8 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 from tgfleet.simulator.client import SimulatorClient
-from tgfleet.simulator.server import Simulator, SimulatorConfig
+from tgfleet.simulator.config import SimulatorConfig
+from tgfleet.simulator.server import Simulator
 
 T = TypeVar("T")
 

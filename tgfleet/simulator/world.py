@@ -19,6 +19,10 @@ from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from typing import Any
 
+from tgfleet.simulator.files import Document, Photo
+
+__all__ = ["Document", "Photo"]  # re-exported: world objects
+
 DEFAULT_HISTORY_LIMIT = 10_000
 DEFAULT_INBOX_LIMIT = 10_000
 _RANDOM_ID_MEMORY = 10_000
@@ -32,17 +36,6 @@ class WorldError(Exception):
         super().__init__(f"{code} {message}")
         self.code = code
         self.message = message
-
-
-@dataclass(slots=True)
-class Photo:
-    id: int
-    access_hash: int
-    file_reference: bytes
-    date: int
-    width: int = 800
-    height: int = 600
-    size: int = 54_321
 
 
 @dataclass(slots=True)
@@ -61,13 +54,29 @@ class StoredMessage:
     edit_date: int | None = None
     random_id: int | None = None
     chat_id: int | None = None
+    document_id: int | None = None
+    markup: dict[str, Any] | None = None  # buttons, as the control API shows them
+    action: dict[str, Any] | None = None  # a service message: {"type", "user_id", ...}
 
 
 @dataclass(slots=True)
 class HistoryEntry:
     pts: int
-    kind: str  # "new" or "edit"
+    kind: str  # "new", "edit" or "delete"
     message_id: int
+
+
+@dataclass(slots=True)
+class QtsEntry:
+    """An update on the bot's qts sequence (UpdateBotStopped, UpdateChatParticipant)."""
+
+    qts: int
+    kind: str  # "stopped" or "participant"
+    date: int
+    user_id: int
+    flag: bool  # stopped / joined
+    chat_id: int | None = None
+    actor_id: int | None = None
 
 
 @dataclass
@@ -82,6 +91,8 @@ class Bot:
     history: deque[HistoryEntry] = field(default_factory=deque)
     random_ids: OrderedDict[int, int] = field(default_factory=OrderedDict)
     flood_until: float = 0.0
+    qts: int = 0
+    qts_history: deque[QtsEntry] = field(default_factory=deque)
 
 
 @dataclass(slots=True)
@@ -96,16 +107,25 @@ class Received:
     photo_id: int | None = None
     edited_at: float | None = None
     chat_id: int | None = None
+    media: dict[str, Any] | None = None  # {"type", "id", "file_name", "mime_type", "size"}
+    markup: dict[str, Any] | None = None
+    deleted: bool = False
 
     def to_json(self) -> dict[str, Any]:
+        media = self.media
+        if media is None and self.photo_id is not None:
+            media = {"type": "photo", "id": self.photo_id}
         return {
             "bot_id": self.bot_id,
             "message_id": self.message_id,
             "date": self.date,
             "text": self.text,
             "reply_to": self.reply_to,
-            "media": None if self.photo_id is None else {"type": "photo", "id": self.photo_id},
+            "media": media,
+            "markup": self.markup,
             "edited_at": self.edited_at,
+            "edit_date": None if self.edited_at is None else int(self.edited_at),
+            "deleted": self.deleted,
             "chat_id": self.chat_id,
         }
 
@@ -146,6 +166,7 @@ class World:
         self.bots: dict[int, Bot] = {}
         self.users: dict[int, User] = {}
         self.photos: dict[int, Photo] = {}
+        self.documents: dict[int, Document] = {}
         self.groups: dict[int, Group] = {}
         self._tokens: dict[str, int] = {}
         self._usernames: dict[str, int] = {}
@@ -258,9 +279,11 @@ class World:
         photo: Photo | None = None,
         reply_to: int | None = None,
         chat_id: int | None = None,
+        document: Document | None = None,
+        action: dict[str, Any] | None = None,
     ) -> StoredMessage:
-        """A user writes to a bot (or to a group the bot is in: ``chat_id``); returns the
-        message as the bot's account stores it."""
+        """A user writes to a bot (or to a group the bot is in: ``chat_id``; ``action``
+        makes it a service message); returns the message as the bot's account stores it."""
         self.user(user_id)
         bot = self.bot(bot_id)
         bot.pts += 1
@@ -274,6 +297,8 @@ class World:
             reply_to=reply_to,
             photo_id=None if photo is None else photo.id,
             chat_id=chat_id,
+            document_id=None if document is None else document.id,
+            action=action,
         )
         bot.next_message_id += 1
         self._append(bot, message)
@@ -309,6 +334,8 @@ class World:
         random_id: int,
         reply_to: int | None = None,
         photo: Photo | None = None,
+        document: Document | None = None,
+        markup: dict[str, Any] | None = None,
     ) -> StoredMessage:
         """A bot writes to a user or a group (each user records it in their inbox)."""
         if isinstance(to, User) and bot.id in to.blocked_bots:
@@ -327,6 +354,8 @@ class World:
             photo_id=None if photo is None else photo.id,
             random_id=random_id,
             chat_id=to.id if group else None,
+            document_id=None if document is None else document.id,
+            markup=markup,
         )
         bot.next_message_id += 1
         self._append(bot, message)
@@ -336,38 +365,35 @@ class World:
         for user in self.recipients(bot, message):
             if user.received.maxlen is None:
                 user.received = deque(user.received, maxlen=self.inbox_limit)
-            user.received.append(
-                Received(
-                    bot.id, message.id, now, text, reply_to, message.photo_id, None, message.chat_id
-                )
+            item = Received(bot.id, message.id, now, text, reply_to, message.photo_id)
+            item.chat_id, item.media, item.markup = (
+                message.chat_id,
+                self.media_json(message),
+                markup,
             )
+            user.received.append(item)
         return message
 
-    def bot_edits(self, bot: Bot, message_id: int, text: str) -> StoredMessage:
-        message = bot.messages.get(message_id)
-        if message is None or not message.out:
-            raise WorldError(400, "MESSAGE_ID_INVALID")
-        if message.text == text:
-            raise WorldError(400, "MESSAGE_NOT_MODIFIED")
-        bot.pts += 1
-        now = time.time()
-        message.text, message.edit_date, message.pts = text, int(now), bot.pts
-        self._record(bot, HistoryEntry(bot.pts, "edit", message_id))
-        for user in self.recipients(bot, message):
-            for item in reversed(user.received):
-                if item.bot_id == bot.id and item.message_id == message_id:
-                    item.text, item.edited_at = text, now
-                    break
-        return message
-
-    def difference(self, bot: Bot, pts: int, limit: int) -> tuple[list[HistoryEntry], int] | None:
-        """History entries after ``pts`` (at most ``limit``) and the pts they lead to.
-
-        None means the history no longer reaches back to ``pts`` (DifferenceTooLong).
-        """
-        if pts >= bot.pts:
-            return [], bot.pts
-        if not bot.history or bot.history[0].pts > pts + 1:
+    def media_json(self, message: StoredMessage) -> dict[str, Any] | None:
+        """A message's media as the control API shows it."""
+        photo = None if message.photo_id is None else self.photos.get(message.photo_id)
+        if photo is not None:
+            return {"type": "photo", "id": photo.id}
+        doc = None if message.document_id is None else self.documents.get(message.document_id)
+        if doc is None:
             return None
-        entries = [entry for entry in bot.history if entry.pts > pts][:limit]
-        return entries, entries[-1].pts
+        return {
+            "type": doc.kind,
+            "id": doc.id,
+            "file_name": doc.file_name,
+            "mime_type": doc.mime_type,
+            "size": doc.size,
+            "duration": doc.duration,
+        }
+
+    def inbox_item(self, user: User, bot_id: int, message_id: int) -> Received | None:
+        """The user's copy of a bot's message, if the user received it."""
+        for item in reversed(user.received):
+            if item.bot_id == bot_id and item.message_id == message_id:
+                return item
+        return None
