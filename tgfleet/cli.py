@@ -51,6 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _add_area_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Each area's own commands, defined next to the code they drive."""
+    from tgfleet.bots import cli as bots_cli
     from tgfleet.db import cli as db_cli
     from tgfleet.dev import cli as dev_cli
     from tgfleet.legacy import cli as legacy_cli
@@ -61,6 +62,7 @@ def _add_area_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
     db_cli.add_parser(sub).set_defaults(func=db_cli.run, needs_settings=True)
     dev_cli.add_parsers(sub)
+    bots_cli.add_parsers(sub)
     listen_cli.add_parsers(sub)
     ops_cli.add_parsers(sub)
     send_cli.add_parsers(sub)

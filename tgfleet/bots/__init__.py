@@ -1,22 +1,91 @@
-"""Bot apps: the handler API (``Router``, ``Context``) and the built-in apps.
+"""Bot apps: the handler API and the built-in apps. Bot authors import from here only.
+
+    from tgfleet.bots import CallbackData, Command, Context, InlineKeyboard, Router
 
 ``bots.settings['app']`` picks a bot's app by name; the default is ``matchmaking``.
 """
 
-from tgfleet.bots.router import Context, Router
-
-DEFAULT_APP = "matchmaking"
+from tgfleet.bots.apps import DEFAULT_APP, load_app
+from tgfleet.bots.callback_data import CallbackData, CallbackDataError, CallbackDataFilter
+from tgfleet.bots.events import (
+    BotStopped,
+    CallbackQuery,
+    ChatKind,
+    ChatMemberUpdated,
+    Contact,
+    ContentKind,
+    Event,
+    Location,
+    MediaRef,
+    Message,
+    OtherUpdate,
+    from_inbound,
+)
+from tgfleet.bots.filters import (
+    CallbackPrefix,
+    ChatType,
+    Command,
+    ContentType,
+    Filter,
+    IsAdmin,
+    StateIs,
+    Text,
+)
+from tgfleet.bots.keyboards import (
+    InlineKeyboard,
+    InlineMarkup,
+    Markup,
+    RemoveKeyboard,
+    ReplyKeyboard,
+    ReplyMarkup,
+)
+from tgfleet.bots.middleware import AdminOnly, I18n, Timing
+from tgfleet.bots.router import Context, Handler, HandlerUsageError, Middleware, Router
 
 
 def app_router(name: str | None) -> Router:
-    """The Router of app ``name`` (unknown names raise KeyError with the choices)."""
-    from tgfleet.bots.apps import echo, matchmaking
-
-    apps = {matchmaking.router.name: matchmaking.router, echo.router.name: echo.router}
-    key = name or DEFAULT_APP
-    if key not in apps:
-        raise KeyError(f"unknown bot app {key!r}; choose one of {sorted(apps)}")
-    return apps[key]
+    """The Router of app ``name`` (see ``tgfleet.bots.apps.load_app``)."""
+    return load_app(name)
 
 
-__all__ = ["DEFAULT_APP", "Context", "Router", "app_router"]
+__all__ = [
+    "DEFAULT_APP",
+    "AdminOnly",
+    "BotStopped",
+    "CallbackData",
+    "CallbackDataError",
+    "CallbackDataFilter",
+    "CallbackPrefix",
+    "CallbackQuery",
+    "ChatKind",
+    "ChatMemberUpdated",
+    "ChatType",
+    "Command",
+    "Contact",
+    "ContentKind",
+    "ContentType",
+    "Context",
+    "Event",
+    "Filter",
+    "Handler",
+    "HandlerUsageError",
+    "I18n",
+    "InlineKeyboard",
+    "InlineMarkup",
+    "IsAdmin",
+    "Location",
+    "Markup",
+    "MediaRef",
+    "Message",
+    "Middleware",
+    "OtherUpdate",
+    "RemoveKeyboard",
+    "ReplyKeyboard",
+    "ReplyMarkup",
+    "Router",
+    "StateIs",
+    "Text",
+    "Timing",
+    "app_router",
+    "from_inbound",
+]

@@ -18,7 +18,14 @@ from sqlalchemy import Row
 from sqlalchemy.orm import Session
 
 from tgfleet.db.prepared import Call, Prepared
-from tgfleet.sends.outbox import HELD_UNTIL, enqueue_after_commit, outbox_rows
+from tgfleet.sends.outbox import (
+    HELD_UNTIL,
+    answer_row,
+    delete_row,
+    edit_row,
+    enqueue_after_commit,
+    outbox_rows,
+)
 
 _INSERT_EVENTS = Prepared(
     "tgfleet_effects_events",
@@ -28,18 +35,20 @@ _INSERT_EVENTS = Prepared(
     "FROM jsonb_to_recordset($2) AS r(kind text, user_id bigint, data jsonb)",
 )
 _INSERT_OUTBOX = Prepared(
-    "tgfleet_effects_outbox",
+    "tgfleet_effects_outbox_ops",
     ("bigint", "jsonb", "timestamptz"),
     "INSERT INTO outbox (bot_id, chat_id, text, parse_mode, reply_to, dedupe_key, "
-    "broadcast_id, media, next_attempt_at) "
+    "broadcast_id, media, op, target_id, reply_markup, options, next_attempt_at) "
     "SELECT $1, r.chat_id, r.text, r.parse_mode, r.reply_to, r.dedupe_key, r.broadcast_id, "
-    "r.media, CASE WHEN r.held THEN $3 ELSE now() END "
+    "r.media, coalesce(r.op, 'send'), r.target_id, r.reply_markup, r.options, "
+    "CASE WHEN r.held THEN $3 ELSE now() END "
     "FROM ROWS FROM (jsonb_to_recordset($2) AS (chat_id bigint, text text, "
     "parse_mode text, reply_to bigint, dedupe_key text, broadcast_id bigint, media jsonb, "
-    "held boolean)) WITH ORDINALITY AS r(chat_id, text, parse_mode, reply_to, dedupe_key, "
-    "broadcast_id, media, held, ord) ORDER BY r.ord "
+    "op text, target_id bigint, reply_markup jsonb, options jsonb, held boolean)) "
+    "WITH ORDINALITY AS r(chat_id, text, parse_mode, reply_to, dedupe_key, broadcast_id, "
+    "media, op, target_id, reply_markup, options, held, ord) ORDER BY r.ord "
     "ON CONFLICT (bot_id, dedupe_key) DO NOTHING "
-    "RETURNING id, chat_id, next_attempt_at = $3 AS held",
+    "RETURNING id, chat_id, op, next_attempt_at = $3 AS held",
 )
 
 
@@ -52,12 +61,39 @@ class Effects:
     events: list[dict[str, Any]] = field(default_factory=list)
 
     def queue(self, chat_id: int, text: str, **options: Any) -> None:
-        """``queue_message``'s rows for ``text`` (split, held parts, dedupe key)."""
+        """``queue_message``'s rows for ``text`` (split, held parts, dedupe key; a keyboard
+        with ``reply_markup``)."""
         for row in outbox_rows(self.bot_id, chat_id, text, **options):
-            held = row.pop("next_attempt_at", None) == HELD_UNTIL
-            row.pop("bot_id")
-            row.pop("status")
-            self.outbox.append({**row, "held": held})
+            self._add(row)
+
+    def edit(
+        self,
+        chat_id: int,
+        message_id: int,
+        text: str | None,
+        reply_markup: dict[str, Any] | None,
+        **options: Any,
+    ) -> None:
+        """Change message ``message_id``'s text and/or keyboard (through the outbox)."""
+        self._add(
+            edit_row(self.bot_id, chat_id, message_id, text, reply_markup=reply_markup, **options)
+        )
+
+    def delete(self, chat_id: int, message_ids: list[int]) -> None:
+        """Delete messages of ``chat_id`` for everyone (through the outbox)."""
+        self._add(delete_row(self.bot_id, chat_id, message_ids))
+
+    def answer_callback(
+        self, query_id: int, text: str | None, alert: bool, url: str | None, chat_id: int = 0
+    ) -> None:
+        """Answer a button press: stops the user's spinner, shows ``text`` if given."""
+        self._add(answer_row(self.bot_id, chat_id, query_id, text, alert=alert, url=url))
+
+    def _add(self, row: dict[str, Any]) -> None:
+        held = row.pop("next_attempt_at", None) == HELD_UNTIL
+        row.pop("bot_id")
+        row.pop("status")
+        self.outbox.append({**row, "held": held})
 
     def event(self, kind: str, user_id: int | None, data: dict[str, Any]) -> None:
         self.events.append({"kind": kind, "user_id": user_id, "data": data})
@@ -76,5 +112,6 @@ class Effects:
         """After ``calls`` ran: enqueue the new, unheld outbox rows once ``session`` commits."""
         if self.outbox:
             enqueue_after_commit(
-                session, [(row.id, self.bot_id, row.chat_id) for row in rows if not row.held]
+                session,
+                [(row.id, self.bot_id, row.chat_id, row.op) for row in rows if not row.held],
             )

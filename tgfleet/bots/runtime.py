@@ -3,6 +3,7 @@ the handler that feeds inbound messages to its Router."""
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -14,8 +15,13 @@ from tgfleet.bots.effects import Effects
 from tgfleet.bots.router import Context
 from tgfleet.db import Bot, session_scope
 from tgfleet.inbox.record import Handler, InboundMessage
+from tgfleet.platform.envelope import KIND_CALLBACK
 from tgfleet.platform.settings import Settings
 
+log = logging.getLogger(__name__)
+
+#: What a press no handler takes is answered with.
+STALE_BUTTON_NOTICE = "This button is no longer available."
 #: How long a worker process trusts its copy of a bot's app and admins.
 BOT_CACHE_S = 10.0
 
@@ -58,7 +64,15 @@ def handler_for(bot: BotView) -> Handler:
             effects=Effects(bot.id),
             bot_settings=bot.settings,
         )
-        router.dispatch(ctx)
+        handled = router.dispatch(ctx)
+        if inbound.kind == KIND_CALLBACK and not ctx.answered:
+            # Every press is answered once, so the user's spinner always stops; a press no
+            # handler takes (a forged or outdated button) gets a short notice.
+            query_id = int(getattr(inbound.update, "query_id", 0))
+            notice = None if handled else STALE_BUTTON_NOTICE
+            if not handled:
+                log.info("bot %s: no handler for button data %r", bot.id, inbound.text[:64])
+            ctx.effects.answer_callback(query_id, notice, False, None, chat_id=inbound.chat_id)
         return ctx.effects
 
     return handle_message

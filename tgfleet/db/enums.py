@@ -41,6 +41,15 @@ class OutboxStatus(StrEnum):
     DEAD = "dead"
 
 
+class OutboxOp(StrEnum):
+    """Which Telegram call an outbox row makes."""
+
+    SEND = "send"  # messages.sendMessage / sendMedia
+    EDIT = "edit"  # messages.editMessage (text and/or keyboard of target_id)
+    DELETE = "delete"  # messages.deleteMessages (options["ids"])
+    ANSWER = "answer"  # messages.setBotCallbackAnswer (query target_id)
+
+
 class MessageDirection(StrEnum):
     IN = "in"
     OUT = "out"

@@ -129,6 +129,15 @@ def set_status(settings: Settings, bot_id: int, status: BotStatus) -> None:
         bot.status = status
 
 
+def set_app(settings: Settings, bot_id: int, app: str) -> None:
+    """Make ``bot_id`` run ``app`` (update workers follow within their bot cache's TTL)."""
+    with session_scope(settings, bot_id=bot_id) as session:
+        bot = session.get(Bot, bot_id)
+        if bot is None:
+            raise FleetError(f"bot {bot_id} is not in this fleet: `tgfleet bots list` shows it")
+        bot.settings = {**(bot.settings or {}), "app": app}
+
+
 def remove_bot(settings: Settings, bot_id: int) -> None:
     """Delete a bot and, by cascade, everything stored for it."""
     with session_scope(settings, role="admin", bot_id=bot_id) as session:

@@ -51,6 +51,7 @@ from tgfleet.db.enums import (
     BotStatus,
     MetricBucket,
     MigrationState,
+    OutboxOp,
     OutboxStatus,
     PeerType,
     ProfileVisibility,
@@ -229,6 +230,7 @@ class Outbox(Base):
             postgresql_where=text("status IN ('queued', 'retrying')"),
         ),
         Index("ix_outbox_bot_id_broadcast_id", "bot_id", "broadcast_id"),
+        CheckConstraint("op IN (" + ", ".join(f"'{op.value}'" for op in OutboxOp) + ")", name="op"),
         hash_partitioned(),
     )
 
@@ -250,6 +252,14 @@ class Outbox(Base):
     dedupe_key: Mapped[str | None] = mapped_column(Text)
     #: Media to send with the text, e.g. {"photo": [id, access_hash, file_reference_b64]}.
     media: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    #: Which call the row makes (see OutboxOp); sends unless said otherwise.
+    op: Mapped[str] = mapped_column(Text, server_default=OutboxOp.SEND.value)
+    #: The message an edit changes, or the callback query an answer answers.
+    target_id: Mapped[int | None] = mapped_column(BigInteger)
+    #: The keyboard, in the JSON form tgfleet.sends.markup reads.
+    reply_markup: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    #: What one operation alone needs: {"ids": [...]} to delete; {"alert", "url"} to answer.
+    options: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     next_attempt_at: Mapped[datetime] = now_column()
     created_at: Mapped[datetime] = now_column()
     updated_at: Mapped[datetime] = updated_column()

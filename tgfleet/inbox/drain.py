@@ -14,6 +14,7 @@ restarted), then it runs anyway.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import logging
 import traceback
@@ -27,6 +28,8 @@ from typing import Any
 from sqlalchemy import select, text
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session
+from telethon.extensions import BinaryReader
+from telethon.tl import types
 
 from tgfleet.db import DeadUpdate, Message, MessageDirection, session_scope
 from tgfleet.db.entities import upsert_entities
@@ -39,12 +42,13 @@ from tgfleet.inbox.record import (
     NEXT_WAITING,
     RECORD_AND_NEXT,
     Handler,
+    apply_bot_stopped,
     inbound_from_row,
     is_message,
     message_params,
     record_update,
 )
-from tgfleet.platform.envelope import Envelope
+from tgfleet.platform.envelope import KIND_BOT_STOPPED, Envelope, classify
 from tgfleet.platform.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -196,10 +200,14 @@ def drain_chat(
 class HandlerFailed(Exception):
     """A handler raised: the transaction is rolled back and the message dead-lettered."""
 
-    def __init__(self, chat_id: int, tg_message_id: int, error: BaseException) -> None:
+    def __init__(
+        self, chat_id: int, tg_message_id: int, error: BaseException, key: str | None = None
+    ) -> None:
         super().__init__(f"handler error: {error!r:.300}")
         self.chat_id = chat_id
         self.tg_message_id = tg_message_id
+        #: The update's dedupe key, for chat updates that are not messages (a press).
+        self.key = key
         self.reason = f"handler error: {error!r:.300}"
         self.traceback = traceback.format_exc(limit=8)[-4000:]
 
@@ -237,14 +245,18 @@ def _handle_first(
     if not row.has_conversation:
         execute(session, NEW_CONVERSATION, bot_id, chat_id)
     tg_message_id = int(row.tg_message_id or 0)
+    inbound = inbound_from_row(bot_id, chat_id, row, envelope)
+    key = None if inbound.update is None else classify(inbound.update)[1]
+    if isinstance(inbound.update, types.UpdateBotStopped):
+        apply_bot_stopped(session, bot_id, inbound.update)
     try:
-        effects = handler(session, inbound_from_row(bot_id, chat_id, row, envelope))
+        effects = handler(session, inbound)
         session.flush()
     except DBAPIError:
         raise  # transient database trouble: the task retries
     except Exception as exc:  # a handler bug must not block the chat
-        log.exception("handler failed on message %s of chat %s", row.tg_message_id, chat_id)
-        raise HandlerFailed(chat_id, tg_message_id, exc) from exc
+        log.exception("handler failed on %s %s of chat %s", row.kind, row.tg_message_id, chat_id)
+        raise HandlerFailed(chat_id, tg_message_id, exc, key) from exc
     mark = (MARK_PROCESSED, (bot_id, chat_id, row.id, row.created_at, tg_message_id))
     if effects is None:
         execute_batch(session, [mark])
@@ -253,21 +265,35 @@ def _handle_first(
     return Step("ok", more)
 
 
+_FAILED_BY_MESSAGE = text(
+    "SELECT id, created_at, text, tg_message_id, payload ->> 'kind' AS kind, "
+    "payload ->> 'tl' AS tl FROM messages WHERE bot_id = :bot "
+    "AND chat_id = :chat AND tg_message_id = :msg AND direction = 'in' "
+    "AND processed_at IS NULL AND payload ->> 'key' IS NULL ORDER BY id LIMIT 1"
+)
+_FAILED_BY_KEY = text(
+    "SELECT id, created_at, text, tg_message_id, payload ->> 'kind' AS kind, "
+    "payload ->> 'tl' AS tl FROM messages WHERE bot_id = :bot "
+    "AND chat_id = :chat AND direction = 'in' AND processed_at IS NULL "
+    "AND payload ->> 'key' = :key LIMIT 1"
+)
+
+
 def mark_dead(session: Session, bot_id: int, failure: HandlerFailed) -> None:
     """With the chat lock held: dead-letter the failed message and mark it processed."""
     row = session.execute(
-        text(
-            "SELECT id, created_at, text FROM messages WHERE bot_id = :bot AND chat_id = :chat "
-            "AND tg_message_id = :msg AND direction = 'in' AND processed_at IS NULL LIMIT 1"
-        ),
-        {"bot": bot_id, "chat": failure.chat_id, "msg": failure.tg_message_id},
+        _FAILED_BY_KEY if failure.key is not None else _FAILED_BY_MESSAGE,
+        {"bot": bot_id, "chat": failure.chat_id, "msg": failure.tg_message_id, "key": failure.key},
     ).first()
     if row is None:
         return
+    which = failure.key or str(failure.tg_message_id)
+    if row.kind == KIND_BOT_STOPPED:  # the block stands even if a handler of it failed
+        apply_bot_stopped(session, bot_id, BinaryReader(base64.b64decode(row.tl)).tgread_object())
     session.add(
         DeadUpdate(
             bot_id=bot_id,
-            dedupe_key=f"h:{failure.chat_id}:{failure.tg_message_id}",
+            dedupe_key=f"h:{failure.chat_id}:{which}",
             reason=failure.reason,
             payload={
                 "chat_id": failure.chat_id,
@@ -288,6 +314,18 @@ def mark_dead(session: Session, bot_id: int, failure: HandlerFailed) -> None:
             ),
         ],
     )
+
+
+def is_key_processed(session: Session, bot_id: int, chat_id: int, key: str) -> bool:
+    """True when the chat update (a press, a block) with dedupe key ``key`` was handled."""
+    waiting = session.execute(
+        text(
+            "SELECT 1 FROM messages WHERE bot_id = :bot AND chat_id = :chat "
+            "AND direction = 'in' AND processed_at IS NULL AND payload ->> 'key' = :key LIMIT 1"
+        ),
+        {"bot": bot_id, "chat": chat_id, "key": key},
+    ).first()
+    return waiting is None
 
 
 def is_processed(session: Session, bot_id: int, chat_id: int, tg_message_id: int) -> bool:

@@ -25,10 +25,10 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from tgfleet.db import session_scope
 from tgfleet.db.entities import upsert_entities
 from tgfleet.inbox.deadletter import dead_letter
-from tgfleet.inbox.drain import drain_chat, is_processed, record_and_handle
+from tgfleet.inbox.drain import drain_chat, is_key_processed, is_processed, record_and_handle
 from tgfleet.inbox.record import CHAIN_STALL_S, Handler
 from tgfleet.platform.envelope import EnvelopeError, decode, entity_from_json
-from tgfleet.platform.errors import RetryLater, backoff
+from tgfleet.platform.errors import AppUnavailable, RetryLater, backoff
 from tgfleet.platform.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -124,13 +124,19 @@ def handle_envelope(
         if chat_id is None:
             return HandleResult(Outcome.RECORDED if fresh else Outcome.DUPLICATE)
         result = drain_chat(settings, bot_id, chat_id, handler, correlation_id=task_id, first=first)
-        if result.busy and decoded.msg_id is not None:
+        if result.busy:
             with session_scope(settings, bot_id=bot_id, correlation_id=task_id) as session:
-                done = is_processed(session, bot_id, chat_id, decoded.msg_id)
+                if decoded.msg_id is not None:
+                    done = is_processed(session, bot_id, chat_id, decoded.msg_id)
+                else:  # a press or a block: no message id of its own
+                    done = is_key_processed(session, bot_id, chat_id, decoded.key)
             if not done:  # the worker holding the chat may have looked before we committed
                 raise RetryLater("chat busy in another worker", BUSY_RETRY_S)
     except EnvelopeError as exc:
         dead_letter(settings, envelope, exc.reason, task_id)
+        return HandleResult(Outcome.DEAD)
+    except AppUnavailable as exc:  # the bot's app is gone: keep its updates, say why
+        dead_letter(settings, envelope, str(exc), task_id)
         return HandleResult(Outcome.DEAD)
     except IntegrityError as exc:
         dead_letter(settings, envelope, f"rejected by the database: {exc.orig!r:.200}", task_id)

@@ -16,6 +16,7 @@ from typing import Any, Protocol
 
 from sqlalchemy import func, text
 from sqlalchemy import update as update_stmt
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 from telethon.extensions import BinaryReader
 from telethon.tl import types
@@ -23,7 +24,14 @@ from telethon.tl import types
 from tgfleet.db import TgUser
 from tgfleet.db.entities import rename_user, upsert_entities
 from tgfleet.db.prepared import Call, Prepared
-from tgfleet.platform.envelope import KIND_EDIT, KIND_MESSAGE, KIND_USER_NAME, Envelope
+from tgfleet.platform.envelope import (
+    CHAT_KINDS,
+    KIND_BOT_STOPPED,
+    KIND_CALLBACK,
+    KIND_MESSAGE,
+    KIND_USER_NAME,
+    Envelope,
+)
 
 #: How long a message waits for its predecessor before its handlers run anyway.
 CHAIN_STALL_S = 10.0
@@ -40,6 +48,9 @@ class InboundMessage:
     text: str
     message: types.Message | None
     kind: str
+    #: The raw update of a chat update that is not a message: UpdateBotCallbackQuery for
+    #: a button press, UpdateBotStopped for a block or unblock.
+    update: Any = None
 
     @property
     def photo(self) -> types.Photo | None:
@@ -134,6 +145,8 @@ MARK_PROCESSED = Prepared(
 
 def message_params(envelope: Envelope) -> tuple[Any, ...]:
     """The columns of an envelope's inbound message row, in RECORD_AND_NEXT's order."""
+    if envelope.kind in (KIND_CALLBACK, KIND_BOT_STOPPED):
+        return _update_params(envelope)
     message = envelope.update.message
     sender = getattr(message.from_id, "user_id", None) or (
         envelope.chat_id if envelope.chat_id is not None and envelope.chat_id > 0 else None
@@ -150,6 +163,31 @@ def message_params(envelope: Envelope) -> tuple[Any, ...]:
         sender,
         envelope.msg_id,
         message.message or "",
+        json.dumps(payload),
+    )
+
+
+def _update_params(envelope: Envelope) -> tuple[Any, ...]:
+    """A button press or a block/unblock, stored as an inbound row of its chat so that it is
+    handled in order with the chat's messages. It has no message id of its own: its place
+    is after the last message the listener published for the chat (``prev``)."""
+    update = envelope.update
+    text_value = ""
+    if isinstance(update, types.UpdateBotCallbackQuery):
+        text_value = (update.data or b"").decode("utf-8", "replace")
+    payload = {
+        "kind": envelope.kind,
+        "prev": envelope.prev_id,
+        "key": envelope.key,
+        "tl": base64.b64encode(bytes(update)).decode(),
+    }
+    return (
+        envelope.bot_id,
+        envelope.key,
+        envelope.chat_id,
+        int(update.user_id),
+        envelope.prev_id or 0,
+        text_value,
         json.dumps(payload),
     )
 
@@ -181,7 +219,20 @@ def record_update(session: Session, envelope: Envelope) -> bool:
 
 
 def is_message(envelope: Envelope) -> bool:
-    return envelope.kind in (KIND_MESSAGE, KIND_EDIT) and envelope.chat_id is not None
+    """True for an update that belongs to a chat and runs its handlers in order."""
+    return envelope.kind in CHAT_KINDS and envelope.chat_id is not None
+
+
+def apply_bot_stopped(session: Session, bot_id: int, update: types.UpdateBotStopped) -> None:
+    """A user blocked (``stopped``) or unblocked the bot: sends and broadcasts skip users
+    marked blocked. Run when the update is handled, so changes apply in order, once."""
+    stmt = insert(TgUser).values(bot_id=bot_id, user_id=update.user_id, is_blocked=update.stopped)
+    session.execute(
+        stmt.on_conflict_do_update(
+            index_elements=[TgUser.bot_id, TgUser.user_id],
+            set_={"is_blocked": stmt.excluded.is_blocked, "last_seen_at": func.now()},
+        )
+    )
 
 
 def apply_name_change(session: Session, bot_id: int, update: types.UpdateUserName) -> None:
@@ -205,6 +256,20 @@ def inbound_from_row(
     bot_id: int, chat_id: int, row: Any, envelope: Envelope | None = None
 ) -> InboundMessage:
     message: types.Message | None = None
+    kind = str(row.kind or KIND_MESSAGE)
+    if kind in (KIND_CALLBACK, KIND_BOT_STOPPED):
+        update = BinaryReader(base64.b64decode(row.tl)).tgread_object()
+        return InboundMessage(
+            bot_id=bot_id,
+            chat_id=chat_id,
+            sender_id=row.sender_id,
+            # A press names the message its button is on.
+            tg_message_id=int(getattr(update, "msg_id", None) or row.tg_message_id or 0),
+            text=row.text or "",
+            message=None,
+            kind=kind,
+            update=update,
+        )
     if (
         envelope is not None
         and envelope.msg_id == row.tg_message_id
@@ -223,5 +288,5 @@ def inbound_from_row(
         tg_message_id=int(row.tg_message_id or 0),
         text=row.text or "",
         message=message,
-        kind=str(row.kind or KIND_MESSAGE),
+        kind=kind,
     )

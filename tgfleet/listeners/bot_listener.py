@@ -14,7 +14,7 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from telethon import TelegramClient, events
+from telethon import TelegramClient, events, utils
 from telethon.tl import functions, types
 
 from tgfleet.db import fleet
@@ -144,8 +144,8 @@ class BotListener:
 
     async def _on_update(self, update: Any) -> None:
         message = getattr(update, "message", None)
-        pts = getattr(update, "pts", None)
-        date = getattr(message, "date", None)
+        pts, qts = getattr(update, "pts", None), getattr(update, "qts", None)
+        date = getattr(message, "date", None) or getattr(update, "date", None)
         if isinstance(update, types.UpdateNewMessage) and getattr(message, "out", False):
             # Our own sends (from sender sessions): nothing to handle, but the state moves.
             self._advance(pts, date)
@@ -156,21 +156,29 @@ class BotListener:
         if isinstance(update, types.UpdateNewMessage) and isinstance(message, types.Message):
             chat_id = _chat_id(message)
             prev = self._prev.get(chat_id)
+        elif isinstance(update, types.UpdateBotCallbackQuery):
+            # A press is handled after the chat's last message published before it.
+            prev = self._prev.get(int(utils.get_peer_id(update.peer)))
+        elif isinstance(update, types.UpdateBotStopped):
+            prev = self._prev.get(int(update.user_id))
         envelope = encode(
             self.bot_id, update, entities.values(), prev_id=prev, lease=self.lease.token
         )
-        await self.publisher.publish(envelope, lambda: self._advance(pts, date))
+        await self.publisher.publish(envelope, lambda: self._advance(pts, date, qts))
         if chat_id is not None and message is not None:
             self._prev[chat_id] = message.id
         self.updates += 1
         self.last_update_at = time.time()
 
-    def _advance(self, pts: int | None, date: datetime | None) -> None:
-        if pts is None:
-            return
-        current = self._published
-        if current is None or pts > current.pts:
-            self._published = SavedState(pts, current.qts if current else 0, date, 0)
+    def _advance(self, pts: int | None, date: datetime | None, qts: int | None = None) -> None:
+        """Move the state to save past a published update (pts for messages, qts for
+        updates like UpdateBotStopped)."""
+        current = self._published or SavedState(0, 0, None, 0)
+        moved = SavedState(
+            max(current.pts, pts or 0), max(current.qts, qts or 0), date or current.date, 0
+        )
+        if (moved.pts, moved.qts) != (current.pts, current.qts):
+            self._published = moved
             if self._save_task is None or self._save_task.done():
                 self._save_task = asyncio.get_running_loop().create_task(self._save_soon())
 
@@ -198,6 +206,4 @@ class BotListener:
 
 
 def _chat_id(message: types.Message) -> int:
-    from telethon import utils
-
     return int(utils.get_peer_id(message.peer_id))

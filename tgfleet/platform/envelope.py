@@ -33,7 +33,15 @@ SCHEMA_VERSION = 1
 KIND_MESSAGE = "message"
 KIND_EDIT = "edit"
 KIND_USER_NAME = "user_name"
+#: A button press (UpdateBotCallbackQuery).
+KIND_CALLBACK = "callback"
+#: A user blocked or unblocked the bot (UpdateBotStopped).
+KIND_BOT_STOPPED = "bot_stopped"
 KIND_OTHER = "other"
+KINDS = (KIND_MESSAGE, KIND_EDIT, KIND_USER_NAME, KIND_CALLBACK, KIND_BOT_STOPPED, KIND_OTHER)
+#: Kinds that belong to a chat and run its handlers, in order with its messages (a
+#: user's block or unblock belongs to the user's private chat).
+CHAT_KINDS = (KIND_MESSAGE, KIND_EDIT, KIND_CALLBACK, KIND_BOT_STOPPED)
 
 _MESSAGE_UPDATES = types.UpdateNewMessage
 _EDIT_UPDATES = types.UpdateEditMessage
@@ -134,6 +142,12 @@ def classify(update: TLObject) -> tuple[str, str, int | None, int | None]:
         if kind == KIND_EDIT:
             suffix = f":{message.edit_date.timestamp():.0f}" if message.edit_date else ":e"
         return kind, f"{kind[0]}:{chat_id}:{message.id}{suffix}", chat_id, message.id
+    if isinstance(update, types.UpdateBotCallbackQuery):
+        return KIND_CALLBACK, f"c:{update.query_id}", utils.get_peer_id(update.peer), None
+    if isinstance(update, types.UpdateBotStopped):
+        # One key per change: a user who blocks, unblocks and blocks again gives three.
+        key = f"s:{update.user_id}:{update.qts}:{int(update.stopped)}"
+        return KIND_BOT_STOPPED, key, int(update.user_id), None
     raw = bytes(update)
     digest = hashlib.blake2b(raw, digest_size=12).hexdigest()
     if isinstance(update, _NAME_UPDATES):
@@ -198,7 +212,7 @@ def decode(payload: Any) -> Envelope:
     key, kind, tl = payload.get("key"), payload.get("kind"), payload.get("tl")
     if not isinstance(key, str) or not 0 < len(key) <= 200:
         raise EnvelopeError("envelope field 'key' must be a non-empty string of <= 200 chars")
-    if kind not in (KIND_MESSAGE, KIND_EDIT, KIND_USER_NAME, KIND_OTHER):
+    if kind not in KINDS:
         raise EnvelopeError(f"unknown update kind {kind!r}")
     if not isinstance(tl, str):
         raise EnvelopeError("envelope field 'tl' must be base64 text")

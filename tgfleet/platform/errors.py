@@ -26,6 +26,11 @@ class RetryLater(TgfleetError):
         self.countdown = countdown
 
 
+class AppUnavailable(TgfleetError):
+    """A bot's app cannot be loaded (no such module, attribute, or not a Router); the
+    message says which and what to do."""
+
+
 class PermanentError(TgfleetError):
     """Retrying cannot help; the work item is failed with ``reason``."""
 

@@ -25,17 +25,21 @@ from sqlalchemy import event, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
-from tgfleet.db import Outbox, OutboxStatus
+from tgfleet.db import Outbox, OutboxOp, OutboxStatus
 from tgfleet.platform import taskmsg
 from tgfleet.platform.celery_app import current_tgfleet_app
 from tgfleet.platform.names import DELIVER, SENDS_QUEUE
 from tgfleet.platform.taskmsg import TaskCall
+from tgfleet.sends.markup import check_markup
 
 log = logging.getLogger(__name__)
 
 #: Telegram's limits, in UTF-16 code units (how Telegram counts message length).
 MAX_TEXT = 4096
 MAX_CAPTION = 1024
+#: A callback answer's text (Telegram: 0-200 characters) and the ids one delete takes.
+MAX_ANSWER = 200
+MAX_DELETE = 100
 PARSE_MODES = ("markdown", "md", "html")
 
 _PENDING_KEY = "tgfleet.outbox.pending"
@@ -93,6 +97,7 @@ def queue_message(
     dedupe_key: str | None = None,
     broadcast_id: int | None = None,
     media: dict[str, Any] | None = None,
+    reply_markup: dict[str, Any] | None = None,
 ) -> Outbox:
     """Queue ``text`` for ``chat_id``; returns the (first) outbox row.
 
@@ -111,6 +116,7 @@ def queue_message(
         dedupe_key=dedupe_key,
         broadcast_id=broadcast_id,
         media=media,
+        reply_markup=reply_markup,
     )
     for index, values in enumerate(parts):
         key = values["dedupe_key"]
@@ -137,9 +143,13 @@ def outbox_rows(
     dedupe_key: str | None = None,
     broadcast_id: int | None = None,
     media: dict[str, Any] | None = None,
+    reply_markup: dict[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
     """The ``outbox`` rows (column values) for one message: one per part of a long text,
-    the parts after the first held until the one before them is sent."""
+    the parts after the first held until the one before them is sent. A keyboard
+    (``reply_markup``, checked here) goes with the last part, under the whole text."""
+    if reply_markup is not None:
+        check_markup(reply_markup)  # a bad keyboard fails now, in the handler, not later
     if parse_mode is not None and parse_mode.lower() not in PARSE_MODES:
         raise ValueError(f"parse_mode must be one of {', '.join(PARSE_MODES)} or None")
     if dedupe_key is not None and PART_SEPARATOR in dedupe_key:
@@ -168,10 +178,87 @@ def outbox_rows(
         }
         if media and index == 0:
             values["media"] = media
+        if reply_markup is not None and index == len(parts) - 1:
+            values["reply_markup"] = reply_markup
         if index > 0:  # held until the part before it is sent (the sender releases it)
             values["next_attempt_at"] = HELD_UNTIL
         rows.append(values)
     return rows
+
+
+def edit_row(
+    bot_id: int,
+    chat_id: int,
+    message_id: int,
+    text: str | None,
+    *,
+    reply_markup: dict[str, Any] | None = None,
+    parse_mode: str | None = None,
+) -> dict[str, Any]:
+    """An ``outbox`` row that edits message ``message_id``: its text, its keyboard, or both
+    (``text`` None keeps the text; ``reply_markup`` None keeps the keyboard)."""
+    if text is None and reply_markup is None:
+        raise ValueError("an edit needs a new text, a new keyboard, or both")
+    if text is not None and utf16_len(text) > MAX_TEXT:
+        raise ValueError(f"an edited text may have at most {MAX_TEXT} UTF-16 units")
+    if reply_markup is not None:
+        check_markup(reply_markup)
+    return {
+        **_operation(bot_id, chat_id, OutboxOp.EDIT, message_id),
+        "text": text or "",
+        "parse_mode": _parse_mode(parse_mode),
+        "reply_markup": reply_markup,
+        "options": {"keep_text": text is None},
+    }
+
+
+def delete_row(bot_id: int, chat_id: int, message_ids: Iterable[int]) -> dict[str, Any]:
+    """An ``outbox`` row that deletes messages of ``chat_id`` (for everyone)."""
+    ids = sorted({int(i) for i in message_ids})
+    if not ids:
+        raise ValueError("nothing to delete: give at least one message id")
+    if len(ids) > MAX_DELETE:
+        raise ValueError(f"Telegram deletes at most {MAX_DELETE} messages in one call")
+    return {**_operation(bot_id, chat_id, OutboxOp.DELETE, None), "options": {"ids": ids}}
+
+
+def answer_row(
+    bot_id: int,
+    chat_id: int,
+    query_id: int,
+    text: str | None = None,
+    *,
+    alert: bool = False,
+    url: str | None = None,
+) -> dict[str, Any]:
+    """An ``outbox`` row that answers button press ``query_id`` (stops the user's spinner;
+    ``text`` shows as a toast, or a dialog with ``alert``)."""
+    if text is not None and len(text) > MAX_ANSWER:
+        raise ValueError(f"a callback answer may have at most {MAX_ANSWER} characters")
+    return {
+        **_operation(bot_id, chat_id, OutboxOp.ANSWER, query_id),
+        "text": text or "",
+        "options": {"alert": bool(alert), "url": url},
+    }
+
+
+def _operation(bot_id: int, chat_id: int, op: OutboxOp, target_id: int | None) -> dict[str, Any]:
+    return {
+        "bot_id": bot_id,
+        "chat_id": chat_id,
+        "text": "",
+        "op": op.value,
+        "target_id": target_id,
+        "status": OutboxStatus.QUEUED,
+        # One call per press, edit or delete: the handler's transaction makes it once.
+        "dedupe_key": None,
+    }
+
+
+def _parse_mode(parse_mode: str | None) -> str | None:
+    if parse_mode is not None and parse_mode.lower() not in PARSE_MODES:
+        raise ValueError(f"parse_mode must be one of {', '.join(PARSE_MODES)} or None")
+    return parse_mode.lower() if parse_mode else None
 
 
 def part_key(key: str, index: int) -> str:
@@ -194,7 +281,8 @@ def _insert(session: Session, values: dict[str, Any]) -> Outbox | None:
     return session.execute(stmt.returning(Outbox)).scalar_one_or_none()
 
 
-Delivery = tuple[int, int] | tuple[int, int, int]
+#: (outbox_id, bot_id[, chat_id[, op]]): what a ``deliver`` task is given.
+Delivery = tuple[int, int] | tuple[int, int, int] | tuple[int, int, int, str]
 
 
 def enqueue_after_commit(session: Session, items: Iterable[Delivery]) -> None:
@@ -234,9 +322,11 @@ def enqueue_deliveries(items: Iterable[Delivery], countdown: float | None = None
     app = current_tgfleet_app()
     calls = []
     for item in items:
-        kwargs = {"outbox_id": item[0], "bot_id": item[1]}
+        kwargs: dict[str, Any] = {"outbox_id": item[0], "bot_id": item[1]}
         if len(item) > 2:
             kwargs["chat_id"] = item[2]
+        if len(item) > 3 and item[3] == OutboxOp.ANSWER:
+            kwargs["op"] = OutboxOp.ANSWER.value  # answered at once, not paced like sends
         calls.append(TaskCall(DELIVER, SENDS_QUEUE, kwargs=kwargs, countdown=countdown))
     if taskmsg.supports(app):
         taskmsg.publish(app, calls)

@@ -21,6 +21,7 @@ from telethon import errors
 
 from tgfleet.db import (
     Outbox,
+    OutboxOp,
     OutboxStatus,
     fleet,
     session_scope,
@@ -120,6 +121,7 @@ class Sender:
         stage: Stage = Stage.NONE,
         distrust_hash: int | None = None,
         correlation_id: str | None = None,
+        op: str | None = None,
     ) -> Outcome:
         """One attempt: claim the row, resolve the peer, take a token, send, record."""
         settings = self.settings
@@ -129,6 +131,8 @@ class Sender:
                 delivery.mark_failed(s, bot_id, outbox_id, f"bot {bot_id} does not exist")
             return Outcome("failed", "no such bot")
         limits, admins = config
+        if op == OutboxOp.ANSWER:
+            return self._answer(outbox_id, bot_id, admins, correlation_id)
         if chat_id is None:  # re-driven by the sweep or the CLI
             chat_id = self._chat_of(bot_id, outbox_id)
             if chat_id is None:
@@ -183,6 +187,29 @@ class Sender:
             pipe.hincrby(RESOLVE_METRICS, resolved.source, 1)
             pipe.hincrby(SEND_METRICS, "sent", 1)
             pipe.execute()
+        return Outcome("sent")
+
+    def _answer(
+        self, outbox_id: int, bot_id: int, admins: list[int], correlation_id: str | None
+    ) -> Outcome:
+        """A callback answer: no peer, no chat slot. The user's spinner is waiting, and
+        Telegram does not count answers against the bot's sending rate."""
+        try:
+            client = self.clients.get(bot_id)
+        except (SenderUnavailable, OSError, TimeoutError, errors.RPCError) as exc:
+            return self._cannot_connect(outbox_id, bot_id, exc)
+        with session_scope(self.settings, bot_id=bot_id, correlation_id=correlation_id) as s:
+            row = delivery.claim(s, self.settings, bot_id, outbox_id)
+            if row is None:
+                return Outcome("noop", "already done or claimed by another worker")
+            request = build_request(row, None, 0)
+        try:
+            self.loop.run(client(request), SEND_TIMEOUT_S)
+        except Exception as exc:
+            return self._send_failed(row, exc, admins, correlation_id)
+        with session_scope(self.settings, bot_id=bot_id, correlation_id=correlation_id) as s:
+            delivery.mark_sent(s, row, None)
+        self.redis.hincrby(SEND_METRICS, "answered", 1)
         return Outcome("sent")
 
     def _bot_config(self, bot_id: int) -> tuple[Limits, list[int]] | None:
@@ -297,6 +324,14 @@ class Sender:
             if isinstance(exc, SenderUnavailable) and exc.permanent:
                 delivery.mark_failed(s, bot_id, row.id, exc.reason, row)
                 return Outcome("failed", exc.reason)
+            if isinstance(exc, errors.MessageNotModifiedError):
+                # An edit to what the message already shows: done, not failed.
+                delivery.mark_sent(s, row, row.target_id)
+                return Outcome("sent", "not modified")
+            if isinstance(exc, errors.QueryIdInvalidError):
+                reason = "the button press expired or was answered already (QUERY_ID_INVALID)"
+                delivery.mark_failed(s, bot_id, row.id, reason, row)
+                return Outcome("failed", reason)
             if isinstance(exc, PERMANENT_ERRORS):
                 reason = f"{type(exc).__name__}: {exc}"[:500]
                 delivery.mark_failed(s, bot_id, row.id, reason, row)

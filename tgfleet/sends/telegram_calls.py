@@ -11,14 +11,22 @@ from telethon import errors
 from telethon.extensions import html, markdown
 from telethon.tl import functions, types
 
-from tgfleet.db import Outbox
+from tgfleet.db import Outbox, OutboxOp
 from tgfleet.sends.loop import BotClients, SenderLoop
+from tgfleet.sends.markup import to_tl
 from tgfleet.sends.resolve import InputPeer
 
 log = logging.getLogger(__name__)
 
 LOOKUP_TIMEOUT_S = 20.0
-SendRequest: TypeAlias = functions.messages.SendMessageRequest | functions.messages.SendMediaRequest
+SendRequest: TypeAlias = (
+    functions.messages.SendMessageRequest
+    | functions.messages.SendMediaRequest
+    | functions.messages.EditMessageRequest
+    | functions.messages.DeleteMessagesRequest
+    | functions.channels.DeleteMessagesRequest
+    | functions.messages.SetBotCallbackAnswerRequest
+)
 
 
 def parse_text(text: str, parse_mode: str | None) -> tuple[str, list[Any] | None]:
@@ -42,8 +50,37 @@ def _media(media: dict[str, Any]) -> types.InputMediaPhoto:
     )
 
 
-def build_request(row: Outbox, peer: InputPeer, random_id: int) -> SendRequest:
-    """messages.sendMessage (or sendMedia for rows with a photo) for an outbox row."""
+def build_request(row: Outbox, peer: InputPeer | None, random_id: int) -> SendRequest:
+    """The Telegram call of an outbox row: messages.sendMessage (sendMedia with a photo),
+    editMessage, deleteMessages or setBotCallbackAnswer, by its ``op``."""
+    op = OutboxOp(getattr(row, "op", None) or OutboxOp.SEND)
+    options = getattr(row, "options", None) or {}
+    if op is OutboxOp.ANSWER:
+        return functions.messages.SetBotCallbackAnswerRequest(
+            query_id=int(row.target_id or 0),
+            cache_time=0,
+            alert=bool(options.get("alert")) or None,
+            message=row.text or None,
+            url=options.get("url"),
+        )
+    if op is OutboxOp.DELETE:
+        ids = [int(i) for i in options.get("ids") or ()]
+        if isinstance(peer, types.InputPeerChannel):
+            channel = types.InputChannel(peer.channel_id, peer.access_hash)
+            return functions.channels.DeleteMessagesRequest(channel, ids)
+        return functions.messages.DeleteMessagesRequest(ids, revoke=True)
+    markup = to_tl(getattr(row, "reply_markup", None))
+    if op is OutboxOp.EDIT:
+        keep_text = bool(options.get("keep_text"))
+        text, entities = (None, None) if keep_text else parse_text(row.text, row.parse_mode)
+        return functions.messages.EditMessageRequest(
+            peer=peer,
+            id=int(row.target_id or 0),
+            message=text,
+            no_webpage=True,
+            entities=entities,
+            reply_markup=markup,
+        )
     text, entities = parse_text(row.text, row.parse_mode)
     reply_to = types.InputReplyToMessage(int(row.reply_to)) if row.reply_to else None
     media = getattr(row, "media", None)
@@ -55,6 +92,7 @@ def build_request(row: Outbox, peer: InputPeer, random_id: int) -> SendRequest:
             random_id=random_id,
             reply_to=reply_to,
             entities=entities,
+            reply_markup=markup,
         )
     return functions.messages.SendMessageRequest(
         peer=peer,
@@ -63,11 +101,19 @@ def build_request(row: Outbox, peer: InputPeer, random_id: int) -> SendRequest:
         no_webpage=True,
         reply_to=reply_to,
         entities=entities,
+        reply_markup=markup,
     )
 
 
 def sent_message_id(result: Any, request: SendRequest) -> int | None:
-    """The Telegram message id from a send's answer."""
+    """The Telegram message id from a send's answer (the edited one for an edit; None
+    for a delete or a callback answer)."""
+    if isinstance(request, functions.messages.EditMessageRequest):
+        return int(request.id)
+    if not isinstance(
+        request, functions.messages.SendMessageRequest | functions.messages.SendMediaRequest
+    ):
+        return None
     if isinstance(result, types.UpdateShortSentMessage):
         return int(result.id)
     updates = getattr(result, "updates", None) or []

@@ -54,6 +54,7 @@ def deliver(
     chat_id: int | None = None,
     stage: int = 0,
     distrust_hash: int | None = None,
+    op: str | None = None,
 ) -> str:
     """Deliver one outbox row (see ``tgfleet.sends.sender.Sender.deliver``)."""
     outcome = get_sender(self.app.settings).deliver(
@@ -63,6 +64,7 @@ def deliver(
         stage=Stage(int(stage)),
         distrust_hash=distrust_hash,
         correlation_id=self.request.id,
+        op=op,
     )
     if outcome.status == "retry":
         kwargs: dict[str, Any] = {
@@ -70,6 +72,7 @@ def deliver(
             "bot_id": bot_id,
             "chat_id": chat_id,
             "stage": int(outcome.stage),
+            "op": op,
             **outcome.extra,
         }
         if outcome.detail != "rate limit":

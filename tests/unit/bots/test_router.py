@@ -14,6 +14,7 @@ from tgfleet.bots.effects import Effects
 from tgfleet.bots.router import Context, HandlerFn, Router
 from tgfleet.inbox import InboundMessage
 from tgfleet.platform.envelope import KIND_EDIT, KIND_MESSAGE
+from tgfleet.platform.errors import AppUnavailable
 
 USER = 1001
 SENT_AT = datetime(2024, 3, 1, 12, 0, tzinfo=UTC)
@@ -204,5 +205,5 @@ def test_the_echo_app_answers_a_bare_photo_with_a_placeholder() -> None:
 def test_apps_are_found_by_name() -> None:
     assert app_router(None).name == DEFAULT_APP
     assert app_router("echo").name == "echo"
-    with pytest.raises(KeyError, match=r"unknown bot app 'chess'; choose one of \['echo', "):
+    with pytest.raises(AppUnavailable, match=r"unknown bot app 'chess': name a registered app"):
         app_router("chess")
