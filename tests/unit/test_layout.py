@@ -31,6 +31,7 @@ ALLOWED: dict[str, set[str]] = {
     "simulator": set(),
     "dev": {"platform", "db", "ops", "simulator"},
     "cli": RUNTIME | {"listeners", "dev", "simulator"},
+    "testing": RUNTIME | {"listeners", "dev", "simulator"},
     "celery": {"platform"},
     "__main__": {"cli"},
 }

@@ -1,0 +1,1 @@
+"""quickbot: the bot of tgfleet's tutorial (docs/tutorial.md)."""
