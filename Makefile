@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # What each target needs: the demo the embedded services, the tests everything.
 DEMO_STAMP := $(VENV)/.installed-demo
 DEV_STAMP := $(VENV)/.installed-dev
-SRC := tgfleet tests bench migrations celeryconfig.py
+SRC := tgfleet tests bench migrations examples celeryconfig.py
 
 .PHONY: demo test test-unit lint fmt typecheck services services-down clean venv
 
