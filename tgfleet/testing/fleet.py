@@ -16,6 +16,7 @@ from typing import Any
 from tgfleet.bots.apps import load_app
 from tgfleet.db import fleet
 from tgfleet.dev.processes import Child, ProcessGroup
+from tgfleet.platform.names import SENDS_QUEUE, UPDATES_QUEUE
 from tgfleet.platform.settings import Settings
 from tgfleet.simulator import SimulatorClient
 from tgfleet.testing.waiting import ExpectationFailed, wait_for
@@ -104,8 +105,8 @@ class LocalFleet:
         started = [(listener, f"listening for bot {bot_id}")]
         if not self.workers:
             self.workers = [
-                self._worker("updates", "prefork", 1),
-                self._worker("sends", "threads", 4),
+                self._worker(UPDATES_QUEUE, "prefork", 1),
+                self._worker(SENDS_QUEUE, "threads", 4),
             ]
             started += [(worker, "ready.") for worker in self.workers]
         for child, needle in started:  # (they start in parallel)
