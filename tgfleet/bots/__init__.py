@@ -1,6 +1,7 @@
 """Bot apps: the handler API and the built-in apps. Bot authors import from here only.
 
     from tgfleet.bots import CallbackData, Command, Context, InlineKeyboard, Router
+    from tgfleet.bots import State, StateIs, StatesGroup  # conversation state
 
 ``bots.settings['app']`` picks a bot's app by name; the default is ``matchmaking``.
 """
@@ -31,6 +32,7 @@ from tgfleet.bots.filters import (
     StateIs,
     Text,
 )
+from tgfleet.bots.fsm import ConversationState, State, StatesGroup
 from tgfleet.bots.keyboards import (
     InlineKeyboard,
     InlineMarkup,
@@ -40,7 +42,15 @@ from tgfleet.bots.keyboards import (
     ReplyMarkup,
 )
 from tgfleet.bots.middleware import AdminOnly, I18n, Timing
-from tgfleet.bots.router import Context, Handler, HandlerUsageError, Middleware, Router
+from tgfleet.bots.router import (
+    Context,
+    Handler,
+    HandlerUsageError,
+    MediaLike,
+    Middleware,
+    Router,
+)
+from tgfleet.platform.errors import RetryLater
 
 
 def app_router(name: str | None) -> Router:
@@ -65,6 +75,7 @@ __all__ = [
     "ContentKind",
     "ContentType",
     "Context",
+    "ConversationState",
     "Event",
     "Filter",
     "Handler",
@@ -75,6 +86,7 @@ __all__ = [
     "IsAdmin",
     "Location",
     "Markup",
+    "MediaLike",
     "MediaRef",
     "Message",
     "Middleware",
@@ -82,8 +94,11 @@ __all__ = [
     "RemoveKeyboard",
     "ReplyKeyboard",
     "ReplyMarkup",
+    "RetryLater",
     "Router",
+    "State",
     "StateIs",
+    "StatesGroup",
     "Text",
     "Timing",
     "app_router",

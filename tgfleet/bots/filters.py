@@ -4,7 +4,7 @@
     @router.message(Text(regex=r"^age (\\d+)$") & ChatType("private"))
     @router.message(ContentType("photo", "document") | Text(startswith="http"))
     @router.callback_query(CallbackPrefix("vote:"), IsAdmin())
-    @router.message(StateIs("asking_age"), ~Command())
+    @router.message(StateIs(Registration.age), ~Command())
 
 A filter is called with the typed update and the context (``filter(event, ctx)``) and
 returns True/False, or a dict of values that means True and is merged into
@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from tgfleet.bots.events import CallbackQuery, ChatKind, ContentKind, Event, Message
+from tgfleet.bots.fsm import State, StatesGroup, state_name
 
 if TYPE_CHECKING:
     from tgfleet.bots.router import Context
@@ -203,17 +204,31 @@ class IsAdmin(Filter):
 
 
 class StateIs(Filter):
-    """The conversation is in one of ``states`` (None: in no state); ``"*"``: any state."""
+    """The conversation is in one of ``states``: a ``State``, a ``StatesGroup`` (any of
+    its states), a state's name, None (in no state) or ``"*"`` (in any state)."""
 
-    def __init__(self, *states: str | None) -> None:
+    def __init__(self, *states: State | type[StatesGroup] | str | None) -> None:
         if not states:
             raise ValueError("StateIs() needs a state (None for no state, '*' for any)")
-        self.states = set(states)
+        self.any = "*" in states
+        names: set[str | None] = set()
+        for state in states:
+            if isinstance(state, type) and issubclass(state, StatesGroup):
+                if not state.__state_names__:
+                    raise ValueError(f"StateIs({state.__name__}): the group has no states")
+                names.update(state.__state_names__)
+            elif state != "*":
+                names.add(state_name(state))
+        self.states = names
 
     def check(self, event: Event, ctx: Context) -> FilterResult:
-        if "*" in self.states and ctx.state_name is not None:
+        if self.any and ctx.state_name is not None:
             return True
         return ctx.state_name in self.states
+
+    def __repr__(self) -> str:
+        shown = sorted(map(str, self.states)) + (["*"] if self.any else [])
+        return f"StateIs({', '.join(shown)})"
 
 
 class CallbackPrefix(Filter):

@@ -5,7 +5,8 @@ A bot app is a ``Router``; ``bots.settings['app']`` names which one a bot runs
 ``Context``. They never call Telegram: replies, edits, deletions, callback answers
 and analytics events are *effects* (``ctx.reply``, ``ctx.edit``, ``ctx.answer``,
 ``ctx.event``...) written with the update's processed mark in one transaction, and
-whatever they write through ``ctx.session`` commits in it too: once, exactly.
+whatever they write through ``ctx.session`` commits in it too: once, exactly. So does
+a change of the conversation state (``ctx.state``, see ``tgfleet.bots.fsm``).
 
     router = Router("shop")
 
@@ -47,6 +48,7 @@ edits are recorded, not handled again, unless an ``edited_message`` handler take
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
@@ -59,13 +61,16 @@ from tgfleet.bots.events import (
     CallbackQuery,
     ChatMemberUpdated,
     Event,
+    MediaRef,
     Message,
     from_inbound,
 )
 from tgfleet.bots.filters import FilterLike, evaluate
+from tgfleet.bots.fsm import ConversationState
 from tgfleet.bots.keyboards import InlineKeyboard, InlineMarkup, KeyboardLike, markup_dict
 from tgfleet.inbox import InboundMessage
 from tgfleet.platform.errors import TgfleetError
+from tgfleet.sends.media import stored_media, upload_media
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +96,8 @@ class Context:
     bot_settings: dict[str, Any] = field(default_factory=dict)
     #: Values the filters passed on (``match``, ``callback_data``, ...).
     data: dict[str, Any] = field(default_factory=dict)
-    #: The conversation state (None: none, or the runtime does not track it).
+    #: The conversation state the update arrived in (None: none); what ``StateIs``
+    #: reads. ``ctx.state`` is the state itself, to read and change.
     state_name: str | None = None
     #: The user's stored language, else Telegram's lang_code (the runtime fills it).
     user_lang: str | None = None
@@ -104,6 +110,7 @@ class Context:
     #: The name of the handler chosen for this update (set before inner middlewares run).
     handler_name: str | None = None
     _update: Event | None = field(default=None, repr=False)
+    _state: ConversationState | None = field(default=None, repr=False)
 
     # -- the update --------------------------------------------------------------------------
 
@@ -113,6 +120,15 @@ class Context:
         if self._update is None:
             self._update = from_inbound(self.message)
         return self._update
+
+    @property
+    def state(self) -> ConversationState:
+        """This user's conversation state in this chat (``tgfleet.bots.fsm``): ``get()``,
+        ``set(State)``, ``update_data(...)``, ``clear()``... Written with the update's
+        other effects, in its transaction."""
+        if self._state is None:
+            self._state = ConversationState(self.session, self.bot_id, self.chat_id, self.user_id)
+        return self._state
 
     @property
     def callback(self) -> CallbackQuery | None:
@@ -167,6 +183,58 @@ class Context:
         if keyboard is not None:
             options["reply_markup"] = markup_dict(keyboard)
         self.effects.queue(chat_id, text, **options)
+
+    def reply_media(
+        self,
+        media: MediaLike,
+        caption: str = "",
+        keyboard: KeyboardLike | None = None,
+        **options: Any,
+    ) -> None:
+        """Send a file to this chat: a ``MediaRef`` a message brought (sent again by id),
+        or a path on the sender's machine (uploaded by the sender; ``kind`` "photo",
+        "document" (the default), "voice" or "video", optional ``file_name`` and
+        ``mime_type``). ``caption`` goes under it; the other options are ``send``'s."""
+        options.setdefault("reply_to", None)
+        self.send_media(self.chat_id, media, caption, keyboard, **options)
+
+    def send_media(
+        self,
+        chat_id: int,
+        media: MediaLike,
+        caption: str = "",
+        keyboard: KeyboardLike | None = None,
+        *,
+        kind: str | None = None,
+        file_name: str | None = None,
+        mime_type: str | None = None,
+        **options: Any,
+    ) -> None:
+        """``reply_media`` to ``chat_id``."""
+        if isinstance(media, MediaRef):
+            if kind is not None or file_name is not None or mime_type is not None:
+                raise HandlerUsageError(
+                    "a received file is sent as it is: kind, file_name and mime_type are "
+                    "for uploads of local files"
+                )
+            value = stored_media(
+                media.kind, media.id, media.access_hash, media.file_reference, self._source(media)
+            )
+        elif isinstance(media, str | os.PathLike):
+            value = upload_media(media, kind or "document", file_name, mime_type)
+        else:
+            raise HandlerUsageError(
+                f"send a MediaRef (ctx.update.media) or a file path, not {type(media).__name__}"
+            )
+        self.send(chat_id, caption, keyboard=keyboard, media=value, **options)
+
+    def _source(self, media: MediaRef) -> tuple[int, int] | None:
+        """(chat, message) the file came in when it is this update's: the sender fetches
+        a fresh file reference from there if Telegram says the stored one expired."""
+        update = self.update
+        if isinstance(update, Message) and update.media is not None and update.media.id == media.id:
+            return update.chat_id, update.message_id
+        return None
 
     def notify_admins(self, text: str) -> None:
         for admin in self.admin_chat_ids:
@@ -223,6 +291,8 @@ class Context:
         self.effects.delete(self.chat_id, [message_id])
 
 
+#: What ``ctx.reply_media`` sends: a file a message brought, or a local path to upload.
+MediaLike = MediaRef | str | os.PathLike[str]
 Handler = Callable[[Context], Any]
 HandlerFn = Callable[[Context], None]
 Middleware = Callable[[Handler, Context], Any]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -12,11 +13,15 @@ from sqlalchemy.orm import Session
 
 from tgfleet.bots import app_router
 from tgfleet.bots.effects import Effects
+from tgfleet.bots.fsm import ConversationState, StoredState
 from tgfleet.bots.router import Context
 from tgfleet.db import Bot, session_scope
-from tgfleet.inbox.record import Handler, InboundMessage
+from tgfleet.db.prepared import Call
+from tgfleet.inbox.drain import HandlerRaised
+from tgfleet.inbox.record import Handler, HandlerEffects, InboundMessage
 from tgfleet.platform.envelope import KIND_CALLBACK
 from tgfleet.platform.settings import Settings
+from tgfleet.sends.delivery import NOTICE_PREFIX
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +60,7 @@ def handler_for(bot: BotView) -> Handler:
     router = app_router(bot.settings.get("app"))
     admins = list(bot.admin_chat_ids)
 
-    def handle_message(session: Session, inbound: InboundMessage) -> Effects:
+    def handle_message(session: Session, inbound: InboundMessage) -> HandlerEffects:
         ctx = Context(
             session=session,
             bot_id=bot.id,
@@ -63,8 +68,15 @@ def handler_for(bot: BotView) -> Handler:
             message=inbound,
             effects=Effects(bot.id),
             bot_settings=bot.settings,
+            user_lang=inbound.user_lang,
         )
-        handled = router.dispatch(ctx)
+        ctx._state = conversation_state(ctx)
+        if inbound.state_loaded:  # the drain read it with the message: no query
+            ctx.state_name = ctx.state.get()
+        try:
+            handled = router.dispatch(ctx)
+        except Exception as exc:  # the inbox rolls back; these go with the dead letter
+            raise HandlerRaised(exc, on_dead(bot, inbound, exc), retry_limit(bot)) from exc
         if inbound.kind == KIND_CALLBACK and not ctx.answered:
             # Every press is answered once, so the user's spinner always stops; a press no
             # handler takes (a forged or outdated button) gets a short notice.
@@ -73,9 +85,77 @@ def handler_for(bot: BotView) -> Handler:
             if not handled:
                 log.info("bot %s: no handler for button data %r", bot.id, inbound.text[:64])
             ctx.effects.answer_callback(query_id, notice, False, None, chat_id=inbound.chat_id)
-        return ctx.effects
+        change = ctx.state.pending()
+        return ctx.effects if change is None else WithState(ctx.effects, change)
 
     return handle_message
+
+
+def on_dead(bot: BotView, inbound: InboundMessage, error: BaseException) -> Effects | None:
+    """What is written when ``inbound`` is dead-lettered because its handler raised:
+    a press is still answered (empty), so the user's spinner stops; with
+    ``settings["notify_admins_on_error"]`` each admin chat gets a short notice, once
+    per dead update (dedupe key ``notice:handler:<chat>:<update>:<admin>``)."""
+    effects = Effects(bot.id)
+    if inbound.kind == KIND_CALLBACK:
+        query_id = int(getattr(inbound.update, "query_id", 0))
+        effects.answer_callback(query_id, None, False, None, chat_id=inbound.chat_id)
+    if bot.settings.get("notify_admins_on_error"):
+        which = _update_id(inbound)
+        text = (
+            f"A handler failed on {inbound.kind} {which} in chat {inbound.chat_id} and the "
+            f"update was dead-lettered: {error!r:.300}"
+        )
+        for admin in bot.admin_chat_ids:
+            key = f"{NOTICE_PREFIX}handler:{inbound.chat_id}:{which}:{admin}"
+            effects.queue(admin, text, dedupe_key=key)
+    return effects if effects.outbox else None
+
+
+def _update_id(inbound: InboundMessage) -> str:
+    """The message id, or for a press the query id: what tells one dead update apart."""
+    if inbound.kind == KIND_CALLBACK:
+        return f"q{int(getattr(inbound.update, 'query_id', 0))}"
+    return str(inbound.tg_message_id)
+
+
+def retry_limit(bot: BotView) -> int | None:
+    """``settings["handler_retry_limit"]``: how many RetryLater a handler may raise for
+    one update (None: the inbox's default)."""
+    value = bot.settings.get("handler_retry_limit")
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
+
+
+def conversation_state(ctx: Context) -> ConversationState:
+    """``ctx.state``, seeded with what the drain read with the message when that row
+    is this user's (else it is read on first use)."""
+    inbound = ctx.message
+    if inbound.state_loaded and (inbound.sender_id or inbound.chat_id) == ctx.user_id:
+        stored = StoredState.of_inbound(inbound)
+        return ConversationState(ctx.session, ctx.bot_id, ctx.chat_id, ctx.user_id, stored)
+    return ConversationState(ctx.session, ctx.bot_id, ctx.chat_id, ctx.user_id)
+
+
+@dataclass(frozen=True)
+class WithState:
+    """A handler run's effects and the statement that stores its conversation state
+    change: both are written with the processed mark, in its round trip (the state
+    first, the outbox rows, whose ids ``written`` wants, last). Otherwise it reads as
+    the effects it wraps."""
+
+    effects: Effects
+    change: Call
+
+    def calls(self, first: Sequence[Call] = ()) -> list[Call]:
+        return self.effects.calls([*first, self.change])
+
+    def written(self, session: Session, rows: Sequence[Any]) -> None:
+        self.effects.written(session, rows)
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "effects":  # not set yet (copying): no recursion
+            raise AttributeError(name)
+        return getattr(self.effects, name)
 
 
 def handler_of_bot(settings: Settings, bot_id: int) -> Handler | None:

@@ -66,6 +66,7 @@ __all__ = [
     "BotMetric",
     "BotSession",
     "Conversation",
+    "ConversationState",
     "DeadUpdate",
     "Entity",
     "Event",
@@ -196,6 +197,22 @@ class Conversation(Base):
     last_processed_message_id: Mapped[int | None] = mapped_column(BigInteger)
     last_message_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = now_column()
+    updated_at: Mapped[datetime] = updated_column()
+
+
+class ConversationState(Base):
+    """One user's conversation state in one chat (``tgfleet.bots.fsm``): the state's name
+    (NULL: none), the data collected on the way, and when it expires (NULL: never)."""
+
+    __tablename__ = "conversation_states"
+    __table_args__ = (hash_partitioned(),)
+
+    bot_id: Mapped[int] = bot_fk()
+    chat_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    user_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    state: Mapped[str | None] = mapped_column(Text)
+    data: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = updated_column()
 
 

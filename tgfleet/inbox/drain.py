@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import logging
+import time
 import traceback
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -33,7 +35,7 @@ from telethon.tl import types
 
 from tgfleet.db import DeadUpdate, Message, MessageDirection, session_scope
 from tgfleet.db.entities import upsert_entities
-from tgfleet.db.prepared import execute, execute_batch
+from tgfleet.db.prepared import Call, execute, execute_batch
 from tgfleet.db.session import context_sent_with
 from tgfleet.inbox.record import (
     CHAIN_STALL_S,
@@ -42,6 +44,7 @@ from tgfleet.inbox.record import (
     NEXT_WAITING,
     RECORD_AND_NEXT,
     Handler,
+    HandlerEffects,
     apply_bot_stopped,
     inbound_from_row,
     is_message,
@@ -49,6 +52,7 @@ from tgfleet.inbox.record import (
     record_update,
 )
 from tgfleet.platform.envelope import KIND_BOT_STOPPED, Envelope, classify
+from tgfleet.platform.errors import RetryLater
 from tgfleet.platform.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -63,11 +67,13 @@ def chat_lock_key(bot_id: int, chat_id: int) -> int:
 @dataclass
 class Step:
     """What one pass over a chat did: ``ok``, ``dead`` (handler failed, dead-lettered),
-    ``wait`` (predecessor not recorded yet), ``empty`` (nothing to do) or ``busy``
+    ``wait`` (predecessor not recorded yet), ``retry`` (a handler asked to be run again
+    in ``countdown`` s: the chat waits for it), ``empty`` (nothing to do) or ``busy``
     (another worker holds the chat); ``more`` when further messages are waiting."""
 
     outcome: str
     more: bool = False
+    countdown: float = 0.0
 
 
 @dataclass
@@ -76,9 +82,13 @@ class DrainResult:
     dead: int = 0
     waiting: bool = False  # a message waits for its predecessor
     busy: bool = False  # another worker is draining this chat
+    #: A handler asked to run again (RetryLater): the chat waits this long for it.
+    retry_in: float | None = None
 
     def add(self, step: Step) -> None:
-        if step.outcome == "ok":
+        if step.outcome == "retry":
+            self.retry_in = step.countdown
+        elif step.outcome == "ok":
             self.processed += 1
         elif step.outcome == "dead":
             self.dead += 1
@@ -160,6 +170,13 @@ def record_and_handle(
             fresh = record_update(session, envelope)
             mark_dead(session, bot_id, failure)
         return fresh, Step("dead", more=True)
+    except HandlerRetry as retry:
+        with chat_scope(
+            settings, bot_id, chat_id, correlation_id=correlation_id, wait_ms=LONG_WAIT_MS
+        ) as session:
+            fresh = record_update(session, envelope)
+            mark_retry(session, bot_id, retry)
+        return fresh, Step("retry", countdown=retry.countdown)
 
 
 def drain_chat(
@@ -193,23 +210,76 @@ def drain_chat(
             ) as s:
                 mark_dead(s, bot_id, failure)
             step = Step("dead", more=True)
+        except HandlerRetry as retry:
+            with chat_scope(
+                settings, bot_id, chat_id, correlation_id=correlation_id, wait_ms=LONG_WAIT_MS
+            ) as s:
+                mark_retry(s, bot_id, retry)
+            step = Step("retry", countdown=retry.countdown)
         result.add(step)
     return result
 
 
-class HandlerFailed(Exception):
-    """A handler raised: the transaction is rolled back and the message dead-lettered."""
+#: How many times a handler may ask to run an update again (RetryLater) before the
+#: update is dead-lettered; a bot's ``settings["handler_retry_limit"]`` overrides it.
+HANDLER_RETRY_LIMIT = 5
+
+
+class HandlerRaised(Exception):
+    """What a bot runtime raises for its handler's exception ``error``: ``on_dead`` are
+    the effects to write if the update is dead-lettered for it (the press's answer, the
+    admins' notice), ``retry_limit`` how many RetryLater the bot allows."""
 
     def __init__(
-        self, chat_id: int, tg_message_id: int, error: BaseException, key: str | None = None
+        self,
+        error: BaseException,
+        on_dead: HandlerEffects | None = None,
+        retry_limit: int | None = None,
     ) -> None:
         super().__init__(f"handler error: {error!r:.300}")
+        self.error = error
+        self.on_dead = on_dead
+        self.retry_limit = retry_limit
+
+
+class HandlerFailed(Exception):
+    """A handler raised: the transaction is rolled back and the message dead-lettered
+    (and ``on_dead`` written with the dead letter)."""
+
+    def __init__(
+        self,
+        chat_id: int,
+        tg_message_id: int,
+        error: BaseException,
+        key: str | None = None,
+        on_dead: HandlerEffects | None = None,
+        reason: str | None = None,
+    ) -> None:
+        super().__init__(reason or f"handler error: {error!r:.300}")
         self.chat_id = chat_id
         self.tg_message_id = tg_message_id
         #: The update's dedupe key, for chat updates that are not messages (a press).
         self.key = key
-        self.reason = f"handler error: {error!r:.300}"
-        self.traceback = traceback.format_exc(limit=8)[-4000:]
+        self.reason = reason or f"handler error: {error!r:.300}"
+        self.on_dead = on_dead
+        lines = traceback.format_exception(type(error), error, error.__traceback__, limit=8)
+        self.traceback = "".join(lines)[-4000:]
+
+
+class HandlerRetry(Exception):
+    """A handler raised RetryLater: the transaction is rolled back, the message stays
+    unprocessed, and its chat waits ``countdown`` s for it (``attempts`` so far)."""
+
+    def __init__(
+        self, chat_id: int, tg_message_id: int, key: str | None, retry: RetryLater, attempts: int
+    ) -> None:
+        super().__init__(retry.reason)
+        self.chat_id = chat_id
+        self.tg_message_id = tg_message_id
+        self.key = key
+        self.reason = retry.reason
+        self.countdown = max(0.0, float(retry.countdown))
+        self.attempts = attempts
 
 
 def process_next(session: Session, bot_id: int, chat_id: int, handler: Handler) -> Step:
@@ -242,6 +312,9 @@ def _handle_first(
         and row.created_at > datetime.now(UTC) - timedelta(seconds=CHAIN_STALL_S)
     ):
         return Step("wait")
+    retried = _retry_of(row)
+    if retried is not None and retried[0] > time.time():  # the chat waits for it
+        return Step("retry", countdown=retried[0] - time.time())
     if not row.has_conversation:
         execute(session, NEW_CONVERSATION, bot_id, chat_id)
     tg_message_id = int(row.tg_message_id or 0)
@@ -255,8 +328,28 @@ def _handle_first(
     except DBAPIError:
         raise  # transient database trouble: the task retries
     except Exception as exc:  # a handler bug must not block the chat
-        log.exception("handler failed on %s %s of chat %s", row.kind, row.tg_message_id, chat_id)
-        raise HandlerFailed(chat_id, tg_message_id, exc, key) from exc
+        raised = exc if isinstance(exc, HandlerRaised) else HandlerRaised(exc)
+        error = raised.error
+        if isinstance(error, DBAPIError):
+            raise error from None
+        if isinstance(error, RetryLater):
+            attempts = (retried[1] if retried else 0) + 1
+            limit = raised.retry_limit or HANDLER_RETRY_LIMIT
+            if attempts <= limit:
+                log.info("handler of chat %s asked to retry in %.1fs", chat_id, error.countdown)
+                raise HandlerRetry(chat_id, tg_message_id, key, error, attempts) from None
+            reason = f"handler asked to retry {attempts} times, gave up: {error.reason}"[:500]
+            raise HandlerFailed(
+                chat_id, tg_message_id, error, key, raised.on_dead, reason
+            ) from None
+        log.error(
+            "handler failed on %s %s of chat %s",
+            row.kind,
+            row.tg_message_id,
+            chat_id,
+            exc_info=error,
+        )
+        raise HandlerFailed(chat_id, tg_message_id, error, key, raised.on_dead) from error
     mark = (MARK_PROCESSED, (bot_id, chat_id, row.id, row.created_at, tg_message_id))
     if effects is None:
         execute_batch(session, [mark])
@@ -279,12 +372,56 @@ _FAILED_BY_KEY = text(
 )
 
 
-def mark_dead(session: Session, bot_id: int, failure: HandlerFailed) -> None:
-    """With the chat lock held: dead-letter the failed message and mark it processed."""
-    row = session.execute(
-        _FAILED_BY_KEY if failure.key is not None else _FAILED_BY_MESSAGE,
-        {"bot": bot_id, "chat": failure.chat_id, "msg": failure.tg_message_id, "key": failure.key},
+def _waiting_row(
+    session: Session, bot_id: int, chat_id: int, tg_message_id: int, key: str | None
+) -> Any:
+    """The unprocessed inbound row of a message (by id) or another chat update (by key)."""
+    return session.execute(
+        _FAILED_BY_KEY if key is not None else _FAILED_BY_MESSAGE,
+        {"bot": bot_id, "chat": chat_id, "msg": tg_message_id, "key": key},
     ).first()
+
+
+def _retry_of(row: Any) -> tuple[float, int] | None:
+    """(when it may run again, attempts so far) of a message a handler asked to retry."""
+    retry = getattr(row, "retry", None)
+    if isinstance(retry, str):
+        retry = json.loads(retry)
+    if not isinstance(retry, dict):
+        return None
+    return float(retry.get("at") or 0), int(retry.get("n") or 0)
+
+
+_MARK_RETRY = text(
+    "UPDATE messages SET payload = payload || jsonb_build_object('retry', "
+    "jsonb_build_object('at', CAST(:at AS float8), 'n', CAST(:n AS int), "
+    "'reason', CAST(:reason AS text))) WHERE bot_id = :bot AND created_at = :created AND id = :id"
+)
+
+
+def mark_retry(session: Session, bot_id: int, retry: HandlerRetry) -> None:
+    """With the chat lock held: the message runs again in ``retry.countdown`` s, not
+    before, and nothing after it in its chat does either."""
+    row = _waiting_row(session, bot_id, retry.chat_id, retry.tg_message_id, retry.key)
+    if row is None:
+        return
+    session.execute(
+        _MARK_RETRY,
+        {
+            "at": time.time() + retry.countdown,
+            "n": retry.attempts,
+            "reason": retry.reason[:500],
+            "bot": bot_id,
+            "created": row.created_at,
+            "id": row.id,
+        },
+    )
+
+
+def mark_dead(session: Session, bot_id: int, failure: HandlerFailed) -> None:
+    """With the chat lock held: dead-letter the failed message and mark it processed,
+    writing the failure's ``on_dead`` effects with it."""
+    row = _waiting_row(session, bot_id, failure.chat_id, failure.tg_message_id, failure.key)
     if row is None:
         return
     which = failure.key or str(failure.tg_message_id)
@@ -304,16 +441,14 @@ def mark_dead(session: Session, bot_id: int, failure: HandlerFailed) -> None:
         )
     )
     session.flush()
-    execute_batch(
-        session,
-        [
-            (NEW_CONVERSATION, (bot_id, failure.chat_id)),
-            (
-                MARK_PROCESSED,
-                (bot_id, failure.chat_id, row.id, row.created_at, failure.tg_message_id),
-            ),
-        ],
-    )
+    marks: list[Call] = [
+        (NEW_CONVERSATION, (bot_id, failure.chat_id)),
+        (MARK_PROCESSED, (bot_id, failure.chat_id, row.id, row.created_at, failure.tg_message_id)),
+    ]
+    if failure.on_dead is None:
+        execute_batch(session, marks)
+    else:
+        failure.on_dead.written(session, execute_batch(session, failure.on_dead.calls(marks)))
 
 
 def is_key_processed(session: Session, bot_id: int, chat_id: int, key: str) -> bool:

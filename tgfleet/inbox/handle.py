@@ -144,6 +144,9 @@ def handle_envelope(
     except DBAPIError as exc:  # connection trouble, deadlocks, restarts: try again
         delay = backoff(attempt, base=0.5, cap=DB_BACKOFF_CAP_S)
         raise RetryLater(f"database error: {exc.orig!r:.120}", delay) from None
+    if result.retry_in is not None:
+        # A handler asked to run again later (RetryLater): the chat waits for it.
+        raise RetryLater("a handler of this chat asked to retry later", max(0.2, result.retry_in))
     if result.waiting:
         # A predecessor is still in flight; drain again once it had time to land.
         raise RetryLater("waiting for an earlier message of this chat", CHAIN_STALL_S + 1)

@@ -12,6 +12,7 @@ import base64
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Protocol
 
 from sqlalchemy import func, text
@@ -51,6 +52,15 @@ class InboundMessage:
     #: The raw update of a chat update that is not a message: UpdateBotCallbackQuery for
     #: a button press, UpdateBotStopped for a block or unblock.
     update: Any = None
+    #: The sender's conversation state in this chat as the drain read it with the message
+    #: (``conversation_states``; expired or not: ``tgfleet.bots.fsm`` decides), valid only
+    #: when ``state_loaded``. Otherwise unknown, and ``ctx.state`` reads it on first use.
+    state: str | None = None
+    state_data: dict[str, Any] | None = None
+    state_expires_at: datetime | None = None
+    state_loaded: bool = False
+    #: The sender's language (``tg_users.language_code``) as the drain read it.
+    user_lang: str | None = None
 
     @property
     def photo(self) -> types.Photo | None:
@@ -90,10 +100,31 @@ CLAIM_AND_STORE = text(
 )
 
 
+#: What the drain reads with each waiting message besides the message itself: the
+#: chat's conversation row (order), the sender's conversation state (``tgfleet.bots.fsm``)
+#: and language (``tg_users``), each a LEFT JOIN by primary key. The sender is the
+#: user a state belongs to (the chat itself when a message has none, as ``ctx.user_id``).
+_WITH_MESSAGE = (
+    "c.chat_id IS NOT NULL AS has_conversation, c.last_processed_message_id, "
+    "s.state, s.data AS state_data, s.expires_at AS state_expires_at, "
+    "u.language_code AS user_lang "
+)
+
+
+def _joins(bot: str, chat: str, row: str) -> str:
+    return (
+        f"LEFT JOIN conversations c ON c.bot_id = {bot} AND c.chat_id = {chat} "
+        f"LEFT JOIN conversation_states s ON s.bot_id = {bot} AND s.chat_id = {chat} "
+        f"AND s.user_id = COALESCE({row}.sender_id, {chat}) "
+        f"LEFT JOIN tg_users u ON u.bot_id = {bot} AND u.user_id = {row}.sender_id "
+    )
+
+
 #: Claim + store + the chat's first two waiting messages (the stored one included: a
-#: statement does not see its own inserts, hence the UNION), in one round trip.
+#: statement does not see its own inserts, hence the UNION), in one round trip. A new
+#: name whenever the SQL changes: a pooled connection may hold the old one prepared.
 RECORD_AND_NEXT = Prepared(
-    "tgfleet_inbox_record_next",
+    "tgfleet_inbox_record_next_v2",
     ("bigint", "text", "bigint", "bigint", "bigint", "text", "jsonb"),
     "WITH claim AS (INSERT INTO processed_updates (bot_id, dedupe_key) VALUES ($1, $2) "
     "ON CONFLICT DO NOTHING RETURNING 1), "
@@ -106,23 +137,24 @@ RECORD_AND_NEXT = Prepared(
     "ORDER BY m.tg_message_id, m.id LIMIT 2)) "
     "SELECT (SELECT count(*) FROM stored) AS fresh, w.id, w.created_at, w.sender_id, "
     "w.tg_message_id, w.text, (w.payload ->> 'prev')::bigint AS prev, "
-    "w.payload ->> 'kind' AS kind, w.payload ->> 'tl' AS tl, "
-    "c.chat_id IS NOT NULL AS has_conversation, c.last_processed_message_id "
-    "FROM (SELECT 1) AS one "
+    "w.payload ->> 'kind' AS kind, w.payload ->> 'tl' AS tl, w.payload -> 'retry' AS retry, "
+    + _WITH_MESSAGE
+    + "FROM (SELECT 1) AS one "
     "LEFT JOIN (SELECT * FROM waiting ORDER BY tg_message_id, id LIMIT 2) AS w ON true "
-    "LEFT JOIN conversations c ON c.bot_id = $1 AND c.chat_id = $3 "
-    "ORDER BY w.tg_message_id, w.id",
+    + _joins("$1", "$3", "w")
+    + "ORDER BY w.tg_message_id, w.id",
 )
 #: The chat's first two waiting messages, as RECORD_AND_NEXT gives them.
 NEXT_WAITING = Prepared(
-    "tgfleet_inbox_next",
+    "tgfleet_inbox_next_v2",
     ("bigint", "bigint"),
     "SELECT 0 AS fresh, m.id, m.created_at, m.sender_id, m.tg_message_id, m.text, "
     "(m.payload ->> 'prev')::bigint AS prev, m.payload ->> 'kind' AS kind, "
-    "m.payload ->> 'tl' AS tl, "
-    "c.chat_id IS NOT NULL AS has_conversation, c.last_processed_message_id "
-    "FROM messages m LEFT JOIN conversations c ON c.bot_id = m.bot_id AND c.chat_id = m.chat_id "
-    "WHERE m.bot_id = $1 AND m.chat_id = $2 AND m.direction = 'in' "
+    "m.payload ->> 'tl' AS tl, m.payload -> 'retry' AS retry, "
+    + _WITH_MESSAGE
+    + "FROM messages m "
+    + _joins("$1", "$2", "m")
+    + "WHERE m.bot_id = $1 AND m.chat_id = $2 AND m.direction = 'in' "
     "AND m.processed_at IS NULL ORDER BY m.tg_message_id, m.id LIMIT 2",
 )
 NEW_CONVERSATION = Prepared(
@@ -252,6 +284,19 @@ def apply_name_change(session: Session, bot_id: int, update: types.UpdateUserNam
     rename_user(session, bot_id, update.user_id, username)
 
 
+def _sender_state(row: Any) -> dict[str, Any]:
+    """InboundMessage's state and language fields from a drain row (none: not read)."""
+    if not hasattr(row, "state_data"):
+        return {}
+    return {
+        "state": row.state,
+        "state_data": row.state_data,
+        "state_expires_at": row.state_expires_at,
+        "state_loaded": True,
+        "user_lang": row.user_lang,
+    }
+
+
 def inbound_from_row(
     bot_id: int, chat_id: int, row: Any, envelope: Envelope | None = None
 ) -> InboundMessage:
@@ -269,6 +314,7 @@ def inbound_from_row(
             message=None,
             kind=kind,
             update=update,
+            **_sender_state(row),
         )
     if (
         envelope is not None
@@ -289,4 +335,5 @@ def inbound_from_row(
         text=row.text or "",
         message=message,
         kind=kind,
+        **_sender_state(row),
     )

@@ -14,6 +14,7 @@ import hmac
 import logging
 import struct
 from datetime import timedelta
+from typing import Any
 
 from sqlalchemy import ColumnElement, and_, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
@@ -188,6 +189,13 @@ def postpone(session: Session, bot_id: int, outbox_id: int, countdown: float) ->
         update(Outbox)
         .where(Outbox.bot_id == bot_id, Outbox.id == outbox_id, Outbox.status.in_(_CLAIMABLE))
         .values(next_attempt_at=func.now() + timedelta(seconds=countdown))
+    )
+
+
+def replace_media(session: Session, bot_id: int, outbox_id: int, media: dict[str, Any]) -> None:
+    """The row's media with a fresh file reference (``tgfleet.sends.media.with_reference``)."""
+    session.execute(
+        update(Outbox).where(Outbox.bot_id == bot_id, Outbox.id == outbox_id).values(media=media)
     )
 
 

@@ -31,6 +31,7 @@ from tgfleet.platform.celery_app import current_tgfleet_app
 from tgfleet.platform.names import DELIVER, SENDS_QUEUE
 from tgfleet.platform.taskmsg import TaskCall
 from tgfleet.sends.markup import check_markup
+from tgfleet.sends.media import parse_media
 
 log = logging.getLogger(__name__)
 
@@ -103,8 +104,9 @@ def queue_message(
 
     Delivery is enqueued after ``session``'s transaction commits. With a ``dedupe_key``
     already used for this bot, nothing new is created and the existing row is returned.
-    ``media`` (e.g. ``{"photo": [id, access_hash, file_reference_b64]}``) goes with the
-    first part, whose text is then a caption (1024 units at most).
+    ``media`` (``{"photo": [...]}``, ``{"document": [...]}`` or ``{"upload": {...}}``, see
+    ``tgfleet.sends.media``) goes with the first part, whose text is then a caption
+    (1024 units at most).
     """
     rows: list[Outbox] = []
     parts = outbox_rows(
@@ -150,6 +152,8 @@ def outbox_rows(
     (``reply_markup``, checked here) goes with the last part, under the whole text."""
     if reply_markup is not None:
         check_markup(reply_markup)  # a bad keyboard fails now, in the handler, not later
+    if media:
+        parse_media(media)  # so does malformed media (MediaError, a ValueError)
     if parse_mode is not None and parse_mode.lower() not in PARSE_MODES:
         raise ValueError(f"parse_mode must be one of {', '.join(PARSE_MODES)} or None")
     if dedupe_key is not None and PART_SEPARATOR in dedupe_key:

@@ -30,6 +30,15 @@ from tgfleet.platform.names import RESOLVE_METRICS, SEND_METRICS
 from tgfleet.platform.settings import Settings
 from tgfleet.sends import delivery
 from tgfleet.sends.loop import BotClients, BotCredentials, SenderLoop, SenderUnavailable
+from tgfleet.sends.media import (
+    LocalFile,
+    MediaError,
+    MediaFileError,
+    StoredFile,
+    check_readable,
+    parse_media,
+    with_reference,
+)
 from tgfleet.sends.pacing import SendPacer, Stage
 from tgfleet.sends.ratelimit import ChatKind, Limits, RateLimiter
 from tgfleet.sends.resolve import PeerCache, PeerNotFound, resolve_input_peer
@@ -38,6 +47,8 @@ from tgfleet.sends.telegram_calls import ClientLookup, build_request, sent_messa
 log = logging.getLogger(__name__)
 
 SEND_TIMEOUT_S = 30.0
+#: How long one file's upload may take (a retry uploads it again).
+UPLOAD_TIMEOUT_S = 300.0
 _DONE = (OutboxStatus.SENT, OutboxStatus.FAILED, OutboxStatus.DEAD)
 #: Waits for a chat slot longer than this are written to the row, so the sweep knows it is
 #: waiting (the sweep knows bot slots from the pacer itself: ``SendPacer.booked_ahead``).
@@ -167,11 +178,30 @@ class Sender:
             except (SenderUnavailable, errors.RPCError, OSError, TimeoutError) as exc:
                 return self._transient(s, row, exc, admins)
             try:
-                request = build_request(row, resolved.peer, row.random_id or 0)
+                local = _local_file(row)
+                if local is None:
+                    request = build_request(row, resolved.peer, row.random_id or 0)
+            except MediaFileError as exc:  # missing or unreadable: a retry cannot help
+                delivery.mark_failed(s, bot_id, row.id, str(exc)[:500], row)
+                return Outcome("failed", str(exc))
             except (ValueError, TypeError) as exc:  # bad media/markup: a retry cannot help
                 reason = f"cannot build the message: {exc}"[:500]
                 delivery.mark_failed(s, bot_id, row.id, reason, row)
                 return Outcome("failed", reason)
+        if local is not None:  # uploaded outside any transaction, on the client's loop
+            try:
+                uploaded = self.loop.run(
+                    client.upload_file(local.path, file_name=local.file_name), UPLOAD_TIMEOUT_S
+                )
+            except (FileNotFoundError, PermissionError, IsADirectoryError) as exc:
+                reason = f"cannot read the file to upload ({exc.strerror}): {local.path}"
+                with session_scope(settings, bot_id=bot_id, correlation_id=correlation_id) as s:
+                    delivery.mark_failed(s, bot_id, row.id, reason, row)
+                return Outcome("failed", reason)
+            except Exception as exc:  # a retry uploads again; random_id keeps the send once
+                return self._send_failed(row, exc, admins, correlation_id)
+            request = build_request(row, resolved.peer, row.random_id or 0, uploaded)
+        # (request is bound: built in the transaction, or just now after the upload)
         # The token is taken last, right before the request goes out: the time between the
         # two is all the slack Telegram's own buckets give (see docs/sends.md).
         wait = self.limiter.acquire(bot_id, chat_id, kind, limits)
@@ -296,6 +326,8 @@ class Sender:
         self, row: Outbox, exc: Exception, admins: list[int], correlation_id: str | None
     ) -> Outcome:
         bot_id = row.bot_id
+        if isinstance(exc, errors.FileReferenceExpiredError):
+            return self._reference_expired(row, correlation_id)
         with session_scope(self.settings, bot_id=bot_id, correlation_id=correlation_id) as s:
             if isinstance(exc, errors.FloodWaitError):
                 seconds = float(exc.seconds)
@@ -346,6 +378,29 @@ class Sender:
             delivery.mark_failed(s, bot_id, row.id, reason, row)
             return Outcome("failed", reason)
 
+    def _reference_expired(self, row: Outbox, correlation_id: str | None) -> Outcome:
+        """FILE_REFERENCE_EXPIRED: fetch the file's message again for a fresh reference and
+        retry once at once; without one (or a second time) the row fails with the reason."""
+        media = row.media or {}
+        fresh: bytes | None = None
+        why = "it was refreshed once already"
+        try:
+            spec = parse_media(media)
+            if isinstance(spec, StoredFile) and not spec.refreshed:
+                fresh, why = self.lookup.fresh_reference(row.bot_id, spec)
+        except (MediaError, SenderUnavailable, errors.RPCError, OSError, TimeoutError) as exc:
+            why = f"the look-up failed: {type(exc).__name__}: {exc}"
+        with session_scope(self.settings, bot_id=row.bot_id, correlation_id=correlation_id) as s:
+            if fresh is not None:
+                delivery.replace_media(s, row.bot_id, row.id, with_reference(media, fresh))
+                reason = "FILE_REFERENCE_EXPIRED: retrying with a fresh file reference"
+                delivery.defer(s, row.bot_id, row.id, 0, reason)
+                return Outcome("retry", reason, 0.0)
+            reason = f"the file reference expired (FILE_REFERENCE_EXPIRED); no fresh one: {why}"
+            delivery.mark_failed(s, row.bot_id, row.id, reason[:500], row)
+            self.redis.hincrby(SEND_METRICS, "failed", 1)
+            return Outcome("failed", reason)
+
     def close(self) -> None:
         if self._closed.is_set():
             return
@@ -353,6 +408,18 @@ class Sender:
         self.clients.close()
         self.loop.stop()
         self.redis.close()
+
+
+def _local_file(row: Outbox) -> LocalFile | None:
+    """The local file a send row uploads (checked readable now), or None."""
+    media = getattr(row, "media", None)
+    if not media or OutboxOp(getattr(row, "op", None) or OutboxOp.SEND) is not OutboxOp.SEND:
+        return None
+    spec = parse_media(media)
+    if not isinstance(spec, LocalFile):
+        return None
+    check_readable(spec)
+    return spec
 
 
 def _peer_of(exc: Exception) -> Any:

@@ -3,17 +3,24 @@ client-side peer look-ups of the resolution chain (run on the sender's event loo
 
 from __future__ import annotations
 
-import base64
 import logging
 from typing import Any, TypeAlias
 
-from telethon import errors
+from telethon import errors, utils
 from telethon.extensions import html, markdown
 from telethon.tl import functions, types
 
 from tgfleet.db import Outbox, OutboxOp
 from tgfleet.sends.loop import BotClients, SenderLoop
 from tgfleet.sends.markup import to_tl
+from tgfleet.sends.media import (
+    InputFileLike,
+    StoredFile,
+    file_reference_in,
+    input_media,
+    parse_media,
+    uploaded_media,
+)
 from tgfleet.sends.resolve import InputPeer
 
 log = logging.getLogger(__name__)
@@ -40,19 +47,22 @@ def parse_text(text: str, parse_mode: str | None) -> tuple[str, list[Any] | None
     return plain, list(entities) or None
 
 
-def _media(media: dict[str, Any]) -> types.InputMediaPhoto:
-    photo = media.get("photo")
-    if not isinstance(photo, list | tuple) or len(photo) != 3:
-        raise ValueError("outbox media must look like {'photo': [id, access_hash, ref_b64]}")
-    photo_id, access_hash, reference = photo
-    return types.InputMediaPhoto(
-        types.InputPhoto(int(photo_id), int(access_hash), base64.b64decode(reference or ""))
-    )
+def _media(media: dict[str, Any], uploaded: InputFileLike | None) -> Any:
+    """The InputMedia of a row's ``media`` (see ``tgfleet.sends.media``)."""
+    spec = parse_media(media)
+    if isinstance(spec, StoredFile):
+        return input_media(spec)
+    if uploaded is None:
+        raise ValueError(f"{spec.path} has to be uploaded before its request is built")
+    return uploaded_media(spec, uploaded)
 
 
-def build_request(row: Outbox, peer: InputPeer | None, random_id: int) -> SendRequest:
-    """The Telegram call of an outbox row: messages.sendMessage (sendMedia with a photo),
-    editMessage, deleteMessages or setBotCallbackAnswer, by its ``op``."""
+def build_request(
+    row: Outbox, peer: InputPeer | None, random_id: int, uploaded: InputFileLike | None = None
+) -> SendRequest:
+    """The Telegram call of an outbox row: messages.sendMessage (sendMedia with media),
+    editMessage, deleteMessages or setBotCallbackAnswer, by its ``op``. A row that
+    uploads a file needs the ``uploaded`` file (``client.upload_file``'s answer)."""
     op = OutboxOp(getattr(row, "op", None) or OutboxOp.SEND)
     options = getattr(row, "options", None) or {}
     if op is OutboxOp.ANSWER:
@@ -87,7 +97,7 @@ def build_request(row: Outbox, peer: InputPeer | None, random_id: int) -> SendRe
     if media:
         return functions.messages.SendMediaRequest(
             peer=peer,
-            media=_media(media),
+            media=_media(media, uploaded),
             message=text,
             random_id=random_id,
             reply_to=reply_to,
@@ -174,3 +184,24 @@ class ClientLookup:
                 return peer, user.username, "api_username"
         log.info("bot %s: @%s is no longer user %s", bot_id, username, peer_id)
         return None
+
+    def fresh_reference(self, bot_id: int, spec: StoredFile) -> tuple[bytes | None, str]:
+        """(the file's current reference, why not) from the message it came in
+        (``spec.source``): Telegram hands out a new reference with the message."""
+        if spec.source is None:
+            return None, "the message it came in is not known"
+        chat_id, message_id = spec.source
+        if utils.resolve_id(chat_id)[1] is types.PeerChannel:
+            return None, "its message is in a channel (not looked up)"
+        client = self.clients.get(bot_id)
+
+        async def fetch() -> Any:
+            request = functions.messages.GetMessagesRequest([types.InputMessageID(message_id)])
+            return await client(request)
+
+        answer = self.loop.run(fetch(), LOOKUP_TIMEOUT_S)
+        for message in getattr(answer, "messages", None) or []:
+            reference = file_reference_in(message, spec)
+            if reference is not None:
+                return reference, ""
+        return None, f"message {message_id} no longer has that file"
