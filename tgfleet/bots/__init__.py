@@ -8,6 +8,7 @@
 
 from tgfleet.bots.apps import DEFAULT_APP, load_app
 from tgfleet.bots.callback_data import CallbackData, CallbackDataError, CallbackDataFilter
+from tgfleet.bots.context import Context, HandlerUsageError, MediaLike
 from tgfleet.bots.events import (
     BotStopped,
     CallbackQuery,
@@ -42,14 +43,7 @@ from tgfleet.bots.keyboards import (
     ReplyMarkup,
 )
 from tgfleet.bots.middleware import AdminOnly, I18n, Timing
-from tgfleet.bots.router import (
-    Context,
-    Handler,
-    HandlerUsageError,
-    MediaLike,
-    Middleware,
-    Router,
-)
+from tgfleet.bots.router import Handler, Middleware, Router
 from tgfleet.platform.errors import RetryLater
 
 

@@ -34,7 +34,7 @@ from tgfleet.platform.errors import TgfleetError
 from tgfleet.sends.markup import MAX_CALLBACK_DATA
 
 if TYPE_CHECKING:
-    from tgfleet.bots.router import Context
+    from tgfleet.bots.context import Context
 
 
 log = logging.getLogger(__name__)

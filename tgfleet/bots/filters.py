@@ -26,7 +26,7 @@ from tgfleet.bots.events import CallbackQuery, ChatKind, ContentKind, Event, Mes
 from tgfleet.bots.fsm import State, StatesGroup, state_name
 
 if TYPE_CHECKING:
-    from tgfleet.bots.router import Context
+    from tgfleet.bots.context import Context
 
 FilterResult = bool | dict[str, Any]
 FilterLike = Callable[[Event, "Context"], FilterResult]

@@ -18,7 +18,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tgfleet.bots.router import Context, Handler
+from tgfleet.bots.context import Context
+from tgfleet.bots.router import Handler
 
 log = logging.getLogger(__name__)
 

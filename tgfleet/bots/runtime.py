@@ -12,12 +12,12 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from tgfleet.bots import app_router
+from tgfleet.bots.context import Context
 from tgfleet.bots.effects import Effects
 from tgfleet.bots.fsm import ConversationState, StoredState
-from tgfleet.bots.router import Context
 from tgfleet.db import Bot, session_scope
 from tgfleet.db.prepared import Call
-from tgfleet.inbox.drain import HandlerRaised
+from tgfleet.inbox.failures import HandlerRaised
 from tgfleet.inbox.record import Handler, HandlerEffects, InboundMessage
 from tgfleet.platform.envelope import KIND_CALLBACK
 from tgfleet.platform.settings import Settings

@@ -24,6 +24,7 @@ from typing import Any, Protocol, TypeVar
 
 from telethon import TelegramClient
 
+from tgfleet.db import fleet
 from tgfleet.platform.errors import TgfleetError
 from tgfleet.platform.settings import Settings
 from tgfleet.platform.telegram import make_client
@@ -193,3 +194,24 @@ def _session_string(client: TelegramClient) -> str:
     if not isinstance(saved, str) or not saved:
         raise SenderUnavailable("the Telethon session could not be serialised")
     return saved
+
+
+class DbSessionStore:
+    """Per-node bot sessions in ``bot_sessions`` (``tgfleet.db.fleet``), encrypted."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    def load(self, bot_id: int) -> BotCredentials:
+        session = fleet.load_session(self.settings, bot_id, self.settings.node_name)
+        try:
+            token: str | None = fleet.bot_token(self.settings, bot_id)
+        except fleet.FleetError:
+            token = None
+        return BotCredentials(session=session, token=token)
+
+    def save(self, bot_id: int, session: str) -> None:
+        fleet.save_session(self.settings, bot_id, self.settings.node_name, session)
+
+    def forget(self, bot_id: int) -> None:
+        fleet.delete_session(self.settings, bot_id, self.settings.node_name)

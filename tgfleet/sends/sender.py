@@ -23,13 +23,17 @@ from tgfleet.db import (
     Outbox,
     OutboxOp,
     OutboxStatus,
-    fleet,
     session_scope,
 )
 from tgfleet.platform.names import RESOLVE_METRICS, SEND_METRICS
 from tgfleet.platform.settings import Settings
 from tgfleet.sends import delivery
-from tgfleet.sends.loop import BotClients, BotCredentials, SenderLoop, SenderUnavailable
+from tgfleet.sends.loop import (
+    BotClients,
+    DbSessionStore,
+    SenderLoop,
+    SenderUnavailable,
+)
 from tgfleet.sends.media import (
     LocalFile,
     MediaError,
@@ -83,27 +87,6 @@ class Outcome:
     countdown: float = 0.0
     stage: Stage = Stage.NONE
     extra: dict[str, Any] = field(default_factory=dict)
-
-
-class DbSessionStore:
-    """Per-node bot sessions in ``bot_sessions`` (``tgfleet.db.fleet``), encrypted."""
-
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-
-    def load(self, bot_id: int) -> BotCredentials:
-        session = fleet.load_session(self.settings, bot_id, self.settings.node_name)
-        try:
-            token: str | None = fleet.bot_token(self.settings, bot_id)
-        except fleet.FleetError:
-            token = None
-        return BotCredentials(session=session, token=token)
-
-    def save(self, bot_id: int, session: str) -> None:
-        fleet.save_session(self.settings, bot_id, self.settings.node_name, session)
-
-    def forget(self, bot_id: int) -> None:
-        fleet.delete_session(self.settings, bot_id, self.settings.node_name)
 
 
 class Sender:

@@ -10,7 +10,7 @@ from telethon.tl import types
 
 from tgfleet.bots import RetryLater, Router
 from tgfleet.bots.runtime import BotView, handler_for, on_dead, retry_limit
-from tgfleet.inbox.drain import HandlerRaised
+from tgfleet.inbox.failures import HandlerRaised
 from tgfleet.inbox.record import InboundMessage
 
 

@@ -10,8 +10,9 @@ from sqlalchemy.orm import Session
 from telethon.tl import types
 
 from tgfleet.bots import DEFAULT_APP, app_router
+from tgfleet.bots.context import Context
 from tgfleet.bots.effects import Effects
-from tgfleet.bots.router import Context, HandlerFn, Router
+from tgfleet.bots.router import HandlerFn, Router
 from tgfleet.inbox import InboundMessage
 from tgfleet.platform.envelope import KIND_EDIT, KIND_MESSAGE
 from tgfleet.platform.errors import AppUnavailable

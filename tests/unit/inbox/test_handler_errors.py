@@ -7,7 +7,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from tgfleet.inbox.drain import DrainResult, HandlerFailed, HandlerRetry, Step, _retry_of
+from tgfleet.inbox.drain import DrainResult, Step
+from tgfleet.inbox.failures import HandlerFailed, HandlerRetry, retry_of
 from tgfleet.platform.errors import RetryLater
 
 
@@ -25,8 +26,8 @@ def test_a_retry_mark_is_read_from_the_drain_row(
 ) -> None:
     if retry == "not json object":
         retry = json.dumps([1])
-    assert _retry_of(SimpleNamespace(retry=retry)) == expected
-    assert _retry_of(SimpleNamespace()) is None  # a row of an older statement
+    assert retry_of(SimpleNamespace(retry=retry)) == expected
+    assert retry_of(SimpleNamespace()) is None  # a row of an older statement
 
 
 def test_a_retry_step_makes_the_chat_wait() -> None:

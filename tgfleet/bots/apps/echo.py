@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from tgfleet.bots.router import Context, Router
+from tgfleet.bots.context import Context
+from tgfleet.bots.router import Router
 
 router = Router("echo")
 

@@ -13,7 +13,8 @@ from typing import Any
 from sqlalchemy import and_, delete, exists, select
 from sqlalchemy.dialects.postgresql import insert
 
-from tgfleet.bots.router import Context, Router
+from tgfleet.bots.context import Context
+from tgfleet.bots.router import Router
 from tgfleet.db import Conversation, Like, Profile, ProfileVisibility, TgUser
 
 router = Router("matchmaking")
