@@ -26,7 +26,7 @@ from tgfleet.dev.processes import Child, ProcessGroup
 from tgfleet.dev.services import DevServices
 from tgfleet.platform.settings import Settings, load_settings
 
-pytest_plugins = ["tests.support.databases", "tests.support.legacy"]
+pytest_plugins = ["tests.support.databases", "tests.support.legacy", "tests.support.running"]
 
 
 @pytest.fixture(scope="session")

@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 
 from tests.support.databases import query
+from tests.support.running import RunningApp
 from tests.support.waiting import wait_until
 from tgfleet.bots.runtime import STALE_BUTTON_NOTICE
-from tgfleet.dev.processes import Child
 from tgfleet.platform.settings import Settings
 
 pytestmark = pytest.mark.timeout(300)
@@ -20,23 +20,9 @@ APP = "tests.support.apps:buttons"
 
 
 @pytest.fixture
-def fleet(
-    simulator: Any,
-    make_bot: Callable[..., dict[str, Any]],
-    start_listener: Callable[..., Child],
-    start_worker: Callable[..., Child],
-    sim_env: dict[str, str],
-) -> dict[str, int]:
+def fleet(run_app: Callable[..., RunningApp]) -> RunningApp:
     """A bot running the buttons app, with a listener, an update worker and a sender."""
-    bot = int(make_bot(app=APP)["id"])
-    listener = start_listener([bot])
-    wait_until(
-        lambda: f"listening for bot {bot}" in listener.log_path.read_text(), 60, "the listener"
-    )
-    start_worker(queues="updates", concurrency=2, extra_env=sim_env)
-    start_worker(queues="sends", concurrency=4, pool="threads", extra_env=sim_env)
-    user = int(simulator.create_user("Ann")["id"])
-    return {"bot": bot, "user": user}
+    return run_app(APP)
 
 
 def keyboard_message(simulator: Any, user: int, bot: int, seen: int) -> dict[str, Any]:

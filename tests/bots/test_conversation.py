@@ -12,8 +12,7 @@ from typing import Any
 import pytest
 
 from tests.support.databases import query
-from tests.support.waiting import wait_until
-from tgfleet.dev.processes import Child
+from tests.support.running import RunningApp
 from tgfleet.platform.settings import Settings
 
 pytestmark = pytest.mark.timeout(300)
@@ -21,24 +20,10 @@ APP = "tests.support.apps_fsm:registration"
 
 
 @pytest.fixture
-def fleet(
-    simulator: Any,
-    make_bot: Callable[..., dict[str, Any]],
-    start_listener: Callable[..., Child],
-    start_worker: Callable[..., Child],
-    sim_env: dict[str, str],
-) -> dict[str, int]:
+def fleet(run_app: Callable[..., RunningApp]) -> RunningApp:
     """A bot running the registration app, with a listener, an update worker of two
     processes and a sender."""
-    bot = int(make_bot(app=APP)["id"])
-    listener = start_listener([bot])
-    wait_until(
-        lambda: f"listening for bot {bot}" in listener.log_path.read_text(), 60, "the listener"
-    )
-    start_worker(queues="updates", concurrency=2, extra_env=sim_env)
-    start_worker(queues="sends", concurrency=4, pool="threads", extra_env=sim_env)
-    user = int(simulator.create_user("Ann")["id"])
-    return {"bot": bot, "user": user}
+    return run_app(APP)
 
 
 class Chat:

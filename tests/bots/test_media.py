@@ -5,7 +5,6 @@ that asks to be run again later. What the user (and the admin) sees is the check
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -13,8 +12,8 @@ from typing import Any
 import pytest
 
 from tests.support.databases import query
+from tests.support.running import RunningApp
 from tests.support.waiting import wait_until
-from tgfleet.dev.processes import Child
 from tgfleet.platform.settings import Settings
 
 pytestmark = pytest.mark.timeout(300)
@@ -22,41 +21,9 @@ APP = "tests.support.apps_media:app"
 
 
 @pytest.fixture
-def start_fleet(
-    settings: Settings,
-    simulator: Any,
-    make_bot: Callable[..., dict[str, Any]],
-    start_listener: Callable[..., Child],
-    start_worker: Callable[..., Child],
-    sim_env: dict[str, str],
-) -> Callable[..., dict[str, int]]:
-    """Factory: a bot running the media app (with ``bot_settings`` merged into its
-    settings, and an admin who has talked to it when ``admin``), its listener, an update
-    worker and a sender; returns the ids of the bot, a user and the admin (0: none)."""
-
-    def start(bot_settings: dict[str, Any] | None = None, admin: bool = False) -> dict[str, int]:
-        admin_id = int(simulator.create_user("Boss")["id"]) if admin else 0
-        bot = int(make_bot(app=APP, admins=[admin_id] if admin else None)["id"])
-        if bot_settings:
-            query(
-                settings,
-                "UPDATE bots SET settings = settings || %s::jsonb WHERE id = %s RETURNING id",
-                json.dumps(bot_settings),
-                bot,
-            )
-        listener = start_listener([bot])
-        wait_until(
-            lambda: f"listening for bot {bot}" in listener.log_path.read_text(), 60, "the listener"
-        )
-        start_worker(queues="updates", concurrency=2, extra_env=sim_env)
-        start_worker(queues="sends", concurrency=4, pool="threads", extra_env=sim_env)
-        user = int(simulator.create_user("Ann")["id"])
-        if admin:  # the bot knows its admin's chat from a message (the entity store)
-            simulator.send(admin_id, bot, "hello")
-            simulator.wait_received(admin_id, 1, bot, timeout=60)
-        return {"bot": bot, "user": user, "admin": admin_id}
-
-    return start
+def start_fleet(run_app: Callable[..., RunningApp]) -> Callable[..., RunningApp]:
+    """Factory: a bot running the media app (``run_app``'s ``bot_settings`` and ``admin``)."""
+    return lambda bot_settings=None, admin=False: run_app(APP, bot_settings, admin)
 
 
 def texts(simulator: Any, user: int, bot: int) -> list[str]:

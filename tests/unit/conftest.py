@@ -51,6 +51,8 @@ SERVICE_FIXTURES = (
     "legacy_owner",
     "clean_db",
     "legacy_env",
+    # tests/support/running.py
+    "run_app",
 )
 #: Shared fixtures that need no service, which unit tests may use.
 PURE_SHARED_FIXTURES = ("make_store",)
