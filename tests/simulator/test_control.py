@@ -164,3 +164,25 @@ def test_standalone_cli_serves_and_writes_its_key(tmp_path: Path) -> None:
     # And the state was written on the way out
     wait_until(lambda: (tmp_path / "s.json").exists(), 5, "the state file", poll=0.05)
     assert (tmp_path / "s.json").exists()
+
+
+def test_push_and_hash_faults_check_their_input(sim: SimulatorThread) -> None:
+    # Given a bot and a user
+    bot, user = sim.create_bot(), sim.create_user("Zoe")
+    # When faults are asked for with bad input, Then the control API refuses them
+    bad_calls: list[tuple[Callable[[], Any], int]] = [
+        (lambda: sim.hold_pushes(bot["id"], 1, then="later"), 400),
+        (lambda: sim.release_pushes(bot["id"], then="later"), 400),
+        (lambda: sim.flood_method(bot["id"], "resolve username", 5), 400),
+        (lambda: sim.flood_method(999, "users.getUsers", 5), 404),
+        (lambda: sim.rehash_user(999), 404),
+        (lambda: sim.rehash_user(user["id"], 999), 404),
+    ]
+    statuses = []
+    for call, _ in bad_calls:
+        with pytest.raises(SimulatorApiError) as caught:
+            call()
+        statuses.append(caught.value.status)
+    assert statuses == [status for _, status in bad_calls]
+    # and releasing a bot that is not held releases nothing
+    assert sim.release_pushes(bot["id"]) == 0

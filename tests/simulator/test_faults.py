@@ -8,7 +8,8 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from telethon import events
+from telethon import events, functions
+from telethon.errors import FloodWaitError
 
 from tests.support.simulator import World, collect
 from tests.support.waiting import wait_until_async
@@ -87,3 +88,45 @@ def test_refused_connections_fail_until_the_window_ends(
     failed, me_id = run(scenario())
     assert failed
     assert me_id == world.bot["id"]
+
+
+def test_a_forced_flood_on_one_method_answers_flood_wait_to_that_method_only(
+    world: World, run: Callable[..., Any]
+) -> None:
+    # Given a bot whose contacts.resolveUsername calls are flood-limited for 30 s
+    world.sim.flood_method(world.bot["id"], "contacts.resolveUsername", 30)
+
+    async def scenario() -> tuple[int, Any, int, int, int]:
+        client = await world.bot_client(receive_updates=False)
+        try:
+            # When it resolves a username, and does something else
+            with pytest.raises(FloodWaitError) as caught:
+                await client(functions.contacts.ResolveUsernameRequest("ann_smith"))
+            me = await client.get_me()
+            # and, once the flood is lifted, resolves again; then every method is flooded
+            await asyncio.to_thread(
+                world.sim.flood_method, world.bot["id"], "contacts.resolveUsername", 0
+            )
+            resolved = await client(functions.contacts.ResolveUsernameRequest("ann_smith"))
+            await asyncio.to_thread(world.sim.flood_method, world.bot["id"], "*", 5)
+            with pytest.raises(FloodWaitError) as everything:
+                await client.get_me()
+            return (
+                caught.value.seconds,
+                caught.value.request,
+                me.id,
+                resolved.users[0].id,
+                everything.value.seconds,
+            )
+        finally:
+            await client.disconnect()
+
+    seconds, request, me_id, resolved_id, seconds_all = run(scenario())
+    # Then only the flooded method failed, with what is left of the 30 s (logging in takes
+    # a moment) answered to the wrapped call
+    assert 25 <= seconds <= 30
+    assert isinstance(request, functions.InvokeWithoutUpdatesRequest)
+    assert me_id == world.bot["id"]
+    # and lifting it works; "*" floods every method
+    assert resolved_id == world.user["id"]
+    assert 1 <= seconds_all <= 5

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 from telethon import events, functions
-from telethon.errors import AccessTokenInvalidError, BadRequestError
+from telethon.errors import AccessTokenInvalidError, BadRequestError, PeerIdInvalidError
 from telethon.tl import types
 
 from tests.support.simulator import World, collect
@@ -106,25 +106,33 @@ def test_user_lookups_respect_per_account_access_hashes(
     world: World, run: Callable[..., Any]
 ) -> None:
     # Given a bot that learned the user by username
-    async def scenario() -> tuple[int, list[Any], str]:
+    async def scenario() -> tuple[int, str, str]:
         client = await world.bot_client()
         try:
             user = await client.get_entity("ann_smith")
             # When it presents the right hash, a wrong one, and an unknown username
             full = await client(functions.users.GetFullUserRequest(user))
-            wrong = await client(
-                functions.users.GetUsersRequest([types.InputUser(user.id, user.access_hash + 1)])
-            )
+            with pytest.raises(PeerIdInvalidError) as wrong:
+                await client(
+                    functions.users.GetUsersRequest(
+                        [types.InputUser(user.id, user.access_hash + 1)]
+                    )
+                )
             with pytest.raises(ValueError) as caught:
                 await client.get_entity("nobody_here")
-            return full.full_user.id, wrong, type(caught.value.__cause__).__name__
+            return (
+                full.full_user.id,
+                type(wrong.value).__name__,
+                type(caught.value.__cause__).__name__,
+            )
         finally:
             await client.disconnect()
 
-    # Then the right hash works, a wrong one finds nothing, and the name is unoccupied
+    # Then the right hash works, a wrong one is refused (as Telegram refuses a stale
+    # one), and the name is unoccupied
     full_id, wrong, error = run(scenario())
     assert full_id == world.user["id"]
-    assert wrong == []
+    assert wrong == "PeerIdInvalidError"
     assert error == "UsernameNotOccupiedError"
 
 

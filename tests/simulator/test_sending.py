@@ -114,9 +114,10 @@ def test_forced_flood_wait_and_limits_switched_off(world: World, run: Callable[.
         finally:
             await client.disconnect()
 
-    # Then the forced wait is reported and the burst goes through unthrottled
+    # Then the forced wait is reported (what is left of it: logging in takes a moment) and
+    # the burst goes through unthrottled
     seconds, received = run(scenario())
-    assert seconds == 30
+    assert 25 <= seconds <= 30
     assert received == 20
 
 

@@ -32,6 +32,15 @@ def _configure(parser: argparse.ArgumentParser) -> None:
     run.add_argument("--rsa-key-out", type=Path, help="write the public key PEM here")
     run.add_argument("--no-limits", action="store_true", help="disable flood limits")
     run.add_argument("--history-limit", type=int, default=10_000, help="pts history per bot")
+    run.add_argument(
+        "--difference-slice", type=int, default=100, help="updates per getDifference answer"
+    )
+    run.add_argument(
+        "--max-pending-updates",
+        type=int,
+        default=1000,
+        help="updates waiting for one connection before it gets updatesTooLong (0: never)",
+    )
     run.add_argument("-v", "--verbose", action="store_true", help="debug logging")
 
 
@@ -44,6 +53,8 @@ def main(args: argparse.Namespace) -> int:
         rsa_key_out=args.rsa_key_out,
         limits=FloodLimits(enabled=not args.no_limits),
         history_limit=args.history_limit,
+        difference_slice=args.difference_slice,
+        max_pending_updates=args.max_pending_updates or None,
     )
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(_serve(config))

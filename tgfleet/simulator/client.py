@@ -72,10 +72,20 @@ class SimulatorClient:
         return result
 
     def create_user(
-        self, first_name: str, last_name: str | None = None, username: str | None = None
+        self,
+        first_name: str,
+        last_name: str | None = None,
+        username: str | None = None,
+        lang_code: str | None = None,
     ) -> Any:
-        """Returns {"id", "first_name", "last_name", "username"}."""
-        body = {"first_name": first_name, "last_name": last_name, "username": username}
+        """Returns {"id", "first_name", "last_name", "username", "lang_code"};
+        ``lang_code`` is the language of the user's app, which bots see."""
+        body = {
+            "first_name": first_name,
+            "last_name": last_name,
+            "username": username,
+            "lang_code": lang_code,
+        }
         return self.request("POST", "/users", body)
 
     def users(self) -> list[dict[str, Any]]:
@@ -229,6 +239,34 @@ class SimulatorClient:
 
     def lose_pushes(self, bot_id: int, count: int) -> None:
         self.request("POST", "/faults/lose-pushes", {"bot_id": bot_id, "count": count})
+
+    def hold_pushes(
+        self, bot_id: int, seconds: float | None = None, then: str = "too_long"
+    ) -> None:
+        """Hold back the bot's pushes (kept in its history) for ``seconds`` (None: until
+        :meth:`release_pushes`). When the hold ends the bot's listeners get
+        ``updatesTooLong`` (``then="too_long"``: they call getDifference), the held pushes
+        late (``"deliver"``), or nothing (``"drop"``: the next push shows a pts gap)."""
+        body = {"bot_id": bot_id, "seconds": seconds, "then": then}
+        self.request("POST", "/faults/hold-pushes", body)
+
+    def release_pushes(self, bot_id: int, then: str | None = None) -> int:
+        """End a hold now (as the hold said, or as ``then`` says); returns how many updates
+        it held back."""
+        body = {"bot_id": bot_id, "then": then}
+        return int(self.request("POST", "/faults/release-pushes", body)["held"])
+
+    def flood_method(self, bot_id: int, method: str, seconds: float) -> None:
+        """Every call of ``method`` ("contacts.resolveUsername", "users.getUsers", ... or
+        "*" for all but login) by the bot answers FLOOD_WAIT_X for ``seconds``."""
+        body = {"bot_id": bot_id, "method": method, "seconds": seconds}
+        self.request("POST", "/faults/method-flood", body)
+
+    def rehash_user(self, user_id: int, bot_id: int | None = None) -> None:
+        """The user's access hash changes as every bot (or only ``bot_id``) sees it: the old
+        one answers PEER_ID_INVALID; the new one comes with the user's next update, and
+        from contacts.resolveUsername."""
+        self.request("POST", f"/users/{user_id}/rehash", {"bot_id": bot_id})
 
     def refuse_connections(self, seconds: float) -> None:
         self.request("POST", "/faults/refuse-connections", {"seconds": seconds})

@@ -22,3 +22,9 @@ class SimulatorConfig:
     max_frame: int = 1024 * 1024
     save_interval: float = 1.0
     callback_timeout: float = 5.0  # how long a button press waits for the bot's answer
+    # updates.getDifference answers at most this many pts updates, as a differenceSlice
+    # when more are missing (Telethon asks again from its intermediate_state)
+    difference_slice: int = 100
+    # more updates than this waiting to be written to one connection are replaced by one
+    # updatesTooLong (the client fetches them with getDifference); None: never
+    max_pending_updates: int | None = 1000

@@ -9,15 +9,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import struct
 from typing import TYPE_CHECKING
 
 from telethon.tl.functions import PingDelayDisconnectRequest, PingRequest
-from telethon.tl.types import MsgsAck, Pong
+from telethon.tl.types import BadServerSalt, MsgsAck, NewSessionCreated, Pong
 
 from tgfleet.simulator import mtproto
 from tgfleet.simulator.framing import FrameCodec, FrameError
 from tgfleet.simulator.handshake import Handshake, HandshakeError
+from tgfleet.simulator.pushes import UPDATES_TOO_LONG
 from tgfleet.simulator.render import MAX_BATCH, PushBatch
 from tgfleet.simulator.sessions import AuthSession
 
@@ -47,14 +49,15 @@ class ClientConnection(asyncio.Protocol):
         self.closed = False
         self.peer = "?"
         self._handshake: Handshake | None = None
-        self._session_id = 0
-        self._salt = 0
+        self._session_id: int | None = None
         self._ids = mtproto.MessageIds()
         self._seq = 0
-        # ("plain", body) for handshake replies, ("reply"|"pong", body) and ("push", batch)
-        # for encrypted ones; consecutive pushes merge into one batch.
+        # ("plain", body) for handshake replies; ("reply"|"pong"|"service", body) and
+        # ("push", batch) for encrypted ones; consecutive pushes merge into one batch.
         self._outbox: list[tuple[str, bytes | PushBatch]] = []
         self._flush_handle: asyncio.Handle | None = None
+        self._pending_updates = 0  # updates in the outbox
+        self._too_long = False  # an updatesTooLong in the outbox stands for every push
 
     # -- asyncio.Protocol ----------------------------------------------------------------
 
@@ -111,9 +114,21 @@ class ClientConnection(asyncio.Protocol):
         if session is not self.session:
             self.session = session
             self.sim.bind(self)
-        salt, self._session_id, inner = mtproto.decrypt(session.key, frame)
-        self._salt = salt
-        for message in mtproto.parse_messages(inner):
+        salt, session_id, inner = mtproto.decrypt(session.key, frame)
+        messages = mtproto.parse_messages(inner)
+        msg_id, seq_no = struct.unpack_from("<qi", inner)
+        if session_id != self._session_id:
+            # Telegram announces a session it has not seen, with the salt to use
+            self._session_id = session_id
+            unique_id = struct.unpack("<q", os.urandom(8))[0]
+            self._enqueue("service", bytes(NewSessionCreated(msg_id, unique_id, session.salt)))
+        if salt != session.salt:
+            # A wrong salt (Telethon starts with 0): nothing in the packet is processed;
+            # the client takes the new salt and sends it all again
+            self.sim.stats["bad_server_salts"] += 1
+            self._enqueue("service", bytes(BadServerSalt(msg_id, seq_no, 48, session.salt)))
+            return
+        for message in messages:
             self._on_message(message)
 
     def _on_plain(self, frame: bytes) -> None:
@@ -143,13 +158,32 @@ class ClientConnection(asyncio.Protocol):
     # -- outgoing ----------------------------------------------------------------------
 
     def push(self, batch: PushBatch) -> None:
-        """Queue pushed updates; merged with a push queued just before, if any."""
+        """Queue pushed updates; merged with a push queued just before, if any. When more
+        than ``max_pending_updates`` wait to be written, they are all replaced by one
+        ``updatesTooLong``, as Telegram does for a session it cannot push to one by one."""
+        if self._too_long:
+            self.sim.stats["updates_not_pushed"] += len(batch.updates)
+            return
+        self._pending_updates += len(batch.updates)
+        limit = self.sim.config.max_pending_updates
+        if limit is not None and self._pending_updates > limit:
+            self._outbox = [i for i in self._outbox if not isinstance(i[1], PushBatch)]
+            self.sim.stats["updates_not_pushed"] += self._pending_updates
+            self.push_too_long()
+            return
         if self._outbox:
             last = self._outbox[-1][1]
             if isinstance(last, PushBatch) and len(last.updates) < MAX_BATCH:
                 last.add(batch)
                 return
         self._enqueue("push", PushBatch(list(batch.updates), dict(batch.users), dict(batch.chats)))
+
+    def push_too_long(self) -> None:
+        """Push ``updatesTooLong``: the client must call updates.getDifference."""
+        if not self._too_long:
+            self._too_long = True
+            self.sim.stats["updates_too_long"] += 1
+            self._enqueue("push", UPDATES_TOO_LONG)
 
     def _enqueue(self, kind: str, body: bytes | PushBatch) -> None:
         if self.closed:
@@ -173,6 +207,7 @@ class ClientConnection(asyncio.Protocol):
             self._flush_handle = loop.call_later(delay, self._flush)
             return
         outbox, self._outbox = self._outbox, []
+        self._pending_updates, self._too_long = 0, False
         chunks: list[bytes] = []
         batch: list[bytes] = []
         batch_bytes = 0
@@ -199,7 +234,7 @@ class ClientConnection(asyncio.Protocol):
             self.transport.abort()
 
     def _pack(self, kind: str, body: bytes) -> bytes:
-        if kind == "pong":
+        if kind in ("pong", "service"):  # not content-related: an even seq_no
             seq_no = self._seq * 2
         else:
             seq_no = self._seq * 2 + 1
@@ -217,7 +252,7 @@ class ClientConnection(asyncio.Protocol):
             header = struct.pack("<qii", self._ids.next(push=False), self._seq * 2, len(body))
             message = header + body
         packet = mtproto.encrypt(
-            self.session.key, self.session.key_id, self._salt, self._session_id, message
+            self.session.key, self.session.key_id, self.session.salt, self._session_id or 0, message
         )
         return [self.codec.encode(packet)]
 

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, urlsplit
 
 from tgfleet.simulator.control_actions import document_from_body
+from tgfleet.simulator.pushes import RELEASE_MODES
 from tgfleet.simulator.routing import ROUTES, HttpError, Json, int_field, number_field, route
 from tgfleet.simulator.world import Bot, Group, User, WorldError
 
@@ -20,6 +21,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MAX_BODY = 1024 * 1024
+_METHOD = re.compile(r"^([a-z][A-Za-z]*\.)?[a-z][A-Za-z0-9]*$")
 _REASONS = {200: "OK", 400: "Bad Request", 403: "Forbidden", 404: "Not Found", 500: "Error"}
 
 
@@ -39,6 +41,7 @@ def user_json(user: User) -> Json:
         "first_name": user.first_name,
         "last_name": user.last_name,
         "username": user.username,
+        "lang_code": user.lang_code,
     }
 
 
@@ -90,7 +93,11 @@ async def create_user(sim: Simulator, m: re.Match[str], body: Json, q: dict[str,
     first_name = body.get("first_name")
     if not isinstance(first_name, str) or not first_name:
         raise HttpError(400, "'first_name' is required")
-    return user_json(sim.create_user(first_name, body.get("last_name"), body.get("username")))
+    lang_code = body.get("lang_code")
+    if lang_code is not None and not (isinstance(lang_code, str) and 2 <= len(lang_code) <= 10):
+        raise HttpError(400, "'lang_code' is a language code such as 'en' or 'pt-br'")
+    user = sim.create_user(first_name, body.get("last_name"), body.get("username"), lang_code)
+    return user_json(user)
 
 
 @route("POST", r"/users/(\d+)/messages")
@@ -200,6 +207,45 @@ async def flood(sim: Simulator, m: re.Match[str], body: Json, q: dict[str, str])
 @route("POST", "/faults/lose-pushes")
 async def lose(sim: Simulator, m: re.Match[str], body: Json, q: dict[str, str]) -> Json:
     sim.lose_pushes(int_field(body, "bot_id"), int(number_field(body, "count")))
+    return {"ok": True}
+
+
+@route("POST", "/faults/hold-pushes")
+async def hold(sim: Simulator, m: re.Match[str], body: Json, q: dict[str, str]) -> Json:
+    """Hold back the bot's pushes for ``seconds`` (absent or null: until released); when
+    the hold ends: ``then`` = "too_long" (updatesTooLong), "deliver" or "drop"."""
+    seconds = None if body.get("seconds") is None else number_field(body, "seconds")
+    then = body.get("then", "too_long")
+    if then not in RELEASE_MODES:
+        raise HttpError(400, f"'then' must be one of {', '.join(RELEASE_MODES)}")
+    sim.hold_pushes(int_field(body, "bot_id"), seconds, then)
+    return {"ok": True}
+
+
+@route("POST", "/faults/release-pushes")
+async def release(sim: Simulator, m: re.Match[str], body: Json, q: dict[str, str]) -> Json:
+    then = body.get("then")
+    if then is not None and then not in RELEASE_MODES:
+        raise HttpError(400, f"'then' must be one of {', '.join(RELEASE_MODES)}")
+    return {"held": sim.release_pushes(int_field(body, "bot_id"), then)}
+
+
+@route("POST", "/faults/method-flood")
+async def method_flood(sim: Simulator, m: re.Match[str], body: Json, q: dict[str, str]) -> Json:
+    """Every call of ``method`` ("contacts.resolveUsername", or "*") by the bot answers
+    FLOOD_WAIT_X for ``seconds`` (0 lifts it)."""
+    method = body.get("method")
+    if not isinstance(method, str) or not (method == "*" or _METHOD.match(method)):
+        raise HttpError(400, "'method' is a method name such as 'users.getUsers', or '*'")
+    sim.flood_method(int_field(body, "bot_id"), method, number_field(body, "seconds"))
+    return {"ok": True}
+
+
+@route("POST", r"/users/(\d+)/rehash")
+async def rehash(sim: Simulator, m: re.Match[str], body: Json, q: dict[str, str]) -> Json:
+    """The user's access hash changes, as every bot sees it (or only ``bot_id``)."""
+    bot_id = None if body.get("bot_id") is None else int_field(body, "bot_id")
+    sim.rehash(int(m[1]), bot_id)
     return {"ok": True}
 
 

@@ -8,6 +8,7 @@ handler answers ``400 METHOD_NOT_IMPLEMENTED_<NAME>``, never silence.
 from __future__ import annotations
 
 import logging
+import math
 import re
 import time
 from collections.abc import Callable
@@ -83,9 +84,30 @@ def not_implemented_message(request: TLObject) -> str:
     return "METHOD_NOT_IMPLEMENTED_" + (prefix + re.sub(r"(?<!^)(?=[A-Z])", "_", name)).upper()
 
 
+def method_name(request: TLObject) -> str:
+    """Telegram's name of a request: ``contacts.resolveUsername``, ``invokeWithLayer``."""
+    name = type(request).__name__.removesuffix("Request")
+    name = name[:1].lower() + name[1:]
+    module = type(request).__module__.rsplit(".", 1)[-1]
+    return name if module == "functions" else f"{module}.{name}"
+
+
 class Methods:
     def __init__(self, sim: Simulator) -> None:
         self.sim = sim
+
+    def _forced_flood(self, bot_id: int, request: TLObject) -> None:
+        """FLOOD_WAIT_X while a forced flood on this method (or "*") of the bot lasts."""
+        floods = self.sim.method_floods
+        now = time.monotonic()
+        for key in ((bot_id, method_name(request)), (bot_id, "*")):
+            until = floods.get(key)
+            if until is None:
+                continue
+            if until <= now:
+                del floods[key]
+                continue
+            raise WorldError(420, f"FLOOD_WAIT_{max(1, math.ceil(until - now))}")
 
     def call(self, conn: ClientConnection, request: TLObject) -> bytes:
         without_updates = False
@@ -102,7 +124,9 @@ class Methods:
                 raise WorldError(400, not_implemented_message(request))
             ctx = RpcContext(self.sim, conn, without_updates)
             if request.CONSTRUCTOR_ID not in _NO_AUTH_NEEDED:
-                ctx.bot()
+                bot = ctx.bot()
+                if self.sim.method_floods:
+                    self._forced_flood(bot.id, request)
             return handler(ctx, request)
         except WorldError as err:
             if err.code == 420:
@@ -203,8 +227,15 @@ def _input_user(ctx: RpcContext, bot: Bot, item: Any) -> Bot | User | None:
 
 @handles(functions.users.GetUsersRequest)
 def get_users(ctx: RpcContext, request: Any) -> bytes:
+    """Users by InputUser. An id with hash 0 that the bot may not see is left out (Telethon
+    then raises "Could not find the input entity"); a non-zero hash that is not (or no
+    longer) the one this bot must present fails the call with PEER_ID_INVALID, as
+    Telegram's does for a stale hash."""
     bot = ctx.bot()
     found = [_input_user(ctx, bot, item) for item in request.id]
+    for item, peer in zip(request.id, found, strict=True):
+        if peer is None and isinstance(item, types.InputUser) and item.access_hash:
+            raise WorldError(400, "PEER_ID_INVALID")
     return mtproto.vector(
         [bytes(user_tl(ctx.sim.world, bot, peer)) for peer in found if peer is not None]
     )

@@ -38,6 +38,7 @@ def user_tl(world: World, account: Bot, peer: Bot | User) -> types.User:
         first_name=peer.first_name,
         last_name=peer.last_name,
         username=peer.username,
+        lang_code=peer.lang_code,  # Telegram tells bots the language of the user's app
     )
 
 

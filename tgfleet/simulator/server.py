@@ -22,6 +22,7 @@ from tgfleet.simulator.limits import FloodControl, FloodLimits
 from tgfleet.simulator.media import Uploads
 from tgfleet.simulator.membership import set_blocked
 from tgfleet.simulator.methods import Methods
+from tgfleet.simulator.pushes import PushFaults
 from tgfleet.simulator.render import PushBatch, message_push
 from tgfleet.simulator.sessions import SessionStore
 from tgfleet.simulator.state import dump_state, load_state, read_state_file, write_state_file
@@ -67,7 +68,9 @@ class Simulator:
         self._refuse_until = 0.0
         self._connections: set[ClientConnection] = set()
         self._by_bot: dict[int, set[ClientConnection]] = {}
-        self._lost_pushes: dict[int, int] = {}
+        self.push_faults = PushFaults(self)
+        # (bot id, method name or "*") -> monotonic time its forced FLOOD_WAIT ends
+        self.method_floods: dict[tuple[int, str], float] = {}
         self._server: asyncio.Server | None = None
         self._control: Any = None
         self._saver: asyncio.Task[None] | None = None
@@ -227,10 +230,9 @@ class Simulator:
         return [c for c in conns if c.session is not None and c.session.listening]
 
     def push(self, bot: Bot, batch: PushBatch, exclude: ClientConnection | None = None) -> int:
-        """Queue updates for every listening connection of ``bot``."""
-        if self._lost_pushes.get(bot.id, 0) > 0:
-            self._lost_pushes[bot.id] -= 1
-            self.stats["lost_pushes"] += 1
+        """Queue updates for every listening connection of ``bot`` (unless a push fault
+        loses or holds them: ``pushes``)."""
+        if self.push_faults.intercept(bot.id, batch, exclude):
             return 0
         sent = 0
         for conn in self._by_bot.get(bot.id, ()):
@@ -264,9 +266,13 @@ class Simulator:
         return bot
 
     def create_user(
-        self, first_name: str, last_name: str | None = None, username: str | None = None
+        self,
+        first_name: str,
+        last_name: str | None = None,
+        username: str | None = None,
+        lang_code: str | None = None,
     ) -> User:
-        user = self.world.create_user(first_name, last_name, username)
+        user = self.world.create_user(first_name, last_name, username, lang_code)
         self.mark_dirty()
         return user
 
@@ -355,16 +361,41 @@ class Simulator:
         """Silently drop the bot's next ``count`` pushes (they stay in its history), so
         its listener sees a pts gap and must recover with updates.getDifference."""
         self.world.bot(bot_id)
-        self._lost_pushes[bot_id] = count
+        self.push_faults.lost[bot_id] = count
+
+    def hold_pushes(
+        self, bot_id: int, seconds: float | None = None, then: str = "too_long"
+    ) -> None:
+        """Hold back the bot's pushes for ``seconds`` (None: until released): ``pushes``."""
+        self.world.bot(bot_id)
+        self.push_faults.hold(bot_id, seconds, then)
+
+    def release_pushes(self, bot_id: int, then: str | None = None) -> int:
+        self.world.bot(bot_id)
+        return self.push_faults.release(bot_id, then)
+
+    def flood_method(self, bot_id: int, method: str, seconds: float) -> None:
+        """Every call of ``method`` (Telegram's name, e.g. "contacts.resolveUsername", or
+        "*" for every method but login) by the bot answers FLOOD_WAIT for ``seconds``."""
+        self.world.bot(bot_id)
+        self.method_floods[(bot_id, method)] = time.monotonic() + seconds
+
+    def rehash(self, peer_id: int, bot_id: int | None = None) -> None:
+        """Give a user a new access hash as every bot (or only ``bot_id``) sees it."""
+        self.world.rehash(peer_id, bot_id)
+        self.stats["rehashes"] += 1
+        self.mark_dirty()
 
     def refuse_connections(self, seconds: float) -> None:
         """Close new connections at once for ``seconds`` (0 accepts again)."""
         self._refuse_until = time.monotonic() + seconds
 
     async def restart(self, downtime: float = 0.0) -> None:
-        """Stop listening, drop everyone, persist, listen again on the same port."""
+        """Stop listening, drop everyone, persist, listen again on the same port (with new
+        server salts, as a restarted process would have)."""
         await self._close_listener()
         self.save()
+        self.sessions.rotate_salts()
         await asyncio.sleep(downtime)
         await self._listen()
         self.stats["restarts"] += 1

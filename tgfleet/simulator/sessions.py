@@ -3,23 +3,33 @@ TCP connection, so a client that reconnects with its key stays logged in."""
 
 from __future__ import annotations
 
+import os
 import struct
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from telethon.crypto import AuthKey
 
 
+def new_salt() -> int:
+    return int(struct.unpack("<q", os.urandom(8))[0])
+
+
 @dataclass(slots=True)
 class AuthSession:
-    """One auth key; ``listening`` once it asked for updates (updates.getState)."""
+    """One auth key; ``listening`` once it asked for updates (updates.getState).
+
+    ``salt`` is the server salt its messages must carry (a new one after a restart, as
+    Telegram's salts change over time): a message with another gets ``bad_server_salt``.
+    """
 
     key: bytes
     key_id: bytes
     bot_id: int | None = None
     listening: bool = False
     created: float = 0.0
+    salt: int = field(default_factory=new_salt)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -59,6 +69,11 @@ class SessionStore:
 
     def get(self, key_id: bytes) -> AuthSession | None:
         return self._by_id.get(key_id)
+
+    def rotate_salts(self) -> None:
+        """Every auth key gets a new server salt (its next message gets bad_server_salt)."""
+        for session in self._by_id.values():
+            session.salt = new_salt()
 
     def all(self) -> list[AuthSession]:
         return list(self._by_id.values())

@@ -65,13 +65,16 @@ def _user_json(user: User) -> dict[str, Any]:
         "first_name": user.first_name,
         "last_name": user.last_name,
         "username": user.username,
+        "lang_code": user.lang_code,
         "received": [asdict(r) for r in user.received],
         "blocked_bots": sorted(user.blocked_bots),
     }
 
 
 def _user_from_json(data: dict[str, Any], inbox_limit: int) -> User:
-    user = User(data["id"], data["first_name"], data["last_name"], data["username"])
+    user = User(
+        data["id"], data["first_name"], data["last_name"], data["username"], data.get("lang_code")
+    )
     user.received = deque((Received(**r) for r in data["received"]), maxlen=inbox_limit)
     user.blocked_bots = set(data.get("blocked_bots", []))
     return user
@@ -89,7 +92,8 @@ def dump_state(
     return {
         "version": STATE_VERSION,
         "rsa_private_key": key.private_pem(),
-        "secret": world.secret.hex(),
+        "secret": world.hashes.secret.hex(),
+        "access_hashes": world.hashes.to_json(),
         "next_id": world.next_id,
         "limits": limits.to_json(),
         "bots": [_bot_json(b) for b in world.bots.values()],
@@ -110,7 +114,8 @@ def load_state(
     """Fill an empty ``world``/``sessions`` from ``data``; returns the stored RSA key."""
     if data.get("version") != STATE_VERSION:
         raise ValueError(f"unsupported simulator state version {data.get('version')!r}")
-    world.secret = bytes.fromhex(data["secret"])
+    world.hashes.secret = bytes.fromhex(data["secret"])
+    world.hashes.load(data.get("access_hashes", {}))
     for bot in data["bots"]:
         world.add_bot(_bot_from_json(bot))
     for user in data["users"]:

@@ -8,8 +8,6 @@ bots send them.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import os
 import re
 import secrets
@@ -20,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tgfleet.simulator.files import Document, Photo
+from tgfleet.simulator.hashes import AccessHashes
 
 __all__ = ["Document", "Photo"]  # re-exported: world objects
 
@@ -136,6 +135,8 @@ class User:
     first_name: str
     last_name: str | None = None
     username: str | None = None
+    #: The language of the user's Telegram app (``User.lang_code``, which bots see).
+    lang_code: str | None = None
     received: deque[Received] = field(default_factory=deque)
     blocked_bots: set[int] = field(default_factory=set)
 
@@ -159,7 +160,7 @@ class World:
         history_limit: int = DEFAULT_HISTORY_LIMIT,
         inbox_limit: int = DEFAULT_INBOX_LIMIT,
     ) -> None:
-        self.secret = secret or os.urandom(32)
+        self.hashes = AccessHashes(secret or os.urandom(32))
         self.history_limit = history_limit
         self.inbox_limit = inbox_limit
         self.next_id = 1_000_001
@@ -175,9 +176,16 @@ class World:
 
     def access_hash(self, account_id: int, peer_id: int) -> int:
         """The hash ``account_id`` must present for ``peer_id``; never 0."""
-        digest = hmac.new(self.secret, struct.pack("<qq", account_id, peer_id), hashlib.sha256)
-        value: int = struct.unpack("<q", digest.digest()[:8])[0]
-        return value or 1
+        return self.hashes.of(account_id, peer_id)
+
+    def rehash(self, peer_id: int, account_id: int | None = None) -> None:
+        """``peer_id`` (a user or bot) gets a new access hash as every bot sees it, or only
+        as ``account_id`` does: the old one answers PEER_ID_INVALID from now on."""
+        if peer_id not in self.users and peer_id not in self.bots:
+            raise WorldError(404, f"no user or bot {peer_id}")
+        if account_id is not None:
+            self.bot(account_id)
+        self.hashes.rehash(peer_id, account_id)
 
     def _allocate_id(self) -> int:
         self.next_id += 1
@@ -212,9 +220,13 @@ class World:
         return self.add_bot(Bot(bot_id, token, first_name or username, username))
 
     def create_user(
-        self, first_name: str, last_name: str | None = None, username: str | None = None
+        self,
+        first_name: str,
+        last_name: str | None = None,
+        username: str | None = None,
+        lang_code: str | None = None,
     ) -> User:
-        user = User(self._allocate_id(), first_name, last_name, username)
+        user = User(self._allocate_id(), first_name, last_name, username, lang_code)
         user.received = deque(maxlen=self.inbox_limit)
         return self.add_user(user)
 
