@@ -283,8 +283,10 @@ class QueuedEnvelopes:
 
     def __call__(self) -> int:
         total = int(self.client.llen(self.queue))
-        if total > self.messages:  # LPUSH: the newest are at the head, newest first
-            fresh = self.client.lrange(self.queue, 0, total - self.messages - 1)
+        if total > self.messages:
+            # LPUSH puts the newest at the head, so positions counted from the tail stay
+            # put while more are pushed: read the uncounted ones from there.
+            fresh = self.client.lrange(self.queue, -total, -self.messages - 1)
             for raw in reversed(fresh):
                 self.envelopes.extend(envelopes_in(raw))
             self.messages = total
