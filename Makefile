@@ -7,7 +7,7 @@ DEMO_STAMP := $(VENV)/.installed-demo
 DEV_STAMP := $(VENV)/.installed-dev
 SRC := tgfleet tests bench migrations examples celeryconfig.py
 
-.PHONY: demo test test-unit lint fmt typecheck services services-down clean venv
+.PHONY: demo test test-unit lint fmt typecheck services services-down clean venv i18n
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,16 @@ typecheck: $(DEV_STAMP)
 fmt: $(DEV_STAMP)
 	$(BIN)/ruff format $(SRC)
 	$(BIN)/ruff check --fix $(SRC)
+
+# The built-in app's translations: extract the messages, update every language's
+# catalog (translators edit the .po files), compile them (the .mo files are committed).
+APP_DIR := tgfleet/bots/apps/matchmaking
+i18n: $(DEV_STAMP)
+	$(BIN)/pybabel extract --no-location --sort-output -k N_ --project=tgfleet \
+		-o $(APP_DIR)/locales/matchmaking.pot $(APP_DIR)
+	$(BIN)/pybabel update --no-fuzzy-matching -D matchmaking -i $(APP_DIR)/locales/matchmaking.pot \
+		-d $(APP_DIR)/locales
+	$(BIN)/pybabel compile --statistics -D matchmaking -d $(APP_DIR)/locales
 
 services: $(DEMO_STAMP)
 	$(BIN)/tgfleet dev up

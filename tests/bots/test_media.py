@@ -202,3 +202,54 @@ def test_a_handler_that_retries_forever_is_dead_lettered(
     assert reason == "handler asked to retry 3 times, gave up: never ready"
     # And the chat carries on with the next message
     wait_until(lambda: texts(simulator, user, bot) == ["echo: after"], 60, "the echo")
+
+
+def test_a_press_replaces_the_photo_of_a_card_in_place(
+    tmp_path: Path,
+    settings: Settings,
+    simulator: Any,
+    start_fleet: Callable[..., dict[str, int]],
+) -> None:
+    fleet = start_fleet()
+    bot, user = fleet["bot"], fleet["user"]
+    # Given the next profile's photo, which the bot kept, and a local photo file
+    [kept] = simulator.send(user, bot, "profile", photo=True)
+    path = tmp_path / "next.jpg"
+    path.write_bytes(b"jpeg" * 700)
+    simulator.send(user, bot, f"/cardfile {path}")
+    simulator.wait_received(user, 2, bot, timeout=60)
+    # And a profile card the bot sent: another photo, captioned, with buttons
+    [shown] = simulator.send(user, bot, "card", photo=True)
+    card = simulator.wait_received(user, 3, bot, timeout=60)[2]
+    assert (card["media"], card["text"]) == ({"type": "photo", "id": shown["photo_id"]}, "Ann, 30")
+
+    def card_now() -> dict[str, Any]:
+        [now] = [m for m in simulator.received(user, bot) if m["message_id"] == card["message_id"]]
+        return now
+
+    # When the user presses Next
+    assert simulator.press(user, bot, card["message_id"], text="Next", timeout=30)["answered"]
+    # Then the card shows the kept photo in place (sent by id), the new caption, its buttons
+    edited = wait_until(
+        lambda: card_now() if card_now()["text"] == "Bob, 31" else None, 60, "the edit"
+    )
+    assert edited["media"] == {"type": "photo", "id": kept["photo_id"]}
+    assert [b["text"] for b in edited["markup"]["inline"][0]] == ["Next", "Upload"]
+    # When the user presses Upload, Then the sender uploaded the local photo into the card
+    assert simulator.press(user, bot, card["message_id"], text="Upload", timeout=30)["answered"]
+    uploaded = wait_until(
+        lambda: card_now() if card_now()["text"] == "Cat, 29" else None, 60, "the upload edit"
+    )
+    assert uploaded["media"]["type"] == "photo"
+    assert uploaded["media"]["id"] not in (kept["photo_id"], shown["photo_id"])
+    # And the user got no other message: both were edits, recorded as sent edit rows
+    assert len(simulator.received(user, bot)) == 3
+    rows = query(
+        settings,
+        "SELECT status, media FROM outbox WHERE bot_id = %s AND op = 'edit' ORDER BY id",
+        bot,
+    )
+    assert [(status, sorted(media)) for status, media in rows] == [
+        ("sent", ["photo"]),
+        ("sent", ["upload"]),
+    ]

@@ -1,27 +1,3 @@
-"""The testing kit (``tgfleet.testing``) in tgfleet's own tests: its fixtures, on the
-session's services and simulator (``tests/conftest.py``) instead of a pair of its own."""
+"""The examples' tests use the testing kit on the session's services."""
 
-from __future__ import annotations
-
-from typing import Any
-
-import pytest
-
-from tgfleet.dev.services import DevServices
-from tgfleet.testing import (  # noqa: F401  (fixtures, registered by being imported here)
-    tgfleet_bot,
-    tgfleet_env,
-    tgfleet_fleet,
-    tgfleet_settings,
-    tgfleet_user,
-)
-
-
-@pytest.fixture(scope="session")
-def tgfleet_services(dev_services: DevServices) -> DevServices:
-    return dev_services
-
-
-@pytest.fixture(scope="session")
-def tgfleet_simulator(simulator: Any) -> Any:
-    return simulator
+from tests.support.kit import *  # noqa: F403  (the kit's fixtures)

@@ -1,6 +1,6 @@
 """The app the media and handler-error end-to-end tests run (``tests.support.apps_media:app``):
-files sent back by id or uploaded from a local path, handlers that raise, and a handler
-that asks to be run again later."""
+files sent back by id or uploaded from a local path, a profile card whose photo a button
+replaces in place, handlers that raise, and a handler that asks to be run again later."""
 
 from __future__ import annotations
 
@@ -8,12 +8,59 @@ import base64
 import dataclasses
 from pathlib import Path
 
-from tgfleet.bots import Command, ContentType, Context, InlineKeyboard, RetryLater, Router
+from tgfleet.bots import (
+    CallbackPrefix,
+    Command,
+    ContentType,
+    Context,
+    InlineKeyboard,
+    MediaRef,
+    RetryLater,
+    Router,
+    Text,
+)
 
 app = Router("media")
 
 #: How often ``/flaky`` asks to be retried before it succeeds.
 FLAKY_RETRIES = 2
+
+
+#: The buttons of a profile card: the next profile as a photo the bot received, or uploaded.
+CARD_BUTTONS = InlineKeyboard().button("Next", "card:next").button("Upload", "card:upload")
+
+
+@app.message(ContentType("photo"), Text(equal="profile"))
+def keep_profile(ctx: Context) -> None:
+    """A photo captioned ``profile`` is the next profile's (kept in the conversation's data)."""
+    assert ctx.update.media is not None
+    ctx.state.update_data(next_photo=dataclasses.asdict(ctx.update.media))
+    ctx.reply("next profile kept")
+
+
+@app.message(Command("cardfile"))
+def keep_profile_file(ctx: Context) -> None:
+    """``/cardfile <path>``: the local photo the Upload button shows."""
+    ctx.state.update_data(next_file=ctx.args()[0])
+    ctx.reply("next file kept")
+
+
+@app.message(ContentType("photo"), Text(equal="card"))
+def profile_card(ctx: Context) -> None:
+    """A photo captioned ``card`` comes back as a profile card with buttons."""
+    assert ctx.update.media is not None
+    ctx.reply_media(ctx.update.media, caption="Ann, 30", keyboard=CARD_BUTTONS)
+
+
+@app.callback_query(CallbackPrefix("card:"))
+def next_profile(ctx: Context) -> None:
+    """The card shows the next profile in place: the kept photo (by id) or file (uploaded)."""
+    assert ctx.callback is not None
+    data = ctx.state.get_data()
+    if ctx.callback.data == b"card:next":
+        ctx.edit("Bob, 31", keyboard=CARD_BUTTONS, media=MediaRef(**data["next_photo"]))
+    else:
+        ctx.edit("Cat, 29", keyboard=CARD_BUTTONS, media=data["next_file"], kind="photo")
 
 
 @app.message(ContentType("photo", "document", "voice", "video"))

@@ -29,7 +29,7 @@ ALLOWED: dict[str, set[str]] = {
     "tasks": RUNTIME,
     "listeners": {"platform", "db"},
     "simulator": set(),
-    "dev": {"platform", "db", "ops", "simulator"},
+    "dev": {"platform", "db", "bots", "ops", "simulator"},
     "cli": RUNTIME | {"listeners", "dev", "simulator"},
     "testing": RUNTIME | {"listeners", "dev", "simulator"},
     "celery": {"platform"},

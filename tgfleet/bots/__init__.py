@@ -42,7 +42,7 @@ from tgfleet.bots.keyboards import (
     ReplyKeyboard,
     ReplyMarkup,
 )
-from tgfleet.bots.middleware import AdminOnly, I18n, Timing
+from tgfleet.bots.middleware import AdminOnly, I18n, Throttle, Timing
 from tgfleet.bots.router import Handler, Middleware, Router
 from tgfleet.platform.errors import RetryLater
 
@@ -94,6 +94,7 @@ __all__ = [
     "StateIs",
     "StatesGroup",
     "Text",
+    "Throttle",
     "Timing",
     "app_router",
     "from_inbound",

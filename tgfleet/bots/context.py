@@ -9,21 +9,35 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from redis import Redis
 from sqlalchemy.orm import Session
 
 from tgfleet.bots.effects import Effects
-from tgfleet.bots.events import CallbackQuery, Event, MediaRef, Message, from_inbound
+from tgfleet.bots.events import (
+    CallbackQuery,
+    ChatMemberUpdated,
+    Event,
+    MediaRef,
+    Message,
+    from_inbound,
+)
 from tgfleet.bots.fsm import ConversationState
 from tgfleet.bots.keyboards import InlineKeyboard, InlineMarkup, KeyboardLike, markup_dict
+from tgfleet.db.entities import choose_language
 from tgfleet.inbox import InboundMessage
 from tgfleet.platform.errors import TgfleetError
+from tgfleet.platform.redis import redis_client
 from tgfleet.sends.media import stored_media, upload_media
 
 log = logging.getLogger(__name__)
+
+#: What ``ctx.set_language`` takes: a language, optionally with its region (``pt_BR``).
+_LANGUAGE = re.compile(r"[a-z]{2,3}(?:[_-][A-Za-z]{2,4})?")
 
 
 class HandlerUsageError(TgfleetError):
@@ -56,6 +70,12 @@ class Context:
     lang: str | None = None
     #: Translates a message id (the I18n middleware sets it; by default the id itself).
     gettext: Callable[[str], str] = _no_translation
+    #: Applies ``user_lang`` to ``lang`` and ``gettext`` again after ``set_language``
+    #: (the I18n middleware sets it).
+    relocalize: Callable[[Context], None] | None = None
+    #: The fleet's Redis (``REDIS_URL``) when an update worker made this context; what
+    #: ``ctx.redis`` connects to.
+    redis_url: str | None = None
     #: Whether ``answer()`` was called for this callback query.
     answered: bool = False
     #: The name of the handler chosen for this update (set before inner middlewares run).
@@ -80,6 +100,15 @@ class Context:
         if self._state is None:
             self._state = ConversationState(self.session, self.bot_id, self.chat_id, self.user_id)
         return self._state
+
+    @property
+    def redis(self) -> Redis:
+        """This process's client of the fleet's Redis: state every worker process shares
+        (``Throttle`` keeps its counts there). What a handler writes there is not part of
+        the update's transaction: a handler run again writes it again."""
+        if self.redis_url is None:
+            raise HandlerUsageError("this context has no Redis (no update worker made it)")
+        return redis_client(self.redis_url)
 
     @property
     def callback(self) -> CallbackQuery | None:
@@ -118,6 +147,17 @@ class Context:
     def _(self, message: str) -> str:
         """``message`` in the user's language (see ``gettext``)."""
         return self.gettext(message)
+
+    def set_language(self, lang: str) -> None:
+        """Store ``lang`` (``"de"``, ``"pt_BR"``) as this user's language in this bot,
+        with the update's other effects; it wins over Telegram's ``lang_code`` from now
+        on, for this handler's remaining replies too (with the I18n middleware)."""
+        if not _LANGUAGE.fullmatch(lang):
+            raise HandlerUsageError(f"{lang!r} is not a language code like 'de' or 'pt_BR'")
+        choose_language(self.session, self.bot_id, self.user_id, lang)
+        self.user_lang = lang
+        if self.relocalize is not None:
+            self.relocalize(self)
 
     # -- effects -----------------------------------------------------------------------------
 
@@ -162,22 +202,32 @@ class Context:
         **options: Any,
     ) -> None:
         """``reply_media`` to ``chat_id``."""
+        value = self._media_value(media, kind, file_name, mime_type)
+        self.send(chat_id, caption, keyboard=keyboard, media=value, **options)
+
+    def _media_value(
+        self,
+        media: MediaLike,
+        kind: str | None,
+        file_name: str | None,
+        mime_type: str | None,
+    ) -> dict[str, Any]:
+        """The outbox ``media`` of a file a message brought (sent by id) or a local path
+        (uploaded by the sender, as ``kind``: "document" unless given)."""
         if isinstance(media, MediaRef):
             if kind is not None or file_name is not None or mime_type is not None:
                 raise HandlerUsageError(
                     "a received file is sent as it is: kind, file_name and mime_type are "
                     "for uploads of local files"
                 )
-            value = stored_media(
+            return stored_media(
                 media.kind, media.id, media.access_hash, media.file_reference, self._source(media)
             )
-        elif isinstance(media, str | os.PathLike):
-            value = upload_media(media, kind or "document", file_name, mime_type)
-        else:
-            raise HandlerUsageError(
-                f"send a MediaRef (ctx.update.media) or a file path, not {type(media).__name__}"
-            )
-        self.send(chat_id, caption, keyboard=keyboard, media=value, **options)
+        if isinstance(media, str | os.PathLike):
+            return upload_media(media, kind or "document", file_name, mime_type)
+        raise HandlerUsageError(
+            f"send a MediaRef (ctx.update.media) or a file path, not {type(media).__name__}"
+        )
 
     def _source(self, media: MediaRef) -> tuple[int, int] | None:
         """(chat, message) the file came in when it is this update's: the sender fetches
@@ -216,31 +266,46 @@ class Context:
         text: str | None = None,
         keyboard: InlineKeyboard | InlineMarkup | None = None,
         message_id: int | None = None,
+        *,
+        media: MediaLike | None = None,
+        kind: str | None = None,
+        file_name: str | None = None,
+        mime_type: str | None = None,
         **options: Any,
     ) -> None:
         """Edit a message of this chat: by default the one whose button was pressed.
-        An empty ``InlineKeyboard()`` removes the buttons; None leaves them. The options
-        are the outbox's (parse_mode, ...)."""
-        if text is None and keyboard is None:
-            raise HandlerUsageError("ctx.edit() needs a new text, a new keyboard or both")
+        ``text`` None keeps the text. An empty ``InlineKeyboard()`` removes the buttons;
+        with None the edit carries no keyboard, and Telegram takes inline buttons away:
+        pass the keyboard again to keep it. ``media`` replaces the message's photo or
+        document (a text message gets one), as ``reply_media`` takes it: a ``MediaRef``
+        (by id) or a local path the sender uploads (``kind`` "photo" or "document",
+        the default, or "video"; ``file_name``, ``mime_type``); ``text`` is then its
+        caption. The options are the outbox's (parse_mode, ...)."""
+        if text is None and keyboard is None and media is None:
+            raise HandlerUsageError("ctx.edit() needs a new text, a new keyboard or new media")
         if keyboard is not None and not isinstance(keyboard, InlineKeyboard | InlineMarkup):
             raise HandlerUsageError("a message can be edited with an inline keyboard only")
+        if media is None and (kind is not None or file_name is not None or mime_type is not None):
+            raise HandlerUsageError("kind, file_name and mime_type describe media: pass media=")
         if message_id is None:
             message_id = self._require_callback("ctx.edit() without a message_id").message_id
         markup = None if keyboard is None else markup_dict(keyboard)
+        if media is not None:
+            options["media"] = self._media_value(media, kind, file_name, mime_type)
         self.effects.edit(self.chat_id, message_id, text, markup, **options)
 
     def delete(self, message_id: int | None = None) -> None:
         """Delete a message of this chat: by default the one whose button was pressed,
-        or the message being handled."""
+        the message being handled, or the service message of a member joining or leaving."""
         if message_id is None:
             update = self.update
-            if isinstance(update, CallbackQuery | Message):
+            if isinstance(update, CallbackQuery | Message | ChatMemberUpdated):
                 message_id = update.message_id
-            else:
+            if message_id is None:
                 raise HandlerUsageError(f"ctx.delete() needs a message_id for a {update!r}")
         self.effects.delete(self.chat_id, [message_id])
 
 
-#: What ``ctx.reply_media`` sends: a file a message brought, or a local path to upload.
+#: What ``ctx.reply_media`` sends and ``ctx.edit(media=...)`` puts in a message: a file a
+#: message brought, or a local path to upload.
 MediaLike = MediaRef | str | os.PathLike[str]

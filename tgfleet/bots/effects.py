@@ -74,7 +74,8 @@ class Effects:
         reply_markup: dict[str, Any] | None,
         **options: Any,
     ) -> None:
-        """Change message ``message_id``'s text and/or keyboard (through the outbox)."""
+        """Change message ``message_id``'s text, keyboard and/or media (``media=``, an
+        outbox media value; through the outbox)."""
         self._add(
             edit_row(self.bot_id, chat_id, message_id, text, reply_markup=reply_markup, **options)
         )

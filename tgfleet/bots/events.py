@@ -7,7 +7,7 @@
   its media that a handler can send back;
 - ``CallbackQuery``: an inline button was pressed (``data`` as Telegram sent it);
 - ``BotStopped``: a user blocked (``stopped=True``) or unblocked the bot;
-- ``ChatMemberUpdated``: someone (often the bot itself) joined or left a group;
+- ``ChatMemberUpdated``: someone (the bot itself too) joined or left a group;
 - ``OtherUpdate``: any other kind the inbox records (no handler kind takes it).
 
 Nothing here touches a database or Telegram: these are plain frozen dataclasses.
@@ -128,12 +128,19 @@ class BotStopped:
 
 @dataclass(frozen=True)
 class ChatMemberUpdated:
-    """``user_id`` joined (``joined=True``) or left ``chat_id``; ``actor_id`` did it."""
+    """``user_id`` joined (``joined=True``) or left ``chat_id``; ``actor_id`` did it (the
+    user themselves when they joined by a link or left).
+
+    ``message_id`` is the group's service message that says so ("Ann added Ben"), which
+    ``ctx.delete()`` deletes; None when the change came as a participant update, which
+    is how Telegram tells a bot of its own joining or leaving.
+    """
 
     chat_id: int
     user_id: int
     joined: bool
     actor_id: int | None = None
+    message_id: int | None = None
 
 
 @dataclass(frozen=True)
@@ -245,7 +252,7 @@ def _chat_kind(message: types.Message | None, chat_id: int) -> ChatKind:
 
 
 def message_event(inbound: InboundMessage) -> Message:
-    message = inbound.message
+    message = inbound.message if isinstance(inbound.message, types.Message) else None
     sender = getattr(getattr(message, "from_id", None), "user_id", None) or inbound.sender_id
     chat_type = _chat_kind(message, inbound.chat_id)
     if sender is None and chat_type is ChatKind.PRIVATE:
@@ -274,6 +281,14 @@ def message_event(inbound: InboundMessage) -> Message:
     )
 
 
+def _is_member(participant: Any) -> bool:
+    """Whether a participant (of a participant update) is in the chat: not missing, not
+    one who left, not banned out of it (a restricted member is still in)."""
+    if participant is None or isinstance(participant, types.ChannelParticipantLeft):
+        return False
+    return not (isinstance(participant, types.ChannelParticipantBanned) and participant.left)
+
+
 def _member_event(inbound: InboundMessage, raw: Any) -> Event:
     if isinstance(raw, types.UpdateChatParticipant | types.UpdateChannelParticipant):
         chat = (
@@ -281,10 +296,13 @@ def _member_event(inbound: InboundMessage, raw: Any) -> Event:
             if isinstance(raw, types.UpdateChatParticipant)
             else (types.PeerChannel(raw.channel_id))
         )
+        was, now = _is_member(raw.prev_participant), _is_member(raw.new_participant)
+        if was == now:  # a member's rights or title changed: not a join or a leave
+            return OtherUpdate(inbound.kind)
         return ChatMemberUpdated(
             chat_id=inbound.chat_id or utils.get_peer_id(chat),
             user_id=raw.user_id,
-            joined=raw.new_participant is not None,
+            joined=now,
             actor_id=raw.actor_id,
         )
     if isinstance(raw, types.UpdateNewMessage | types.UpdateNewChannelMessage):
@@ -294,13 +312,13 @@ def _member_event(inbound: InboundMessage, raw: Any) -> Event:
         actor = getattr(raw.from_id, "user_id", None) or inbound.sender_id
         action = raw.action
         if isinstance(action, types.MessageActionChatAddUser) and action.users:
-            return ChatMemberUpdated(chat_id, action.users[0], True, actor)
+            return ChatMemberUpdated(chat_id, action.users[0], True, actor, raw.id)
         if isinstance(
             action, types.MessageActionChatJoinedByLink | types.MessageActionChatJoinedByRequest
         ):
-            return ChatMemberUpdated(chat_id, actor or 0, True, actor)
+            return ChatMemberUpdated(chat_id, actor or 0, True, actor, raw.id)
         if isinstance(action, types.MessageActionChatDeleteUser):
-            return ChatMemberUpdated(chat_id, action.user_id, False, actor)
+            return ChatMemberUpdated(chat_id, action.user_id, False, actor, raw.id)
     return OtherUpdate(inbound.kind)
 
 

@@ -3,10 +3,12 @@
     router.middleware(Timing(warn_after_s=0.5))
     router.middleware(I18n(Path(__file__).parent / "locales"))
     admin.outer_middleware(AdminOnly(answer="Admins only."))
+    router.outer_middleware(Throttle(rate=1.0, burst=3, notice="Slow down"))
 
 A middleware calls ``handler(ctx)`` to go on, or returns without calling it to stop
-(see ``tgfleet.bots.router`` for inner and outer middlewares). Per-user throttling
-needs state shared across worker processes and is not here.
+(see ``tgfleet.bots.router`` for inner and outer middlewares). ``Throttle`` limits how
+often one user may trigger the bot's handlers; its counts live in Redis, shared by every
+worker process, so it has a module of its own (``tgfleet.bots.throttle``).
 """
 
 from __future__ import annotations
@@ -20,6 +22,9 @@ from typing import Any
 
 from tgfleet.bots.context import Context
 from tgfleet.bots.router import Handler
+from tgfleet.bots.throttle import Throttle
+
+__all__ = ["AdminOnly", "I18n", "Throttle", "Timing"]
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +110,12 @@ class I18n:
             )
         return self._catalogs[lang]
 
-    def __call__(self, handler: Handler, ctx: Context) -> Any:
+    def apply(self, ctx: Context) -> None:
+        """Set ``ctx.lang`` and ``ctx.gettext`` from ``ctx.user_lang``."""
         ctx.lang = self.language(ctx.user_lang)
         ctx.gettext = self.catalog(ctx.lang).gettext
+
+    def __call__(self, handler: Handler, ctx: Context) -> Any:
+        self.apply(ctx)
+        ctx.relocalize = self.apply
         return handler(ctx)

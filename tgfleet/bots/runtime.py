@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 from tgfleet.bots import app_router
 from tgfleet.bots.context import Context
 from tgfleet.bots.effects import Effects
+from tgfleet.bots.events import ChatMemberUpdated, Event
 from tgfleet.bots.fsm import ConversationState, StoredState
 from tgfleet.db import Bot, session_scope
 from tgfleet.db.prepared import Call
@@ -55,8 +56,9 @@ def bot_view(settings: Settings, bot_id: int) -> BotView | None:
     return view
 
 
-def handler_for(bot: BotView) -> Handler:
-    """The inbox handler that runs ``bot``'s app on one message."""
+def handler_for(bot: BotView, redis_url: str | None = None) -> Handler:
+    """The inbox handler that runs ``bot``'s app on one message; its handlers reach the
+    fleet's Redis at ``redis_url`` (``ctx.redis``)."""
     router = app_router(bot.settings.get("app"))
     admins = list(bot.admin_chat_ids)
 
@@ -69,12 +71,13 @@ def handler_for(bot: BotView) -> Handler:
             effects=Effects(bot.id),
             bot_settings=bot.settings,
             user_lang=inbound.user_lang,
+            redis_url=redis_url,
         )
         ctx._state = conversation_state(ctx)
         if inbound.state_loaded:  # the drain read it with the message: no query
             ctx.state_name = ctx.state.get()
         try:
-            handled = router.dispatch(ctx)
+            handled = not announces_own_change(ctx.update, bot.id) and router.dispatch(ctx)
         except Exception as exc:  # the inbox rolls back; these go with the dead letter
             raise HandlerRaised(exc, on_dead(bot, inbound, exc), retry_limit(bot)) from exc
         if inbound.kind == KIND_CALLBACK and not ctx.answered:
@@ -89,6 +92,17 @@ def handler_for(bot: BotView) -> Handler:
         return ctx.effects if change is None else WithState(ctx.effects, change)
 
     return handle_message
+
+
+def announces_own_change(event: Event, bot_id: int) -> bool:
+    """True for the group's service message of the bot itself joining or leaving: Telegram
+    tells the bot of that change with a participant update too, and that one is what the
+    ``chat_member`` handlers get (one change, one handler call)."""
+    return (
+        isinstance(event, ChatMemberUpdated)
+        and event.message_id is not None
+        and event.user_id == bot_id
+    )
 
 
 def on_dead(bot: BotView, inbound: InboundMessage, error: BaseException) -> Effects | None:
@@ -161,4 +175,4 @@ class WithState:
 def handler_of_bot(settings: Settings, bot_id: int) -> Handler | None:
     """The handler of ``bot_id``'s app, or None when the bot is not in the fleet."""
     bot = bot_view(settings, bot_id)
-    return None if bot is None else handler_for(bot)
+    return None if bot is None else handler_for(bot, settings.redis_url)

@@ -149,3 +149,14 @@ def rename_user(session: Session, bot_id: int, user_id: int, username: str | Non
         )
         .values(username=username, updated_at=func.now())
     )
+
+
+def choose_language(session: Session, bot_id: int, user_id: int, lang: str) -> None:
+    """Store the language ``user_id`` chose in this bot (``tg_users.chosen_lang``); the
+    drain reads it before Telegram's ``language_code``. In the caller's transaction."""
+    stmt = insert(TgUser).values(bot_id=bot_id, user_id=user_id, chosen_lang=lang)
+    session.execute(
+        stmt.on_conflict_do_update(
+            index_elements=[TgUser.bot_id, TgUser.user_id], set_={"chosen_lang": lang}
+        )
+    )

@@ -145,6 +145,9 @@ class TgUser(Base):
     last_name: Mapped[str | None] = mapped_column(Text)
     username: Mapped[str | None] = mapped_column(Text)
     language_code: Mapped[str | None] = mapped_column(Text)
+    #: The language the user chose in this bot (``ctx.set_language``); it wins over
+    #: Telegram's ``language_code``.
+    chosen_lang: Mapped[str | None] = mapped_column(Text)
     is_blocked: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
     first_seen_at: Mapped[datetime] = now_column()
     last_seen_at: Mapped[datetime] = now_column()
@@ -156,6 +159,8 @@ class Profile(Base):
     __tablename__ = "profiles"
     __table_args__ = (
         CheckConstraint("age IS NULL OR age BETWEEN 13 AND 120", name="age_range"),
+        CheckConstraint("gender IN ('male', 'female')", name="gender_kind"),
+        CheckConstraint("moderation IN ('pending', 'approved', 'banned')", name="moderation_kind"),
         hash_partitioned(),
     )
 
@@ -165,7 +170,13 @@ class Profile(Base):
     age: Mapped[int | None] = mapped_column(SmallInteger)
     city: Mapped[str | None] = mapped_column(Text)
     bio: Mapped[str | None] = mapped_column(Text)
+    #: ``male`` or ``female`` (None: never asked, e.g. a profile from the legacy store).
+    gender: Mapped[str | None] = mapped_column(Text)
+    #: Whom the user wants to meet: ``male``, ``female`` or ``any``.
     looking_for: Mapped[str | None] = mapped_column(Text)
+    #: The admins' verdict: ``pending`` (new, changed or reported), ``approved`` or
+    #: ``banned`` (never shown to others).
+    moderation: Mapped[str] = mapped_column(Text, server_default="approved")
     visibility: Mapped[ProfileVisibility] = mapped_column(
         pg_enum(ProfileVisibility), server_default=ProfileVisibility.VISIBLE.value
     )

@@ -33,7 +33,7 @@ from tgfleet.db import fleet, session_scope, upgrade_database
 from tgfleet.dev.host import free_port, port_open
 from tgfleet.dev.processes import ProcessGroup
 from tgfleet.dev.services import DevServices
-from tgfleet.dev.traffic import NAMES, SimUser, TrafficGenerator
+from tgfleet.dev.traffic import NAMES, SimUser, TrafficGenerator, person
 from tgfleet.ops.flower import flower_argv, flower_env, generate_password
 from tgfleet.ops.ping import ping_round_trip
 from tgfleet.platform.celery_app import make_celery
@@ -42,6 +42,8 @@ from tgfleet.platform.settings import Settings, load_settings
 from tgfleet.simulator import SimulatorClient
 
 WORKER_QUEUES = ",".join(q for q in QUEUES if q != SENDS_QUEUE)
+#: The languages of the simulated users' apps, in turn: the bots answer each in theirs.
+LANGS = ("en", "en", "ru")
 
 
 @dataclass
@@ -144,9 +146,14 @@ def _world(sim: SimulatorClient, settings: Settings, home: Path, options: DemoOp
             settings, bot["token"], name=bot["username"], admin_chat_ids=[admin], app="matchmaking"
         )
         bots.append(int(bot["id"]))
+    langs = [LANGS[i % len(LANGS)] for i in range(options.users)]
     users = [
-        [int(sim.create_user(NAMES[i % len(NAMES)])["id"]), bots[i % len(bots)]]
-        for i in range(options.users)
+        [
+            int(sim.create_user(NAMES[i % len(NAMES)], lang_code=lang)["id"]),
+            bots[i % len(bots)],
+            lang,
+        ]
+        for i, lang in enumerate(langs)
     ]
     world = {"admin": admin, "bots": bots, "users": users}
     path.write_text(json.dumps(world))
@@ -196,6 +203,12 @@ def _panel(stats: Stats, traffic: TrafficGenerator, flower: str) -> Group:
     table = Table(title="tgfleet demo", show_header=False, min_width=60)
     table.add_row("running for", f"{time.monotonic() - stats.started:.0f} s")
     table.add_row("messages sent by simulated users", str(traffic.sent))
+    press = traffic.press_percentiles()
+    table.add_row(
+        "buttons pressed -> answered",
+        f"{traffic.presses}"
+        + ("" if press is None else f"  (p50 {press[0]:.0f} ms, p99 {press[1]:.0f} ms)"),
+    )
     table.add_row("updates handled", f"{stats.handled}  ({stats.rate:.1f}/s)")
     table.add_row(
         "latency Telegram -> handled row",
@@ -274,10 +287,12 @@ def run_demo(home: Path, options: DemoOptions) -> int:
         with console.status("waiting for a worker to answer a task"):
             seconds, answer = _first_ping(make_celery(settings), group)
         console.print(f"[green]✓[/] task round trip: {answer} in {seconds * 1000:.0f} ms")
-        sim.send(world["admin"], world["bots"][0], "/start")  # so the bots can reach the admin
+        for bot_id in world["bots"]:  # so the bots can reach their admin
+            sim.send(world["admin"], bot_id, "/menu")
         flower = f"http://127.0.0.1:{flower_port} user {settings.flower_user} password {password}"
         console.print(f"[green]✓[/] Flower: {flower}  · logs: {group.log_dir}")
-        users = [SimUser(u, b, NAMES[i % len(NAMES)]) for i, (u, b) in enumerate(world["users"])]
+        users = [person(i, *user) for i, user in enumerate(world["users"])]
+        users += [SimUser(world["admin"], bot_id, "Admin", admin=True) for bot_id in world["bots"]]
         traffic = TrafficGenerator(sim, users, options.rate)
         stats = Stats(since=datetime.now(UTC))  # this run's messages only
         traffic.start()
@@ -309,7 +324,7 @@ def run_demo(home: Path, options: DemoOptions) -> int:
     p50, p99 = stats.percentile(50), stats.percentile(99)
     console.print(
         f"[green]✓[/] demo finished: {stats.handled} updates handled, "
-        f"{stats.outbox.get('sent', 0)} replies delivered"
+        f"{stats.outbox.get('sent', 0)} replies delivered, {traffic.presses} buttons pressed"
         + ("" if p50 is None else f", latency p50 {p50:.0f} ms p99 {p99:.0f} ms")
     )
     return 0

@@ -301,7 +301,8 @@ def _handle_first(
 
 
 def is_key_processed(session: Session, bot_id: int, chat_id: int, key: str) -> bool:
-    """True when the chat update (a press, a block) with dedupe key ``key`` was handled."""
+    """True when the chat update (a press, a block, a participant update) with dedupe key
+    ``key`` was handled."""
     waiting = session.execute(
         text(
             "SELECT 1 FROM messages WHERE bot_id = :bot AND chat_id = :chat "
@@ -313,7 +314,9 @@ def is_key_processed(session: Session, bot_id: int, chat_id: int, key: str) -> b
 
 
 def is_processed(session: Session, bot_id: int, chat_id: int, tg_message_id: int) -> bool:
-    """True when no inbound row of that message is still waiting for its handlers."""
+    """True when no inbound row of that message is still waiting for its handlers (rows
+    of presses, blocks and participant updates, which carry the id of the message they
+    follow and a key of their own, are not that message)."""
     waiting = session.execute(
         select(Message.id)
         .where(
@@ -322,6 +325,7 @@ def is_processed(session: Session, bot_id: int, chat_id: int, tg_message_id: int
             Message.tg_message_id == tg_message_id,
             Message.direction == MessageDirection.IN,
             Message.processed_at.is_(None),
+            Message.payload["key"].astext.is_(None),
         )
         .limit(1)
     ).first()

@@ -128,7 +128,7 @@ def handle_envelope(
             with session_scope(settings, bot_id=bot_id, correlation_id=task_id) as session:
                 if decoded.msg_id is not None:
                     done = is_processed(session, bot_id, chat_id, decoded.msg_id)
-                else:  # a press or a block: no message id of its own
+                else:  # a press, a block, a participant update: no message id
                     done = is_key_processed(session, bot_id, chat_id, decoded.key)
             if not done:  # the worker holding the chat may have looked before we committed
                 raise RetryLater("chat busy in another worker", BUSY_RETRY_S)

@@ -29,6 +29,7 @@ from tgfleet.platform.envelope import (
     CHAT_KINDS,
     KIND_BOT_STOPPED,
     KIND_CALLBACK,
+    KIND_CHAT_MEMBER,
     KIND_MESSAGE,
     KIND_USER_NAME,
     Envelope,
@@ -47,10 +48,12 @@ class InboundMessage:
     sender_id: int | None
     tg_message_id: int
     text: str
-    message: types.Message | None
+    #: The message; a MessageService for a member joining or leaving (``chat_member``).
+    message: types.Message | types.MessageService | None
     kind: str
     #: The raw update of a chat update that is not a message: UpdateBotCallbackQuery for
-    #: a button press, UpdateBotStopped for a block or unblock.
+    #: a button press, UpdateBotStopped for a block or unblock, UpdateChatParticipant or
+    #: UpdateChannelParticipant for a membership change the bot was told of on its qts.
     update: Any = None
     #: The sender's conversation state in this chat as the drain read it with the message
     #: (``conversation_states``; expired or not: ``tgfleet.bots.fsm`` decides), valid only
@@ -59,7 +62,8 @@ class InboundMessage:
     state_data: dict[str, Any] | None = None
     state_expires_at: datetime | None = None
     state_loaded: bool = False
-    #: The sender's language (``tg_users.language_code``) as the drain read it.
+    #: The sender's language as the drain read it: the one chosen in the bot
+    #: (``tg_users.chosen_lang``), else Telegram's ``language_code``.
     user_lang: str | None = None
 
     @property
@@ -102,12 +106,13 @@ CLAIM_AND_STORE = text(
 
 #: What the drain reads with each waiting message besides the message itself: the
 #: chat's conversation row (order), the sender's conversation state (``tgfleet.bots.fsm``)
-#: and language (``tg_users``), each a LEFT JOIN by primary key. The sender is the
-#: user a state belongs to (the chat itself when a message has none, as ``ctx.user_id``).
+#: and language (``tg_users``: the one chosen in the bot, else Telegram's), each a LEFT
+#: JOIN by primary key. The sender is the user a state belongs to (the chat itself when a
+#: message has none, as ``ctx.user_id``).
 _WITH_MESSAGE = (
     "c.chat_id IS NOT NULL AS has_conversation, c.last_processed_message_id, "
     "s.state, s.data AS state_data, s.expires_at AS state_expires_at, "
-    "u.language_code AS user_lang "
+    "COALESCE(u.chosen_lang, u.language_code) AS user_lang "
 )
 
 
@@ -120,11 +125,18 @@ def _joins(bot: str, chat: str, row: str) -> str:
     )
 
 
+def _order(row: str) -> str:
+    """The order a chat's waiting rows are handled in: by message id; a row placed after a
+    message (a press, a block, a participant update: it has a key and that message's id)
+    after the message itself, whichever was recorded first; then as recorded."""
+    return f"{row}.tg_message_id, ({row}.payload ->> 'key') IS NOT NULL, {row}.id"
+
+
 #: Claim + store + the chat's first two waiting messages (the stored one included: a
 #: statement does not see its own inserts, hence the UNION), in one round trip. A new
 #: name whenever the SQL changes: a pooled connection may hold the old one prepared.
 RECORD_AND_NEXT = Prepared(
-    "tgfleet_inbox_record_next_v2",
+    "tgfleet_inbox_record_next_v4",
     ("bigint", "text", "bigint", "bigint", "bigint", "text", "jsonb"),
     "WITH claim AS (INSERT INTO processed_updates (bot_id, dedupe_key) VALUES ($1, $2) "
     "ON CONFLICT DO NOTHING RETURNING 1), "
@@ -134,19 +146,19 @@ RECORD_AND_NEXT = Prepared(
     "waiting AS (SELECT * FROM stored UNION ALL (SELECT m.id, m.created_at, m.sender_id, "
     "m.tg_message_id, m.text, m.payload FROM messages m WHERE m.bot_id = $1 "
     "AND m.chat_id = $3 AND m.direction = 'in' AND m.processed_at IS NULL "
-    "ORDER BY m.tg_message_id, m.id LIMIT 2)) "
+    f"ORDER BY {_order('m')} LIMIT 2)) "
     "SELECT (SELECT count(*) FROM stored) AS fresh, w.id, w.created_at, w.sender_id, "
     "w.tg_message_id, w.text, (w.payload ->> 'prev')::bigint AS prev, "
     "w.payload ->> 'kind' AS kind, w.payload ->> 'tl' AS tl, w.payload -> 'retry' AS retry, "
     + _WITH_MESSAGE
     + "FROM (SELECT 1) AS one "
-    "LEFT JOIN (SELECT * FROM waiting ORDER BY tg_message_id, id LIMIT 2) AS w ON true "
+    f"LEFT JOIN (SELECT * FROM waiting ORDER BY {_order('waiting')} LIMIT 2) AS w ON true "
     + _joins("$1", "$3", "w")
-    + "ORDER BY w.tg_message_id, w.id",
+    + f"ORDER BY {_order('w')}",
 )
 #: The chat's first two waiting messages, as RECORD_AND_NEXT gives them.
 NEXT_WAITING = Prepared(
-    "tgfleet_inbox_next_v2",
+    "tgfleet_inbox_next_v4",
     ("bigint", "bigint"),
     "SELECT 0 AS fresh, m.id, m.created_at, m.sender_id, m.tg_message_id, m.text, "
     "(m.payload ->> 'prev')::bigint AS prev, m.payload ->> 'kind' AS kind, "
@@ -155,7 +167,7 @@ NEXT_WAITING = Prepared(
     + "FROM messages m "
     + _joins("$1", "$2", "m")
     + "WHERE m.bot_id = $1 AND m.chat_id = $2 AND m.direction = 'in' "
-    "AND m.processed_at IS NULL ORDER BY m.tg_message_id, m.id LIMIT 2",
+    f"AND m.processed_at IS NULL ORDER BY {_order('m')} LIMIT 2",
 )
 NEW_CONVERSATION = Prepared(
     "tgfleet_inbox_new_conversation",
@@ -177,7 +189,7 @@ MARK_PROCESSED = Prepared(
 
 def message_params(envelope: Envelope) -> tuple[Any, ...]:
     """The columns of an envelope's inbound message row, in RECORD_AND_NEXT's order."""
-    if envelope.kind in (KIND_CALLBACK, KIND_BOT_STOPPED):
+    if envelope.msg_id is None:  # a press, a block, a participant update
         return _update_params(envelope)
     message = envelope.update.message
     sender = getattr(message.from_id, "user_id", None) or (
@@ -194,15 +206,16 @@ def message_params(envelope: Envelope) -> tuple[Any, ...]:
         envelope.chat_id,
         sender,
         envelope.msg_id,
-        message.message or "",
+        getattr(message, "message", None) or "",  # a service message has no text
         json.dumps(payload),
     )
 
 
 def _update_params(envelope: Envelope) -> tuple[Any, ...]:
-    """A button press or a block/unblock, stored as an inbound row of its chat so that it is
-    handled in order with the chat's messages. It has no message id of its own: its place
-    is after the last message the listener published for the chat (``prev``)."""
+    """A button press, a block/unblock or a participant update, stored as an inbound row
+    of its chat so that it is handled in order with the chat's messages. It has no message
+    id of its own: its place is after the last message the listener published for the
+    chat (``prev``). Its sender is the user who did it (a participant update's actor)."""
     update = envelope.update
     text_value = ""
     if isinstance(update, types.UpdateBotCallbackQuery):
@@ -217,7 +230,7 @@ def _update_params(envelope: Envelope) -> tuple[Any, ...]:
         envelope.bot_id,
         envelope.key,
         envelope.chat_id,
-        int(update.user_id),
+        int(getattr(update, "actor_id", None) or update.user_id),
         envelope.prev_id or 0,
         text_value,
         json.dumps(payload),
@@ -300,10 +313,13 @@ def _sender_state(row: Any) -> dict[str, Any]:
 def inbound_from_row(
     bot_id: int, chat_id: int, row: Any, envelope: Envelope | None = None
 ) -> InboundMessage:
-    message: types.Message | None = None
+    message: types.Message | types.MessageService | None = None
     kind = str(row.kind or KIND_MESSAGE)
-    if kind in (KIND_CALLBACK, KIND_BOT_STOPPED):
-        update = BinaryReader(base64.b64decode(row.tl)).tgread_object()
+    stored = None
+    if kind in (KIND_CALLBACK, KIND_BOT_STOPPED, KIND_CHAT_MEMBER):
+        stored = BinaryReader(base64.b64decode(row.tl)).tgread_object()
+    if stored is not None and not isinstance(stored, types.MessageService):
+        update = stored  # a chat update without a message of its own
         return InboundMessage(
             bot_id=bot_id,
             chat_id=chat_id,
@@ -316,7 +332,9 @@ def inbound_from_row(
             update=update,
             **_sender_state(row),
         )
-    if (
+    if stored is not None:
+        message = stored  # a member's service message
+    elif (
         envelope is not None
         and envelope.msg_id == row.tg_message_id
         and envelope.kind == row.kind

@@ -14,13 +14,13 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from telethon import TelegramClient, events, utils
+from telethon import TelegramClient, events
 from telethon.tl import functions, types
 
 from tgfleet.db import fleet
 from tgfleet.db.fleet import BotInfo, SavedState
 from tgfleet.listeners.publisher import Publisher
-from tgfleet.platform.envelope import encode, entity_records
+from tgfleet.platform.envelope import ORDERED_KINDS, classify, encode, entity_records
 from tgfleet.platform.lease import Lease
 from tgfleet.platform.names import RECORD_ENTITIES, UPDATES_QUEUE
 from tgfleet.platform.settings import Settings
@@ -151,28 +151,23 @@ class BotListener:
             self._advance(pts, date)
             return
         entities = getattr(update, "_entities", {}) or {}
-        chat_id = None
-        prev = None
-        if isinstance(update, types.UpdateNewMessage) and isinstance(message, types.Message):
-            chat_id = _chat_id(message)
-            prev = self._prev.get(chat_id)
-        elif isinstance(update, types.UpdateBotCallbackQuery):
-            # A press is handled after the chat's last message published before it.
-            prev = self._prev.get(int(utils.get_peer_id(update.peer)))
-        elif isinstance(update, types.UpdateBotStopped):
-            prev = self._prev.get(int(update.user_id))
+        # A message is handled after the chat's last message published before it, and so
+        # is a press, a block or a membership change (the order chain, ``prev``).
+        kind, _, chat_id, msg_id = classify(update)
+        chain = chat_id if kind in ORDERED_KINDS else None  # the chat whose order it takes
+        prev = None if chain is None else self._prev.get(chain)
         envelope = encode(
             self.bot_id, update, entities.values(), prev_id=prev, lease=self.lease.token
         )
         await self.publisher.publish(envelope, lambda: self._advance(pts, date, qts))
-        if chat_id is not None and message is not None:
-            self._prev[chat_id] = message.id
+        if chain is not None and msg_id is not None:
+            self._prev[chain] = msg_id
         self.updates += 1
         self.last_update_at = time.time()
 
     def _advance(self, pts: int | None, date: datetime | None, qts: int | None = None) -> None:
         """Move the state to save past a published update (pts for messages, qts for
-        updates like UpdateBotStopped)."""
+        updates like UpdateBotStopped and UpdateChatParticipant)."""
         current = self._published or SavedState(0, 0, None, 0)
         moved = SavedState(
             max(current.pts, pts or 0), max(current.qts, qts or 0), date or current.date, 0
@@ -203,7 +198,3 @@ class BotListener:
         if self.client is not None:
             await self.client.disconnect()
         await self.save_state()
-
-
-def _chat_id(message: types.Message) -> int:
-    return int(utils.get_peer_id(message.peer_id))

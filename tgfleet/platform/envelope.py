@@ -19,7 +19,7 @@ from __future__ import annotations
 import base64
 import hashlib
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeGuard
 
 from telethon import utils
 from telethon.extensions import BinaryReader
@@ -37,15 +37,39 @@ KIND_USER_NAME = "user_name"
 KIND_CALLBACK = "callback"
 #: A user blocked or unblocked the bot (UpdateBotStopped).
 KIND_BOT_STOPPED = "bot_stopped"
+#: Someone joined or left a group: the service message about it (MessageService with a
+#: member action, a message of the group), or a participant update (UpdateChatParticipant,
+#: UpdateChannelParticipant: on the bot's qts sequence, like UpdateBotStopped).
+KIND_CHAT_MEMBER = "chat_member"
 KIND_OTHER = "other"
-KINDS = (KIND_MESSAGE, KIND_EDIT, KIND_USER_NAME, KIND_CALLBACK, KIND_BOT_STOPPED, KIND_OTHER)
+KINDS = (
+    KIND_MESSAGE,
+    KIND_EDIT,
+    KIND_USER_NAME,
+    KIND_CALLBACK,
+    KIND_BOT_STOPPED,
+    KIND_CHAT_MEMBER,
+    KIND_OTHER,
+)
 #: Kinds that belong to a chat and run its handlers, in order with its messages (a
 #: user's block or unblock belongs to the user's private chat).
-CHAT_KINDS = (KIND_MESSAGE, KIND_EDIT, KIND_CALLBACK, KIND_BOT_STOPPED)
+CHAT_KINDS = (KIND_MESSAGE, KIND_EDIT, KIND_CALLBACK, KIND_BOT_STOPPED, KIND_CHAT_MEMBER)
+#: Chat kinds whose place is after the last message the listener published for the chat
+#: (``prev``); those with a message id of their own (a message, a service message) are
+#: then the chat's last. An edit takes the place of the message it edits.
+ORDERED_KINDS = (KIND_MESSAGE, KIND_CALLBACK, KIND_BOT_STOPPED, KIND_CHAT_MEMBER)
 
 _MESSAGE_UPDATES = types.UpdateNewMessage
 _EDIT_UPDATES = types.UpdateEditMessage
 _NAME_UPDATES = types.UpdateUserName
+#: Service-message actions that are a member joining or leaving.
+MEMBER_ACTIONS = (
+    types.MessageActionChatAddUser,
+    types.MessageActionChatDeleteUser,
+    types.MessageActionChatJoinedByLink,
+    types.MessageActionChatJoinedByRequest,
+)
+_PARTICIPANT_UPDATES = (types.UpdateChatParticipant, types.UpdateChannelParticipant)
 
 
 class EnvelopeError(TgfleetError):
@@ -148,11 +172,39 @@ def classify(update: TLObject) -> tuple[str, str, int | None, int | None]:
         # One key per change: a user who blocks, unblocks and blocks again gives three.
         key = f"s:{update.user_id}:{update.qts}:{int(update.stopped)}"
         return KIND_BOT_STOPPED, key, int(update.user_id), None
+    if is_member_message(update):
+        message = update.message
+        chat_id = utils.get_peer_id(message.peer_id)
+        return KIND_CHAT_MEMBER, f"j:{chat_id}:{message.id}", chat_id, message.id
+    if isinstance(update, _PARTICIPANT_UPDATES):
+        chat_id = participant_chat_id(update)
+        joined = int(update.new_participant is not None)
+        key = f"p:{chat_id}:{update.user_id}:{update.qts}:{joined}"
+        return KIND_CHAT_MEMBER, key, chat_id, None
     raw = bytes(update)
     digest = hashlib.blake2b(raw, digest_size=12).hexdigest()
     if isinstance(update, _NAME_UPDATES):
         return KIND_USER_NAME, f"n:{update.user_id}:{digest}", None, None
     return KIND_OTHER, f"o:{digest}", None, None
+
+
+def is_member_message(update: TLObject) -> TypeGuard[types.UpdateNewMessage]:
+    """True for a new service message of a member joining or leaving a group."""
+    return (
+        isinstance(update, _MESSAGE_UPDATES)
+        and isinstance(update.message, types.MessageService)
+        and isinstance(update.message.action, MEMBER_ACTIONS)
+    )
+
+
+def participant_chat_id(
+    update: types.UpdateChatParticipant | types.UpdateChannelParticipant,
+) -> int:
+    """The marked chat id of a participant update (``-id`` for a basic group, ``-100id``
+    for a supergroup or channel)."""
+    if isinstance(update, types.UpdateChatParticipant):
+        return int(utils.get_peer_id(types.PeerChat(update.chat_id)))
+    return int(utils.get_peer_id(types.PeerChannel(update.channel_id)))
 
 
 def encode(
@@ -181,7 +233,7 @@ def encode(
         "lease": lease,
     }
     message = getattr(update, "message", None)
-    if isinstance(message, types.Message) and message.date is not None:
+    if isinstance(message, types.Message | types.MessageService) and message.date is not None:
         optional["date"] = int(message.date.timestamp())
     envelope.update({k: v for k, v in optional.items() if v is not None})
     return envelope

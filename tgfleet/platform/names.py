@@ -60,3 +60,6 @@ RESOLVE_METRICS = "tgfleet:metrics:resolve"
 HEALTH_INCIDENTS = "tgfleet:health:incidents"
 #: ``<prefix><token>``: a worker's answer to a ping.
 PING_PREFIX = "tgfleet:ping:"
+#: ``<prefix><bot id>:<name>:<user id>``: one user's token bucket of a bot's ``Throttle``
+#: middleware (the update workers of every process share it).
+THROTTLE_PREFIX = "tgfleet:throttle:"

@@ -31,7 +31,7 @@ from tgfleet.platform.celery_app import current_tgfleet_app
 from tgfleet.platform.names import DELIVER, SENDS_QUEUE
 from tgfleet.platform.taskmsg import TaskCall
 from tgfleet.sends.markup import check_markup
-from tgfleet.sends.media import parse_media
+from tgfleet.sends.media import LocalFile, MediaError, parse_media
 
 log = logging.getLogger(__name__)
 
@@ -198,13 +198,23 @@ def edit_row(
     *,
     reply_markup: dict[str, Any] | None = None,
     parse_mode: str | None = None,
+    media: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """An ``outbox`` row that edits message ``message_id``: its text, its keyboard, or both
-    (``text`` None keeps the text; ``reply_markup`` None keeps the keyboard)."""
-    if text is None and reply_markup is None:
-        raise ValueError("an edit needs a new text, a new keyboard, or both")
-    if text is not None and utf16_len(text) > MAX_TEXT:
-        raise ValueError(f"an edited text may have at most {MAX_TEXT} UTF-16 units")
+    """An ``outbox`` row that edits message ``message_id``: its text, its keyboard, its
+    media, or several (``text`` None keeps the text; ``reply_markup`` None sends no
+    keyboard, which takes an inline keyboard away, as Telegram does; ``media`` None keeps
+    the file). ``media`` is a send's form (``tgfleet.sends.media``): the message's photo
+    or document is replaced by it, ``text`` becomes its caption."""
+    if text is None and reply_markup is None and not media:
+        raise ValueError("an edit needs a new text, a new keyboard or new media")
+    limit = MAX_CAPTION if media else MAX_TEXT
+    if text is not None and utf16_len(text) > limit:
+        what = "a caption" if media else "an edited text"
+        raise ValueError(f"{what} may have at most {limit} UTF-16 units")
+    if media:
+        spec = parse_media(media)  # malformed media fails now, in the handler (MediaError)
+        if isinstance(spec, LocalFile) and spec.kind == "voice":
+            raise MediaError("Telegram does not edit a message into a voice note: send it")
     if reply_markup is not None:
         check_markup(reply_markup)
     return {
@@ -212,6 +222,7 @@ def edit_row(
         "text": text or "",
         "parse_mode": _parse_mode(parse_mode),
         "reply_markup": reply_markup,
+        "media": media or None,
         "options": {"keep_text": text is None},
     }
 

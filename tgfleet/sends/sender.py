@@ -394,9 +394,10 @@ class Sender:
 
 
 def _local_file(row: Outbox) -> LocalFile | None:
-    """The local file a send row uploads (checked readable now), or None."""
+    """The local file a send or edit row uploads (checked readable now), or None."""
     media = getattr(row, "media", None)
-    if not media or OutboxOp(getattr(row, "op", None) or OutboxOp.SEND) is not OutboxOp.SEND:
+    op = OutboxOp(getattr(row, "op", None) or OutboxOp.SEND)
+    if not media or op not in (OutboxOp.SEND, OutboxOp.EDIT):
         return None
     spec = parse_media(media)
     if not isinstance(spec, LocalFile):

@@ -61,8 +61,9 @@ def build_request(
     row: Outbox, peer: InputPeer | None, random_id: int, uploaded: InputFileLike | None = None
 ) -> SendRequest:
     """The Telegram call of an outbox row: messages.sendMessage (sendMedia with media),
-    editMessage, deleteMessages or setBotCallbackAnswer, by its ``op``. A row that
-    uploads a file needs the ``uploaded`` file (``client.upload_file``'s answer)."""
+    editMessage (with ``media``: the message's new file, its text the caption),
+    deleteMessages or setBotCallbackAnswer, by its ``op``. A row that uploads a file
+    needs the ``uploaded`` file (``client.upload_file``'s answer)."""
     op = OutboxOp(getattr(row, "op", None) or OutboxOp.SEND)
     options = getattr(row, "options", None) or {}
     if op is OutboxOp.ANSWER:
@@ -80,6 +81,7 @@ def build_request(
             return functions.channels.DeleteMessagesRequest(channel, ids)
         return functions.messages.DeleteMessagesRequest(ids, revoke=True)
     markup = to_tl(getattr(row, "reply_markup", None))
+    media = getattr(row, "media", None)
     if op is OutboxOp.EDIT:
         keep_text = bool(options.get("keep_text"))
         text, entities = (None, None) if keep_text else parse_text(row.text, row.parse_mode)
@@ -88,12 +90,12 @@ def build_request(
             id=int(row.target_id or 0),
             message=text,
             no_webpage=True,
+            media=_media(media, uploaded) if media else None,
             entities=entities,
             reply_markup=markup,
         )
     text, entities = parse_text(row.text, row.parse_mode)
     reply_to = types.InputReplyToMessage(int(row.reply_to)) if row.reply_to else None
-    media = getattr(row, "media", None)
     if media:
         return functions.messages.SendMediaRequest(
             peer=peer,

@@ -42,6 +42,7 @@ class UserFactory(Protocol):
         *,
         last_name: str | None = None,
         username: str | None = None,
+        lang_code: str | None = None,
         bot: RunningBot | None = None,
         timeout: float = DEFAULT_TIMEOUT_S,
     ) -> SimulatedUser: ...
@@ -142,17 +143,19 @@ def tgfleet_bot(tgfleet_fleet: LocalFleet) -> BotFactory:
 @pytest.fixture
 def tgfleet_user(tgfleet_simulator: SimulatorThread, tgfleet_fleet: LocalFleet) -> UserFactory:
     """Factory: ``tgfleet_user("Ann")`` is a new simulated user who talks to the test's
-    bot (or ``bot=``); waits last ``timeout`` seconds at most."""
+    bot (or ``bot=``); waits last ``timeout`` seconds at most. ``lang_code`` is the
+    language of the user's Telegram app (``tgfleet_user("Olga", lang_code="ru")``)."""
 
     def make(
         first_name: str = "Ann",
         *,
         last_name: str | None = None,
         username: str | None = None,
+        lang_code: str | None = None,
         bot: RunningBot | None = None,
         timeout: float = DEFAULT_TIMEOUT_S,
     ) -> SimulatedUser:
-        info = tgfleet_simulator.create_user(first_name, last_name, username)
+        info = tgfleet_simulator.create_user(first_name, last_name, username, lang_code)
         return SimulatedUser(tgfleet_simulator, tgfleet_fleet, info, bot, timeout)
 
     return make

@@ -60,6 +60,12 @@ class SimulatedUser:
         sent = self.simulator.send(self.id, self.bot.id, text)
         return int(sent[0]["id"])
 
+    def send_photo(self, caption: str = "") -> int:
+        """Send the bot a photo (a new one each time), with ``caption``; returns the
+        message's id (as the bot sees it)."""
+        sent = self.simulator.send(self.id, self.bot.id, caption, photo=True)
+        return int(sent[0]["id"])
+
     def press(
         self, label: str, message: MessageRef | None = None, timeout: float | None = None
     ) -> Answer:

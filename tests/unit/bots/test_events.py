@@ -4,6 +4,7 @@ media that can be sent back), edits, button presses, blocks and group membership
 from __future__ import annotations
 
 import base64
+from typing import Any
 
 import pytest
 from telethon.tl import types
@@ -165,9 +166,22 @@ def test_the_bot_added_to_and_removed_from_a_group() -> None:
 
     added = from_inbound(service(types.MessageActionChatAddUser(users=[5000])))
     removed = from_inbound(service(types.MessageActionChatDeleteUser(user_id=5000)))
-    # Then they are membership changes of that group, done by the user
-    assert added == ChatMemberUpdated(-GROUP, 5000, True, USER)
-    assert removed == ChatMemberUpdated(-GROUP, 5000, False, USER)
+    # Then they are membership changes of that group, done by the user, announced by
+    # service message 3
+    assert added == ChatMemberUpdated(-GROUP, 5000, True, USER, 3)
+    assert removed == ChatMemberUpdated(-GROUP, 5000, False, USER, 3)
+
+
+def test_joining_by_a_link_is_the_user_joining_by_themselves() -> None:
+    tl = types.MessageService(
+        id=4,
+        peer_id=types.PeerChat(GROUP),
+        date=SENT_AT,
+        from_id=types.PeerUser(USER),
+        action=types.MessageActionChatJoinedByLink(inviter_id=5000),
+    )
+    inbound = InboundMessage(BOT, -GROUP, USER, 4, "", tl, "chat_member")
+    assert from_inbound(inbound) == ChatMemberUpdated(-GROUP, USER, True, USER, 4)
 
 
 def test_a_participant_update_is_a_membership_change() -> None:
@@ -182,6 +196,37 @@ def test_a_participant_update_is_a_membership_change() -> None:
     inbound = InboundMessage(BOT, 0, None, 0, "", None, "chat_member", update=left)
     # The chat id is worked out from the update when the inbox gave none
     assert from_inbound(inbound) == ChatMemberUpdated(-GROUP, 5000, False, USER)
+
+
+def test_a_supergroup_participant_update_joins_and_leaves_by_status() -> None:
+    def change(prev: Any, new: Any) -> InboundMessage:
+        update = types.UpdateChannelParticipant(
+            channel_id=GROUP,
+            date=SENT_AT,
+            actor_id=USER,
+            user_id=5000,
+            prev_participant=prev,
+            new_participant=new,
+            qts=2,
+        )
+        return InboundMessage(BOT, 0, None, 0, "", None, "chat_member", update=update)
+
+    member = types.ChannelParticipant(user_id=5000, date=SENT_AT)
+    left = types.ChannelParticipantLeft(peer=types.PeerUser(5000))
+    rights = types.ChatBannedRights(until_date=None, send_messages=True)
+    banned = types.ChannelParticipantBanned(
+        peer=types.PeerUser(5000), kicked_by=USER, date=SENT_AT, banned_rights=rights, left=True
+    )
+    muted = types.ChannelParticipantBanned(
+        peer=types.PeerUser(5000), kicked_by=USER, date=SENT_AT, banned_rights=rights
+    )
+    chat = -(10**12) - GROUP  # a channel's marked id
+    # A user who joins, and one who leaves or is banned out, are membership changes
+    assert from_inbound(change(None, member)) == ChatMemberUpdated(chat, 5000, True, USER)
+    assert from_inbound(change(member, left)) == ChatMemberUpdated(chat, 5000, False, USER)
+    assert from_inbound(change(member, banned)) == ChatMemberUpdated(chat, 5000, False, USER)
+    # A member who is only restricted stays in: no join, no leave, no handler kind takes it
+    assert from_inbound(change(member, muted)) == OtherUpdate("chat_member")
 
 
 @pytest.mark.parametrize("kind", ["user_name", "other", "callback", "bot_stopped"])

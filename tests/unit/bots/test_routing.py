@@ -7,17 +7,19 @@ from typing import Any
 
 import pytest
 
-from tests.unit.bots.updates import USER, callback, context, effects_of, message, stopped
+from tests.unit.bots.updates import BOT, USER, callback, context, effects_of, message, stopped
 from tgfleet.bots import (
     CallbackData,
     Command,
     Context,
     HandlerUsageError,
     InlineKeyboard,
+    MediaRef,
     ReplyKeyboard,
     Router,
     Text,
 )
+from tgfleet.bots.effects import Effects
 from tgfleet.inbox import InboundMessage
 
 
@@ -177,7 +179,7 @@ def test_edit_and_delete_defaults_and_errors() -> None:
         HandlerUsageError, match=r"ctx.edit\(\) without a message_id is for callback"
     ):
         ctx.edit("x")
-    with pytest.raises(HandlerUsageError, match=r"needs a new text, a new keyboard or both"):
+    with pytest.raises(HandlerUsageError, match=r"needs a new text, a new keyboard or new media"):
         ctx.edit(message_id=3)
     with pytest.raises(HandlerUsageError, match=r"inline keyboard only"):
         ctx.edit("x", keyboard=ReplyKeyboard().button("a"), message_id=3)  # type: ignore[arg-type]
@@ -196,6 +198,29 @@ def test_edit_and_delete_defaults_and_errors() -> None:
     assert effects_of(press) == [("delete", USER, [30])]
     with pytest.raises(HandlerUsageError, match=r"needs a message_id"):
         context(stopped()).delete()
+
+
+def test_a_press_edits_its_message_into_another_photo() -> None:
+    # Given a press on message 30, and a photo the bot received earlier
+    ctx = context(callback(b"next", msg_id=30))
+    ctx.effects = Effects(BOT)
+    photo = MediaRef("photo", 5, 6, "cmVm")
+    # When the handler edits the message to that photo, captioned, keeping its button
+    ctx.edit("Bob, 31", keyboard=InlineKeyboard().button("Next", "next"), media=photo)
+    # And another message to a local file the sender uploads
+    ctx.edit(message_id=31, media="/srv/cards/next.jpg", kind="photo")
+    # Then both are edit rows carrying the file as sends carry it (the caption is the text)
+    by_id, upload = ctx.effects.outbox
+    assert (by_id["op"], by_id["target_id"], by_id["text"]) == ("edit", 30, "Bob, 31")
+    assert by_id["media"] == {"photo": [5, 6, "cmVm"]}
+    assert by_id["reply_markup"]["inline"][0][0]["text"] == "Next"
+    assert (upload["target_id"], upload["options"]) == (31, {"keep_text": True})
+    assert upload["media"] == {"upload": {"path": "/srv/cards/next.jpg", "kind": "photo"}}
+    # And kind, file_name and mime_type are for uploads only, and need media
+    with pytest.raises(HandlerUsageError, match="uploads of local files"):
+        ctx.edit("x", media=photo, kind="photo")
+    with pytest.raises(HandlerUsageError, match="pass media="):
+        ctx.edit("x", kind="photo")
 
 
 def test_reply_and_send_carry_the_keyboard_as_stored_markup() -> None:

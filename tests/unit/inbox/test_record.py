@@ -104,3 +104,61 @@ def test_only_a_real_photo_is_a_photo() -> None:
     assert with_media(types.MessageMediaPhoto(photo=types.PhotoEmpty(id=5))).photo is None
     assert with_media(None).photo is None
     assert InboundMessage(42, 1, 1, 1, "", None, "message").photo is None
+
+
+# -- members joining and leaving ----------------------------------------------------------
+
+
+def member_service(msg_id: int = 8) -> types.UpdateNewMessage:
+    """User 7 added user 9 to basic group 55 (the group's service message ``msg_id``)."""
+    message = types.MessageService(
+        id=msg_id,
+        peer_id=types.PeerChat(55),
+        date=SENT_AT,
+        from_id=types.PeerUser(7),
+        action=types.MessageActionChatAddUser(users=[9]),
+    )
+    return types.UpdateNewMessage(message=message, pts=3, pts_count=1)
+
+
+def bot_added(qts: int = 1) -> types.UpdateChatParticipant:
+    """The bot's own participant update: user 7 added it (id 42) to basic group 55."""
+    return types.UpdateChatParticipant(
+        chat_id=55,
+        date=SENT_AT,
+        actor_id=7,
+        user_id=42,
+        qts=qts,
+        new_participant=types.ChatParticipant(user_id=42, inviter_id=7, date=SENT_AT),
+    )
+
+
+def test_a_member_service_message_is_stored_as_a_message_of_its_group() -> None:
+    # Given the service message 8 published after the group's message 6
+    env = decode(encode(42, member_service(), prev_id=6))
+    # When its row is made, Then it is the group's message 8, sent by the one who added
+    bot, key, chat, sender, msg, body, payload = message_params(env)
+    assert (bot, key, chat, sender, msg, body) == (42, "j:-55:8", -55, 7, 8, "")
+    stored = json.loads(payload)
+    assert (stored["kind"], stored["prev"], "key" in stored) == ("chat_member", 6, False)
+    assert is_message(env)
+    # And handlers get the service message itself, with no update of its own
+    row = Row(7, 8, "", "chat_member", stored["tl"])
+    inbound = inbound_from_row(42, -55, row, env)
+    assert isinstance(inbound.message, types.MessageService) and inbound.update is None
+    assert (inbound.kind, inbound.tg_message_id, inbound.sender_id) == ("chat_member", 8, 7)
+
+
+def test_a_participant_update_is_stored_after_the_groups_last_message() -> None:
+    # Given the bot's participant update published after the group's service message 8
+    env = decode(encode(42, bot_added(), prev_id=8))
+    # When its row is made, Then it takes message 8's place (its own key, the actor as
+    # the sender), like a press or a block
+    bot, key, chat, sender, msg, body, payload = message_params(env)
+    assert (bot, key, chat, sender, msg, body) == (42, "p:-55:42:1:1", -55, 7, 8, "")
+    stored = json.loads(payload)
+    assert (stored["kind"], stored["prev"], stored["key"]) == ("chat_member", 8, key)
+    # And handlers get the raw update, no message
+    inbound = inbound_from_row(42, -55, Row(7, 8, "", "chat_member", stored["tl"]))
+    assert inbound.message is None and bytes(inbound.update) == bytes(env.update)
+    assert inbound.tg_message_id == 8

@@ -12,6 +12,8 @@ import pytest
 from telethon.tl import types
 
 from tgfleet.platform.envelope import (
+    CHAT_KINDS,
+    KIND_CHAT_MEMBER,
     KIND_EDIT,
     KIND_MESSAGE,
     KIND_OTHER,
@@ -153,6 +155,93 @@ def test_a_name_change_key_names_the_user() -> None:
     kind, key, chat_id, msg_id = classify(update)
     assert (kind, chat_id, msg_id) == (KIND_USER_NAME, None, None)
     assert key.startswith("n:5:")
+
+
+def service(action: Any, msg_id: int = 8, group: int = 55) -> types.UpdateNewMessage:
+    """A group's service message (user 1001 did ``action``), as a new-message update."""
+    message = types.MessageService(
+        id=msg_id,
+        peer_id=types.PeerChat(group),
+        date=SENT_AT,
+        from_id=types.PeerUser(1001),
+        action=action,
+    )
+    return types.UpdateNewMessage(message=message, pts=130, pts_count=1)
+
+
+@pytest.mark.parametrize(
+    "action",
+    [
+        types.MessageActionChatAddUser(users=[2002]),
+        types.MessageActionChatDeleteUser(user_id=2002),
+        types.MessageActionChatJoinedByLink(inviter_id=2002),
+        types.MessageActionChatJoinedByRequest(),
+    ],
+    ids=["added", "removed", "joined-by-link", "joined-by-request"],
+)
+def test_a_member_service_message_is_a_chat_member_update_of_its_group(action: Any) -> None:
+    # When a service message of a member joining or leaving basic group 55 is classified
+    # Then it is a chat_member update of chat -55 with its own message id (ordered with
+    # the group's messages), keyed by chat and message id
+    assert classify(service(action)) == (KIND_CHAT_MEMBER, "j:-55:8", -55, 8)
+    assert KIND_CHAT_MEMBER in CHAT_KINDS
+
+
+def test_other_service_messages_stay_other() -> None:
+    # A title change is a service message too, but no membership change
+    update = service(types.MessageActionChatEditTitle(title="New"))
+    assert classify(update)[0] == KIND_OTHER
+
+
+def participant(joined: bool, qts: int = 4) -> types.UpdateChatParticipant:
+    member = types.ChatParticipant(user_id=2002, inviter_id=1001, date=SENT_AT)
+    return types.UpdateChatParticipant(
+        chat_id=55,
+        date=SENT_AT,
+        actor_id=1001,
+        user_id=2002,
+        qts=qts,
+        prev_participant=None if joined else member,
+        new_participant=member if joined else None,
+    )
+
+
+def test_a_participant_update_is_a_chat_member_update_keyed_by_its_qts() -> None:
+    # When the bot's qts brings a member joining, then leaving, basic group 55
+    joined, left = classify(participant(True, 4)), classify(participant(False, 5))
+    # Then both are chat_member updates of chat -55 without a message id of their own
+    # (like a block: placed after the chat's last message), one key per change
+    assert joined == (KIND_CHAT_MEMBER, "p:-55:2002:4:1", -55, None)
+    assert left == (KIND_CHAT_MEMBER, "p:-55:2002:5:0", -55, None)
+
+
+def test_a_supergroup_participant_update_names_the_channel() -> None:
+    update = types.UpdateChannelParticipant(
+        channel_id=77,
+        date=SENT_AT,
+        actor_id=1001,
+        user_id=2002,
+        qts=9,
+        new_participant=types.ChannelParticipant(user_id=2002, date=SENT_AT),
+    )
+    assert classify(update) == (KIND_CHAT_MEMBER, "p:-1000000000077:2002:9:1", -1000000000077, None)
+
+
+def test_a_member_update_round_trips_with_its_date_and_order() -> None:
+    # Given the service message published after the group's message 7
+    payload = encode(42, service(types.MessageActionChatAddUser(users=[2002])), prev_id=7)
+    # When it is decoded, Then the worker has its chat, id, place in the chain and date
+    envelope = decode(json.loads(json.dumps(payload)))
+    assert (envelope.kind, envelope.chat_id, envelope.msg_id) == (KIND_CHAT_MEMBER, -55, 8)
+    assert (envelope.prev_id, envelope.pts, envelope.date) == (7, 130, int(SENT_AT.timestamp()))
+    # And a participant update has no pts (it is on qts) and no message id
+    decoded = decode(encode(42, participant(True), prev_id=8))
+    assert (decoded.kind, decoded.msg_id, decoded.prev_id, decoded.pts) == (
+        KIND_CHAT_MEMBER,
+        None,
+        8,
+        None,
+    )
 
 
 # -- decode errors -----------------------------------------------------------------------

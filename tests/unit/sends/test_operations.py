@@ -4,13 +4,16 @@ Telegram calls the sender makes from them."""
 from __future__ import annotations
 
 import base64
+from pathlib import Path
 from typing import Any
 
 import pytest
 from telethon.tl import functions, types
 
 from tgfleet.db import Outbox, OutboxOp, OutboxStatus
+from tgfleet.sends.media import LocalFile, MediaError, stored_media, upload_media
 from tgfleet.sends.outbox import (
+    MAX_CAPTION,
     MAX_DELETE,
     MAX_TEXT,
     answer_row,
@@ -18,6 +21,7 @@ from tgfleet.sends.outbox import (
     edit_row,
     outbox_rows,
 )
+from tgfleet.sends.sender import _local_file
 from tgfleet.sends.telegram_calls import build_request, sent_message_id
 
 PEER = types.InputPeerUser(1001, 777)
@@ -60,7 +64,7 @@ def test_an_edit_of_the_keyboard_alone_keeps_the_text() -> None:
 @pytest.mark.parametrize(
     ("text", "markup", "error"),
     [
-        (None, None, "a new text, a new keyboard, or both"),
+        (None, None, "a new text, a new keyboard or new media"),
         ("x" * (MAX_TEXT + 1), None, f"at most {MAX_TEXT}"),
         ("ok", {"inline": [[{"text": "x", "data": ""}]]}, "callback data"),
     ],
@@ -68,6 +72,71 @@ def test_an_edit_of_the_keyboard_alone_keeps_the_text() -> None:
 def test_a_bad_edit_fails_when_it_is_made(text: str | None, markup: Any, error: str) -> None:
     with pytest.raises(ValueError, match=error):
         edit_row(42, 1001, 55, text, reply_markup=markup)
+
+
+def test_an_edit_with_a_received_photo_replaces_the_file_and_captions_it() -> None:
+    # Given an edit of message 55 to a photo the bot received, captioned, with a keyboard
+    ref = base64.b64encode(b"file-ref").decode()
+    media = stored_media("photo", 5, 6, ref, source=(1001, 70))
+    values = edit_row(42, 1001, 55, "**Bob**, 31", reply_markup=LIKE, parse_mode="md", media=media)
+    assert values["media"] == media
+    # When the sender builds its call
+    request = build_request(as_row(values), PEER, 0)
+    # Then it is messages.editMessage of message 55 with the photo by id and the caption
+    assert isinstance(request, functions.messages.EditMessageRequest)
+    assert request.media == types.InputMediaPhoto(types.InputPhoto(5, 6, b"file-ref"))
+    assert (request.id, request.message, request.entities) == (
+        55,
+        "Bob, 31",
+        [types.MessageEntityBold(0, 3)],
+    )
+    assert request.reply_markup is not None
+    assert sent_message_id(types.Updates([], [], [], 0, 0), request) == 55
+
+
+def test_an_edit_with_media_alone_keeps_the_caption() -> None:
+    media = stored_media("document", 5, 6, base64.b64encode(b"r").decode())
+    request = build_request(as_row(edit_row(42, 1001, 55, None, media=media)), PEER, 0)
+    assert isinstance(request, functions.messages.EditMessageRequest)
+    assert request.message is None and request.reply_markup is None
+    assert request.media == types.InputMediaDocument(types.InputDocument(5, 6, b"r"))
+
+
+def test_an_edit_that_uploads_a_local_photo_goes_through_the_senders_upload(
+    tmp_path: Path,
+) -> None:
+    # Given an edit to a local photo
+    path = tmp_path / "next.jpg"
+    path.write_bytes(b"jpeg" * 100)
+    row = as_row(edit_row(42, 1001, 55, "next", media=upload_media(path, "photo")))
+    # Then the sender uploads it first (as it does for sends), and the edit carries it
+    assert _local_file(row) == LocalFile(str(path), "photo", "next.jpg", "image/jpeg")
+    with pytest.raises(ValueError, match="has to be uploaded"):
+        build_request(row, PEER, 0)
+    uploaded = types.InputFile(7, 1, "next.jpg", "")
+    request = build_request(row, PEER, 0, uploaded)
+    assert isinstance(request, functions.messages.EditMessageRequest)
+    assert request.media == types.InputMediaUploadedPhoto(file=uploaded)
+    # And an edit without media uploads nothing
+    assert _local_file(as_row(edit_row(42, 1001, 55, "text"))) is None
+
+
+@pytest.mark.parametrize(
+    ("text", "media", "error"),
+    [
+        (
+            "x" * (MAX_CAPTION + 1),
+            {"photo": [5, 6, "cmVm"]},
+            f"caption may have at most {MAX_CAPTION}",
+        ),
+        ("ok", {"photo": [5, 6]}, r"must be \[id, access_hash, ref_b64\]"),
+        ("ok", {"upload": {"path": "/tmp/a.ogg", "kind": "voice"}}, "into a voice note"),
+    ],
+)
+def test_a_bad_media_edit_fails_when_it_is_made(text: str, media: Any, error: str) -> None:
+    with pytest.raises(ValueError, match=error) as raised:
+        edit_row(42, 1001, 55, text, media=media)
+    assert isinstance(raised.value, MediaError) == ("caption" not in error)
 
 
 def test_a_delete_takes_its_ids_in_one_call() -> None:
