@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from telethon import TelegramClient, events
+from telethon._updates import MessageBox
 from telethon.tl import functions, types
 
 from tgfleet.db import fleet
@@ -31,6 +32,20 @@ log = logging.getLogger(__name__)
 NODE_ROLE = "listener"
 #: Update state is saved this long after a publish (batching the next ones).
 SAVE_DELAY_S = 0.5
+
+
+class DifferenceStates(MessageBox):
+    """Telethon's update state machine, telling ``on_difference`` the updates each
+    difference brought and the state after it (Telethon keeps that state to itself)."""
+
+    __slots__ = ("on_difference",)
+
+    def apply_difference(self, diff: Any, chat_hashes: Any) -> Any:
+        updates, users, chats = super().apply_difference(diff, chat_hashes)
+        account, _ = self.session_state()
+        state = SavedState(account["pts"], account["qts"], account["date"], 0)
+        self.on_difference(updates, state)
+        return updates, users, chats
 
 
 class BotListener:
@@ -50,6 +65,7 @@ class BotListener:
         self._published: SavedState | None = None
         self._saved: SavedState | None = None
         self._save_task: asyncio.Task[None] | None = None
+        self._barriers: set[asyncio.Task[None]] = set()
         self.updates = 0
         self.last_update_at: float | None = None
 
@@ -101,6 +117,7 @@ class BotListener:
                 0, types.updates.State(state.pts, state.qts, date, state.seq, 0)
             )
         client.add_event_handler(self._on_update, events.Raw())
+        self._track_differences(client)
         self.client = client
         await client.connect()
         if not await client.is_user_authorized():
@@ -142,13 +159,40 @@ class BotListener:
         if records:
             await self.publisher.send(RECORD_ENTITIES, [self.bot_id, records], UPDATES_QUEUE)
 
+    def _track_differences(self, client: TelegramClient) -> None:
+        """Let the updates that getDifference fetched move the saved state too.
+
+        Telethon hands them over as ``UpdateNewMessage`` with pts 0, after it has moved its
+        own state to the difference's (``MessageBox.apply_difference``, Telethon 1.x). So
+        the state after each difference (or slice of one) goes with the last update it
+        brought and is saved once that update is published; a difference with nothing
+        to hand over moves the state once everything before it is published. Saving from
+        the updates' own pts alone, every restart fetched the same difference again.
+        """
+        box = DifferenceStates(client._message_box._log)
+        box.on_difference = self._on_difference
+        client._message_box = box
+
+    def _on_difference(self, updates: list[Any], state: SavedState) -> None:
+        if updates:
+            updates[-1]._tgfleet_state = state
+            return
+        barrier = self.publisher.after_published(lambda: self._advance_to(state))
+        task = asyncio.get_running_loop().create_task(barrier)
+        self._barriers.add(task)
+        task.add_done_callback(self._barriers.discard)
+
     async def _on_update(self, update: Any) -> None:
         message = getattr(update, "message", None)
         pts, qts = getattr(update, "pts", None), getattr(update, "qts", None)
         date = getattr(message, "date", None) or getattr(update, "date", None)
+        after: SavedState | None = getattr(update, "_tgfleet_state", None)
         if isinstance(update, types.UpdateNewMessage) and getattr(message, "out", False):
             # Our own sends (from sender sessions): nothing to handle, but the state moves.
-            self._advance(pts, date)
+            if after is None:
+                self._advance(pts, date)
+            else:
+                await self.publisher.after_published(lambda: self._advance_to(after))
             return
         entities = getattr(update, "_entities", {}) or {}
         # A message is handled after the chat's last message published before it, and so
@@ -159,19 +203,39 @@ class BotListener:
         envelope = encode(
             self.bot_id, update, entities.values(), prev_id=prev, lease=self.lease.token
         )
-        await self.publisher.publish(envelope, lambda: self._advance(pts, date, qts))
+        await self.publisher.publish(envelope, lambda: self._advance(pts, date, qts, after))
         if chain is not None and msg_id is not None:
             self._prev[chain] = msg_id
         self.updates += 1
         self.last_update_at = time.time()
 
-    def _advance(self, pts: int | None, date: datetime | None, qts: int | None = None) -> None:
+    def _advance(
+        self,
+        pts: int | None,
+        date: datetime | None,
+        qts: int | None = None,
+        after: SavedState | None = None,
+    ) -> None:
         """Move the state to save past a published update (pts for messages, qts for
-        updates like UpdateBotStopped and UpdateChatParticipant)."""
+        updates like UpdateBotStopped and UpdateChatParticipant; ``after``: the state of
+        the difference whose last update it was)."""
+        if after is not None:
+            self._advance_to(after)
         current = self._published or SavedState(0, 0, None, 0)
         moved = SavedState(
             max(current.pts, pts or 0), max(current.qts, qts or 0), date or current.date, 0
         )
+        self._move(current, moved)
+
+    def _advance_to(self, state: SavedState) -> None:
+        """Move the state to save to ``state`` (never back)."""
+        current = self._published or SavedState(0, 0, None, 0)
+        moved = SavedState(
+            max(current.pts, state.pts), max(current.qts, state.qts), state.date or current.date, 0
+        )
+        self._move(current, moved)
+
+    def _move(self, current: SavedState, moved: SavedState) -> None:
         if (moved.pts, moved.qts) != (current.pts, current.qts):
             self._published = moved
             if self._save_task is None or self._save_task.done():

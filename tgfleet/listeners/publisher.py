@@ -58,7 +58,8 @@ _STOP = object()
 
 
 class _Message(NamedTuple):
-    task: str
+    #: None: a barrier (``after_published``), nothing to publish.
+    task: str | None
     args: list[Any]
     queue: str
     on_published: Callable[[], None] | None
@@ -111,6 +112,12 @@ class Publisher:
         await self._slots.acquire()
         self._queue.put(_Message(task, args, queue_name, on_published))
 
+    async def after_published(self, callback: Callable[[], None]) -> None:
+        """Run ``callback`` (on the loop) once everything handed over before it is
+        published, in order with the publishes' own callbacks."""
+        await self._slots.acquire()
+        self._queue.put(_Message(None, [], "", callback))
+
     @property
     def pending(self) -> int:
         """Messages handed over and not yet published (including a batch being retried)."""
@@ -135,8 +142,10 @@ class Publisher:
             messages = [item for item in taken if item is not _STOP]
             stopping = len(messages) < len(taken)
             if messages:
-                self._publish_until_done(messages)
-                self.published += len(messages)
+                tasks = [message for message in messages if message.task is not None]
+                if tasks:
+                    self._publish_until_done(tasks)
+                    self.published += len(tasks)
                 callbacks = [message.on_published for message in messages]
                 self._loop.call_soon_threadsafe(self._done, callbacks)
             for _ in taken:
@@ -254,7 +263,7 @@ def task_messages(messages: list[_Message]) -> list[tuple[str, list[Any], str]]:
             run.append(message.args[0])
             if len(run) == ENVELOPES_PER_TASK:
                 flush()
-        else:
+        elif message.task is not None:  # (barriers publish nothing)
             flush()
             out.append((message.task, message.args, message.queue))
     flush()
