@@ -11,11 +11,11 @@ from collections import Counter
 
 import pytest
 import redis
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from tests.support.sends import SendWorld
 from tests.support.waiting import wait_until
-from tgfleet.db import BotSession, OutboxStatus, TgUser, decrypt_secret, session_scope
+from tgfleet.db import BotSession, Entity, OutboxStatus, TgUser, decrypt_secret, session_scope
 
 pytestmark = pytest.mark.timeout(180)
 FLOOD_S = 6
@@ -231,3 +231,38 @@ def test_photo_with_caption_and_reply_is_delivered(send_world: SendWorld) -> Non
     [got] = w.sim.received(user["id"])
     assert got["media"] == {"type": "photo", "id": photo.id}, w.log_tail()
     assert (got["text"], got["reply_to"]) == ("Ann, 30", inbound["id"])
+
+
+def test_a_stale_access_hash_is_dropped_and_the_user_resolved_again(
+    send_world: SendWorld,
+) -> None:
+    w = send_world
+    # Given a user with a username whose access hash the entity store holds
+    ann = w.add_user("Ann", username="ann_rehashed")
+    bot = w.add_bot()
+    w.listener_saw(bot["id"], [ann["id"]])
+    with session_scope(w.settings, bot_id=bot["id"]) as s:
+        s.execute(
+            update(Entity)
+            .where(Entity.bot_id == bot["id"], Entity.peer_id == ann["id"])
+            .values(username="ann_rehashed")
+        )
+    stale = w.access_hash(bot["id"], ann["id"])
+    # When that hash goes stale (Telegram answers PEER_ID_INVALID to it, through the
+    # sender's invokeWithoutUpdates like any call) and the bot messages her
+    w.sim.rehash_user(ann["id"])
+    [row_id] = w.queue([(bot["id"], ann["id"], "hello again")])
+    w.start_senders(1)
+    w.wait_settled(1, timeout=60)
+    # Then the stale hash was dropped, not retried: she was found again by her username,
+    # the message arrived, and the store holds her new hash
+    row = next(r for r in w.rows(bot["id"]) if r.id == row_id)
+    assert row.status is OutboxStatus.SENT, (row.last_error, w.log_tail())
+    assert w.received(ann["id"]) == ["hello again"]
+    with session_scope(w.settings, bot_id=bot["id"]) as s:
+        stored = s.execute(
+            select(Entity.access_hash).where(
+                Entity.bot_id == bot["id"], Entity.peer_id == ann["id"]
+            )
+        ).scalar_one()
+    assert stored == w.access_hash(bot["id"], ann["id"]) != stale

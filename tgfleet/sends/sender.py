@@ -407,5 +407,10 @@ def _local_file(row: Outbox) -> LocalFile | None:
 
 
 def _peer_of(exc: Exception) -> Any:
+    """The peer of the request Telegram refused. The sender's clients do not receive
+    updates, so Telethon wraps every call in invokeWithoutUpdates and the error's request
+    is the wrapper: the call itself is its ``query``."""
     request = getattr(exc, "request", None)
+    while request is not None and not hasattr(request, "peer") and hasattr(request, "query"):
+        request = request.query
     return getattr(request, "peer", None)

@@ -166,7 +166,10 @@ class ClientLookup:
             request = functions.users.GetUsersRequest([types.InputUser(peer_id, access_hash or 0)])
             return await client(request)
 
-        users = self.loop.run(by_hash(), LOOKUP_TIMEOUT_S)
+        try:
+            users = self.loop.run(by_hash(), LOOKUP_TIMEOUT_S)
+        except errors.PeerIdInvalidError:  # the hash is stale too: try the username
+            users = []
         for user in users or []:
             if isinstance(user, types.User) and user.id == peer_id and user.access_hash:
                 return types.InputPeerUser(peer_id, user.access_hash), user.username, "api_hash"
