@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from tests.support.databases import query
 from tests.support.waiting import wait_for_log, wait_until
 from tgfleet.db import fleet
 from tgfleet.dev.processes import Child
@@ -79,3 +80,37 @@ def test_updates_fetched_after_updates_too_long_are_saved(
         f"the saved pts to reach {bot_pts(simulator, bot_id)}",
     )
     listener.stop()
+
+
+def test_a_block_while_nobody_listens_reaches_the_bot(
+    sim_settings: Settings,
+    simulator: Any,
+    make_bot: Callable[..., dict[str, Any]],
+    start_listener: Callable[..., Child],
+    start_worker: Callable[..., Child],
+    sim_env: dict[str, str],
+) -> None:
+    # Given a bot a user has written to, whose listener then stopped
+    bot_id = int(make_bot(app="echo")["id"])
+    start_worker(queues="updates", concurrency=1, extra_env=sim_env)
+    listener = listening(start_listener, bot_id)
+    ann = int(simulator.create_user("Ann")["id"])
+    simulator.send(ann, bot_id, "hi")
+    wait_until(lambda: saved_pts(sim_settings, bot_id) == bot_pts(simulator, bot_id), 30, "hi")
+    listener.stop()
+    # When she blocks the bot while nobody listens (UpdateBotStopped comes back in the
+    # difference's other_updates, which Telethon drops on its own)
+    simulator.block(ann, bot_id, True)
+    # Then the next listener hands it over, and the worker marks her blocked
+    listening(start_listener, bot_id)
+
+    def blocked() -> Any:
+        rows = query(
+            sim_settings,
+            "SELECT is_blocked FROM tg_users WHERE bot_id = %s AND user_id = %s",
+            bot_id,
+            ann,
+        )
+        return rows[0][0] if rows else None
+
+    wait_until(lambda: blocked() is True, 60, "Ann marked blocked")

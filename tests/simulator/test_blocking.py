@@ -106,7 +106,8 @@ def test_offline_bot_gets_missed_blocks_from_get_difference(
     # and Telethon's message box ends up at that qts (catch_up saw no gap). Telethon 1.45
     # does not dispatch it, though: apply_difference_type sets the new state *before* it
     # runs other_updates through apply_pts_info, which then skips every pts/qts update in
-    # them as already applied. A bot that must see missed blocks has to read the raw
-    # difference; this pins that behaviour so a Telethon upgrade that changes it shows up.
+    # them as already applied. tgfleet's listener hands them over itself
+    # (DifferenceStates); this pins Telethon's behaviour so an upgrade that changes it
+    # shows up.
     assert box_qts == 1
     assert stops == []

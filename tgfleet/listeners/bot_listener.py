@@ -16,6 +16,7 @@ from typing import Any
 
 from telethon import TelegramClient, events
 from telethon._updates import MessageBox
+from telethon._updates.messagebox import ENTRY_ACCOUNT, ENTRY_SECRET, PtsInfo
 from telethon.tl import functions, types
 
 from tgfleet.db import fleet
@@ -36,9 +37,24 @@ SAVE_DELAY_S = 0.5
 
 class DifferenceStates(MessageBox):
     """Telethon's update state machine, telling ``on_difference`` the updates each
-    difference brought and the state after it (Telethon keeps that state to itself)."""
+    difference brought and the state after it (Telethon keeps that state to itself),
+    and handing over every update a difference brought."""
 
     __slots__ = ("on_difference",)
+
+    def apply_difference_type(self, diff: Any, chat_hashes: Any) -> Any:
+        # Telethon sorts a difference's other_updates as if they had come live while the
+        # difference is fetched, so those on the account's pts or qts (edits, deletes, a
+        # user blocking the bot, members joining) are dropped as "being fetched": they
+        # are the difference's own, and come after its messages.
+        updates, users, chats = super().apply_difference_type(diff, chat_hashes)
+        handed = {id(update) for update in updates}
+        missed = [
+            update
+            for update in getattr(diff, "other_updates", ())
+            if id(update) not in handed and _on_account_sequence(update)
+        ]
+        return [*updates, *missed], users, chats
 
     def apply_difference(self, diff: Any, chat_hashes: Any) -> Any:
         updates, users, chats = super().apply_difference(diff, chat_hashes)
@@ -46,6 +62,11 @@ class DifferenceStates(MessageBox):
         state = SavedState(account["pts"], account["qts"], account["date"], 0)
         self.on_difference(updates, state)
         return updates, users, chats
+
+
+def _on_account_sequence(update: Any) -> bool:
+    info = PtsInfo.from_update(update)
+    return info is not None and info.entry in (ENTRY_ACCOUNT, ENTRY_SECRET)
 
 
 class BotListener:
