@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.support.databases import query
+from tests.support.databases import is_blocked, query
 from tests.support.running import RunningApp
 from tests.support.waiting import wait_until
 from tgfleet.bots.runtime import STALE_BUTTON_NOTICE
@@ -102,14 +102,8 @@ def test_blocking_marks_the_user_and_runs_the_handler(
     bot, user = fleet["bot"], fleet["user"]
     keyboard_message(simulator, user, bot, 0)  # the user is known to the bot
 
-    def blocked() -> Any:
-        rows = query(
-            settings,
-            "SELECT is_blocked FROM tg_users WHERE bot_id = %s AND user_id = %s",
-            bot,
-            user,
-        )
-        return rows[0][0] if rows else None
+    def blocked() -> bool | None:
+        return is_blocked(settings, bot, user)
 
     # When the user blocks the bot, Then they are marked blocked and the handler ran
     simulator.block(user, bot, True)

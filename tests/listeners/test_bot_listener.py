@@ -14,6 +14,7 @@ from typing import Any
 from telethon.crypto import AuthKey
 from telethon.sessions import StringSession
 
+from tests.support.running import listening
 from tests.support.waiting import wait_for_log, wait_until
 from tgfleet.db import fleet
 from tgfleet.dev.host import port_open
@@ -29,9 +30,7 @@ OUTAGE_S = 25.0
 
 def _listen_once(start_listener: Callable[..., Child], bot_id: int) -> None:
     """Run a listener for ``bot_id`` until it listens, then stop it."""
-    listener = start_listener(bots=[bot_id])
-    wait_for_log(listener, f"listening for bot {bot_id}", 60)
-    listener.stop()
+    listening(start_listener, bot_id).stop()
 
 
 def test_a_network_failure_at_start_keeps_the_stored_session(

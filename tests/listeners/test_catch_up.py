@@ -10,8 +10,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from tests.support.databases import query
-from tests.support.waiting import wait_for_log, wait_until
+from tests.support.databases import is_blocked
+from tests.support.running import listening
+from tests.support.waiting import wait_until
 from tgfleet.db import fleet
 from tgfleet.dev.processes import Child
 from tgfleet.platform.settings import Settings
@@ -24,12 +25,6 @@ def bot_pts(simulator: Any, bot_id: int) -> int:
 def saved_pts(settings: Settings, bot_id: int) -> int:
     state = fleet.load_update_state(settings, bot_id)
     return 0 if state is None else state.pts
-
-
-def listening(start_listener: Callable[..., Child], bot_id: int) -> Child:
-    listener = start_listener(bots=[bot_id])
-    wait_for_log(listener, f"listening for bot {bot_id}", 60)
-    return listener
 
 
 def test_a_catch_up_after_a_restart_is_saved(
@@ -104,13 +99,4 @@ def test_a_block_while_nobody_listens_reaches_the_bot(
     # Then the next listener hands it over, and the worker marks her blocked
     listening(start_listener, bot_id)
 
-    def blocked() -> Any:
-        rows = query(
-            sim_settings,
-            "SELECT is_blocked FROM tg_users WHERE bot_id = %s AND user_id = %s",
-            bot_id,
-            ann,
-        )
-        return rows[0][0] if rows else None
-
-    wait_until(lambda: blocked() is True, 60, "Ann marked blocked")
+    wait_until(lambda: is_blocked(sim_settings, bot_id, ann) is True, 60, "Ann marked blocked")

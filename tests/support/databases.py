@@ -225,3 +225,14 @@ def ops_app_factory() -> Callable[[Settings], Any]:
         return app
 
     return make
+
+
+def is_blocked(settings: Settings, bot_id: int, user_id: int) -> bool | None:
+    """Whether the bot has marked the user blocked (None: the bot has no such user)."""
+    rows = query(
+        settings,
+        "SELECT is_blocked FROM tg_users WHERE bot_id = %s AND user_id = %s",
+        bot_id,
+        user_id,
+    )
+    return rows[0][0] if rows else None

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from tests.support.databases import query
-from tests.support.waiting import wait_until
+from tests.support.waiting import wait_for_log, wait_until
 from tgfleet.dev.processes import Child
 from tgfleet.platform.settings import Settings
 
@@ -57,3 +57,10 @@ def run_app(
         return {"bot": bot, "user": user, "admin": admin_id}
 
     return start
+
+
+def listening(start_listener: Callable[..., Child], bot_id: int) -> Child:
+    """A ``tgfleet listen`` process for ``bot_id``, once it listens."""
+    listener = start_listener(bots=[bot_id])
+    wait_for_log(listener, f"listening for bot {bot_id}", 60)
+    return listener
