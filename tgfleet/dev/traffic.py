@@ -3,11 +3,11 @@ them and answer it as a person would, typing or pressing its buttons.
 
 A user with no message yet sends /start; then they answer registration's questions
 (their name, an age, a bad one now and then, a photo or Skip, a bio), press Browse
-profiles, and Like, Skip or now and then Report the cards they are shown; the menu
-and their own profile come up too. The admin presses Approve (or now and then Ban) on
-the profiles they are asked to review. Each user reads the app in their own language
-(the app's catalogs give the labels to look for), so Russian users press Russian
-buttons.
+profiles, and Like, Skip or now and then Report the cards they are shown (or type
+/browse); the menu and their own profile come up too. The admin presses Approve (or
+now and then Ban) on the profiles they are asked to review. Each user reads the app in
+their own language (the app's catalogs give the labels to look for), so Russian users
+press Russian buttons.
 
 Presses wait for the bot's answer in a small pool of threads (a user acts again only
 when their press is answered); ``sent_at`` maps each message (bot id, message id) to the
@@ -113,6 +113,8 @@ def next_action(user: SimUser, received: list[dict[str, Any]], rng: random.Rando
         return ("photo", "") if rng.random() < 0.8 else _press(question, _("Skip"))
     if _("Skip") in labels and _("Report") not in labels:  # the bio
         return ("send", rng.choice(BIOS))
+    if (_("❤️ Like") in labels or _("Browse profiles") in labels) and rng.random() < 0.1:
+        return ("send", "/browse")  # typed now and then, as people do
     if _("❤️ Like") in labels:
         roll = rng.random()
         choice = "❤️ Like" if roll < 0.45 else "Report" if roll < 0.47 else "Skip"
