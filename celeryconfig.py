@@ -39,6 +39,10 @@ task_reject_on_worker_lost = True
 worker_prefetch_multiplier = 1
 worker_cancel_long_running_tasks_on_connection_loss = True
 broker_connection_retry_on_startup = True
+# A worker (and beat) whose Redis went away reconnects as long as it takes (waits of
+# 2 s growing to 30 s), instead of exiting after Celery's default of 100 attempts.
+broker_connection_retry = True
+broker_connection_max_retries = None
 task_track_started = False
 task_ignore_result = True
 result_expires = 3600

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 from pathlib import Path
@@ -117,3 +118,27 @@ def test_missing_secret_is_rejected(tmp_path: Path) -> None:
     )
     assert done.returncode != 0
     assert "TGFLEET_SECRET_KEY" in done.stderr
+
+
+def test_every_long_running_service_is_restarted_when_it_exits(tmp_path: Path) -> None:
+    # Given the compose file as Compose reads it
+    done = subprocess.run(
+        [
+            str(compose_binary()),
+            "-f",
+            str(copy_project(tmp_path) / "docker-compose.yml"),
+            "config",
+            "--format",
+            "json",
+        ],
+        env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), **ENV},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    policies = {name: s.get("restart") for name, s in json.loads(done.stdout)["services"].items()}
+    # Then the one-shot migration runs once, and every other service comes back on its own
+    # after it exits (a crash, a library giving up) until an operator stops it
+    assert policies.pop("migrate") == "no"
+    assert policies and set(policies.values()) == {"unless-stopped"}, policies

@@ -7,6 +7,12 @@ traffic generator of users going through the matchmaking flow, then shows a live
 panel: updates/s, queue depths, p50/p99 latency from Telegram to a handled row,
 replies delivered. Ctrl-C (or ``--duration``) stops what it started and prints a
 summary. The services keep running for the next time (``tgfleet dev down``).
+
+The processes it starts are supervised (``ProcessGroup`` with ``DEMO_RESTARTS``): one
+that dies is started again with backoff, the panel counts restarts per process and a
+line says when one stops and starts again, and the run goes on. Only a process that
+keeps dying at start ends the demo (exit 1), with a line saying which and where its log
+is. While PostgreSQL or Redis is unreachable the panel says so and keeps its last figures.
 """
 
 from __future__ import annotations
@@ -26,24 +32,33 @@ from typing import Any
 import redis
 from rich.console import Console, Group
 from rich.live import Live
+from rich.markup import escape
 from rich.table import Table
 from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 
 from tgfleet.db import fleet, session_scope, upgrade_database
 from tgfleet.dev.host import free_port, port_open
-from tgfleet.dev.processes import ProcessGroup
+from tgfleet.dev.processes import ProcessEvent, ProcessEventKind, ProcessGroup
+from tgfleet.dev.restarts import RestartPolicy
 from tgfleet.dev.services import DevServices
 from tgfleet.dev.traffic import NAMES, SimUser, TrafficGenerator, person
 from tgfleet.ops.flower import flower_argv, flower_env, generate_password
 from tgfleet.ops.ping import ping_round_trip
 from tgfleet.platform.celery_app import make_celery
 from tgfleet.platform.names import QUEUES, SENDS_QUEUE, UPDATES_QUEUE
+from tgfleet.platform.reachability import unreachable_service
 from tgfleet.platform.settings import Settings, load_settings
 from tgfleet.simulator import SimulatorClient
 
 WORKER_QUEUES = ",".join(q for q in QUEUES if q != SENDS_QUEUE)
 #: The languages of the simulated users' apps, in turn: the bots answer each in theirs.
 LANGS = ("en", "en", "ru")
+#: How the demo's processes are restarted: 1, 2, 4, 8 s after quick exits in a row, given
+#: up on at the fifth; a process that ran 30 s was healthy and starts over at 0.5 s.
+DEMO_RESTARTS = RestartPolicy(
+    first_delay_s=0.5, factor=2.0, max_delay_s=30.0, stable_after_s=30.0, give_up_after=5
+)
 
 
 @dataclass
@@ -66,6 +81,11 @@ class Stats:
     outbox: dict[str, int] = field(default_factory=dict)
     queues: dict[str, int] = field(default_factory=dict)
     dead: int = 0
+    #: Restarts per process so far, and every exit the supervisor restarted.
+    restarts: dict[str, int] = field(default_factory=dict)
+    exits: list[ProcessEvent] = field(default_factory=list)
+    #: A service the last refresh could not reach (the panel shows its last figures).
+    unreachable: str | None = None
 
     def percentile(self, q: float) -> float | None:
         if len(self.latencies_ms) < 2:
@@ -86,9 +106,12 @@ def _first_ping(app: Any, group: ProcessGroup, timeout: float = 120) -> tuple[fl
     """Round-trip a task, failing fast (with the log to read) if a process died."""
     deadline = time.monotonic() + timeout
     while True:
-        dead = group.dead()
+        dead = group.given_up() if group.restart is not None else group.dead()
         if dead:
-            raise RuntimeError(f"{dead[0].name} stopped; see {dead[0].log_path}")
+            raise RuntimeError(
+                f"{dead[0].name} keeps stopping (started {dead[0].restarts + 1} times); "
+                f"see {dead[0].log_path}"
+            )
         try:
             return ping_round_trip(app, timeout=5)
         except TimeoutError:
@@ -163,6 +186,21 @@ def _world(sim: SimulatorClient, settings: Settings, home: Path, options: DemoOp
 def _refresh(
     stats: Stats, settings: Settings, world: Any, traffic: TrafficGenerator, broker: redis.Redis
 ) -> None:
+    """Read this second's figures; an unreachable service leaves the last ones standing."""
+    try:
+        _read_figures(stats, settings, world, traffic, broker)
+    except (DBAPIError, redis.RedisError) as exc:
+        outage = unreachable_service(exc, settings)
+        if outage is None:
+            raise
+        stats.unreachable = f"{outage.service} unreachable ({outage.reason}); retrying"
+    else:
+        stats.unreachable = None
+
+
+def _read_figures(
+    stats: Stats, settings: Settings, world: Any, traffic: TrafficGenerator, broker: redis.Redis
+) -> None:
     with session_scope(settings, role="admin") as session:
         rows = session.execute(
             text(
@@ -224,6 +262,12 @@ def _panel(stats: Stats, traffic: TrafficGenerator, flower: str) -> Group:
         "failed / dead sends", f"{stats.outbox.get('failed', 0)} / {stats.outbox.get('dead', 0)}"
     )
     table.add_row("dead-lettered updates", str(stats.dead))
+    table.add_row(
+        "process restarts",
+        ", ".join(f"{name} {n}" for name, n in stats.restarts.items() if n) or "none",
+    )
+    if stats.unreachable:
+        table.add_row("[red]services[/]", stats.unreachable)
     table.add_row("Flower", flower)
     return Group(table)
 
@@ -246,7 +290,8 @@ def run_demo(home: Path, options: DemoOptions) -> int:
         stop = True
 
     signal.signal(signal.SIGTERM, _stop)
-    with ProcessGroup(services.home / "logs", {**os.environ, **base_env}) as group:
+    child_env = {**os.environ, **base_env}
+    with ProcessGroup(services.home / "logs", child_env, restart=DEMO_RESTARTS) as group:
         sim, tg_env = _start_simulator(group, services.home)
         env = {**base_env, **tg_env}
         group.env.update(tg_env)
@@ -297,6 +342,7 @@ def run_demo(home: Path, options: DemoOptions) -> int:
         stats = Stats(since=datetime.now(UTC))  # this run's messages only
         traffic.start()
         broker = redis.Redis.from_url(settings.redis_url)
+        gave_up = False
         try:
             with Live(
                 _panel(stats, traffic, flower),
@@ -307,11 +353,9 @@ def run_demo(home: Path, options: DemoOptions) -> int:
                 while not stop and (
                     options.duration is None or time.monotonic() - stats.started < options.duration
                 ):
-                    dead = group.dead()
-                    if dead:
-                        names = ", ".join(f"{c.name} (see {c.log_path})" for c in dead)
-                        console.print(f"[red]✗[/] stopped unexpectedly: {names}")
-                        return 1
+                    if not _supervision(group, stats, live.console):
+                        gave_up = True
+                        break
                     time.sleep(1)
                     _refresh(stats, settings, world, traffic, broker)
                     live.update(_panel(stats, traffic, flower))
@@ -319,12 +363,39 @@ def run_demo(home: Path, options: DemoOptions) -> int:
             pass
         finally:
             traffic.stop()
+        _supervision(group, stats, console)
         console.print(_panel(stats, traffic, flower))
         console.print("stopping the listener, workers, beat, Flower and the simulator…")
     p50, p99 = stats.percentile(50), stats.percentile(99)
     console.print(
-        f"[green]✓[/] demo finished: {stats.handled} updates handled, "
+        ("[red]✗[/] demo ended early" if gave_up else "[green]✓[/] demo finished")
+        + f": {stats.handled} updates handled, "
         f"{stats.outbox.get('sent', 0)} replies delivered, {traffic.presses} buttons pressed"
         + ("" if p50 is None else f", latency p50 {p50:.0f} ms p99 {p99:.0f} ms")
     )
-    return 0
+    console.print(_restarts_summary(stats))
+    return 1 if gave_up else 0
+
+
+def _supervision(group: ProcessGroup, stats: Stats, console: Console) -> bool:
+    """Show what the supervisor did since the last look; False once it gave up on one."""
+    for event in group.take_events():
+        if event.kind is ProcessEventKind.EXITED:
+            stats.exits.append(event)
+            console.print(f"[yellow]↻[/] {escape(event.describe())}")
+        elif event.kind is ProcessEventKind.RESTARTED:
+            console.print(f"[green]↻[/] {escape(event.describe())}")
+        else:
+            console.print(f"[red]✗[/] {escape(event.describe(group.restart))}")
+    stats.restarts = {child.name: child.restarts for child in group.children}
+    return not group.given_up()
+
+
+def _restarts_summary(stats: Stats) -> str:
+    if not stats.exits:
+        return "[green]✓[/] no process had to be restarted"
+    exits: dict[str, list[str]] = {}
+    for e in stats.exits:
+        exits.setdefault(e.name, []).append(f"{e.how} after {e.ran_for_s:.0f} s")
+    each = ", ".join(f"{name} {len(why)} ({'; '.join(why)})" for name, why in exits.items())
+    return f"[yellow]↻[/] processes restarted during the run: {escape(each)}"

@@ -7,6 +7,10 @@ second listener takes over a dead one's bots once their leases expire, and bots
 added or disabled are picked up or dropped without a restart. It heartbeats each
 bot into Redis and saves update state after publishes. SIGTERM finishes in-flight
 publishes, saves state, releases leases and disconnects.
+
+PostgreSQL or Redis going away does not end it: it keeps the bots it holds, keeps
+publishing (holding updates while Redis is down), and retries reading the fleet, its
+leases and saving update state every round until they are back.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import uuid
 from dataclasses import dataclass
 
 import redis
+from sqlalchemy.exc import DBAPIError
 
 from tgfleet.db import fleet
 from tgfleet.listeners.bot_listener import BotListener
@@ -91,6 +96,8 @@ class ListenerProcess:
             else:  # one line each time, not a traceback every few seconds
                 log.warning("cannot read the fleet (%s); keeping current bots", outage)
             wanted = {bot_id: listener.bot for bot_id, listener in self.listeners.items()}
+        unsaved: list[int] = []  # bots whose update state the database did not take
+        problem: Exception | None = None
         for bot_id, listener in list(self.listeners.items()):
             try:
                 renewed = await asyncio.to_thread(self.leases.renew, listener.lease)
@@ -103,7 +110,13 @@ class ListenerProcess:
                 log.info("dropping bot %s (%s)", bot_id, reason)
                 await self._stop_bot(bot_id, release=renewed)
             else:
-                await listener.save_state()
+                try:
+                    await listener.save_state()
+                except DBAPIError as exc:  # database down: keep the bot, save when it is back
+                    unsaved.append(bot_id)
+                    problem = unreachable_service(exc, self.settings) or exc
+        if unsaved:
+            log.warning("cannot save the update state of bots %s (%s); retrying", unsaved, problem)
         now = time.monotonic()
         for bot_id, bot in wanted.items():
             if bot_id in self.listeners or len(self.listeners) >= self.options.capacity:
