@@ -31,6 +31,12 @@ include = (
     "tgfleet.tasks.migration",
 )
 
+# A message no worker can run (not decodable, not a task, arguments the task does not
+# take) is set aside with its reason, never lost and never the end of a worker
+# (tgfleet.platform.poison): kombu's Redis transport and Celery's consumer, each guarded.
+broker_transport = "tgfleet.platform.transport:Transport"
+worker_consumer = "tgfleet.platform.consumer:Consumer"
+
 # At-least-once: a task is acknowledged after it ran; a worker that dies mid-task
 # gives the message back. Every task is idempotent in effect (dedupe keys, row
 # claims, random_id), so a redelivery is harmless.

@@ -1,4 +1,5 @@
-"""``tgfleet status`` and ``tgfleet stats``: the operator's view of the fleet."""
+"""``tgfleet status``, ``tgfleet stats`` and ``tgfleet poison``: the operator's view of the
+fleet."""
 
 from __future__ import annotations
 
@@ -21,7 +22,9 @@ from tgfleet.db import BotMetric, MetricBucket, session_scope
 from tgfleet.db.rollups import METRICS
 from tgfleet.ops.health import BotState, Snapshot, add_workers, collect_snapshot
 from tgfleet.platform.errors import TgfleetError
+from tgfleet.platform.poison import PoisonMessage, poison_messages, take_poison_messages
 from tgfleet.platform.reachability import Service
+from tgfleet.platform.redis import redis_client
 from tgfleet.platform.settings import Settings
 
 #: The roll-up columns `tgfleet stats` shows: every metric the roll-up computes.
@@ -42,6 +45,18 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     stats.add_argument("--plot", type=Path, default=None, help="also draw the series to a PNG")
     stats.add_argument("--json", action="store_true", help="machine-readable output")
     stats.set_defaults(func=cmd_stats, needs_settings=True)
+
+    poison = sub.add_parser(
+        "poison", help="messages no worker could run, set aside with their reasons"
+    )
+    poison.add_argument("--limit", type=int, default=20, help="the newest N (default 20)")
+    poison.add_argument(
+        "--json", action="store_true", help="machine-readable output, raw bytes in base64"
+    )
+    poison.add_argument(
+        "--clear", action="store_true", help="print every one and remove them (once handled)"
+    )
+    poison.set_defaults(func=cmd_poison, needs_settings=True)
 
 
 # --- status ---------------------------------------------------------------------------------
@@ -295,6 +310,49 @@ def _render_partitions(snap: Snapshot, console: Console) -> None:
             for row in snap.migration
         ]
         console.print(fit_table(console, "Legacy migration", MIGRATION_COLUMNS, rows))
+
+
+# --- poison ---------------------------------------------------------------------------------
+POISON_COLUMNS = (
+    Col("set aside", 0),
+    Col("queue", 2),
+    Col("task", 3),
+    Col("size", 4, "right"),
+    Col("reason", 0, wrap=True, room=40),
+    Col("starts with", 1, wrap=True, room=40),
+)
+
+
+def cmd_poison(args: argparse.Namespace, settings: Settings) -> int:
+    if args.limit < 1:
+        raise TgfleetError("--limit must be at least 1")
+    client = redis_client(settings.redis_url)
+    messages = take_poison_messages(client) if args.clear else poison_messages(client, args.limit)
+    if args.json:
+        print(json.dumps([m.as_dict() for m in messages], indent=2))
+        return 0
+    console = Console()
+    if messages:
+        rows = [_poison_row(m) for m in messages]
+        console.print(fit_table(console, "Poison messages, newest first", POISON_COLUMNS, rows))
+    if args.clear:
+        console.print(f"removed {len(messages)} poison messages")
+    elif not messages:
+        console.print("no poison messages")
+    return 0
+
+
+def _poison_row(message: PoisonMessage) -> list[Text]:
+    at = datetime.fromtimestamp(message.at, UTC).strftime("%Y-%m-%d %H:%M:%S")
+    size = f"{message.size}" + (f" (kept {len(message.raw)})" if message.truncated else "")
+    return [
+        Text(at),
+        Text(message.queue or "-"),
+        Text(message.task or "-"),
+        Text(size),
+        Text(message.reason),
+        Text(message.preview(40)),
+    ]
 
 
 # --- stats ----------------------------------------------------------------------------------

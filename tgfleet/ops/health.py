@@ -3,10 +3,10 @@
 ``collect_snapshot(settings)`` gathers, without changing anything: per bot the listener's
 heartbeat (``tgfleet:listener-heartbeats``) and lease (``tgfleet:lease:<bot>``), inbound and
 send rates over the last minute, flood pauses, outbox backlog and dead letters; per queue
-the depth and the oldest message's age; partition coverage and rows in DEFAULT; legacy
-migration progress. ``Snapshot.problems`` lists what needs attention, each with a stable
-``key`` so the health task (``tgfleet.ops.alerts``) can tell an incident that goes on
-from a new one. ``tgfleet status`` renders the same snapshot.
+the depth and the oldest message's age; the poison messages set aside; partition coverage
+and rows in DEFAULT; legacy migration progress. ``Snapshot.problems`` lists what needs
+attention, each with a stable ``key`` so the health task (``tgfleet.ops.alerts``) can tell
+an incident that goes on from a new one. ``tgfleet status`` renders the same snapshot.
 
 ``tgfleet status`` collects with ``tolerate_outages=True``: when PostgreSQL or Redis cannot
 be reached it shows what the other one tells, with the outage as an ``unreachable:...``
@@ -27,7 +27,7 @@ from sqlalchemy import text
 
 from tgfleet.db.session import session_scope
 from tgfleet.platform.lease import LeaseStore
-from tgfleet.platform.names import LISTENER_HEARTBEATS, ORPHAN_DEAD_LETTERS
+from tgfleet.platform.names import LISTENER_HEARTBEATS, ORPHAN_DEAD_LETTERS, POISON_MESSAGES
 from tgfleet.platform.queues import QueueState, queue_states
 from tgfleet.platform.reachability import Service, unreachable_service
 from tgfleet.platform.redis import redis_client
@@ -76,6 +76,8 @@ class Snapshot:
     partitions: list[dict[str, Any]] = field(default_factory=list)
     migration: list[dict[str, Any]] = field(default_factory=list)
     orphan_dead_letters: int = 0
+    #: Messages no worker could run, set aside (``platform/poison.py``).
+    poison_messages: int = 0
     #: Service name (``Service``) -> why it could not be reached; its parts are empty.
     unreachable: dict[str, str] = field(default_factory=dict)
     problems: list[Problem] = field(default_factory=list)
@@ -144,6 +146,7 @@ def collect_snapshot(
             bot.flood_pause_s = limiter.paused_for(bot.id)
         snap.queues = queue_states(client, now=snap.at)
         snap.orphan_dead_letters = int(client.llen(ORPHAN_DEAD_LETTERS))
+        snap.poison_messages = int(client.llen(POISON_MESSAGES))
     snap.problems = find_problems(snap, settings)
     return snap
 
@@ -228,6 +231,14 @@ def find_problems(snap: Snapshot, settings: Settings) -> list[Problem]:
                 "dead-letters:orphans",
                 f"{snap.orphan_dead_letters} dead updates for unknown bots "
                 f"(Redis list {ORPHAN_DEAD_LETTERS})",
+            )
+        )
+    if snap.poison_messages:
+        found.append(
+            Problem(
+                "poison-messages",
+                f"{snap.poison_messages} poison messages: messages no worker could run, "
+                f"set aside with their reasons (`tgfleet poison` lists them)",
             )
         )
     for cov in snap.partitions:

@@ -18,8 +18,10 @@ import celeryconfig
 from tgfleet.platform import queues as _queues  # noqa: F401 (stamps publish times)
 from tgfleet.platform.errors import ConfigError, PermanentError, RetryLater, backoff
 from tgfleet.platform.logconfig import configure_logging, log_context
+from tgfleet.platform.poison import set_aside_call, unbound_arguments
 from tgfleet.platform.schedule import beat_schedule
 from tgfleet.platform.settings import Settings, settings_or_exit
+from tgfleet.platform.transport import broker_ssl
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +41,8 @@ class TgfleetTask(Task):
 
     * ``RetryLater(reason, countdown)`` -> retried after ``countdown`` (capped).
     * ``PermanentError(reason)`` -> logged once, not retried.
+    * arguments the task does not take (a worker's message; the body never runs) -> the
+      message is set aside (``platform/poison.py``), not retried.
     * anything else propagates (Celery records the failure); no blanket retries.
     """
 
@@ -51,6 +55,11 @@ class TgfleetTask(Task):
         request = self.request
         queue = (request.delivery_info or {}).get("routing_key") if request else None
         with log_context(task_id=request.id, queue=queue, bot_id=kwargs.get("bot_id")):
+            if not (request.called_directly or request.is_eager):  # a message a worker took
+                unbound = unbound_arguments(self, args, kwargs)
+                if unbound is not None:  # the body never ran: keep the call, once
+                    set_aside_call(self, args, kwargs, unbound)
+                    return None
             try:
                 return super().__call__(*args, **kwargs)
             except RetryLater as exc:
@@ -81,6 +90,7 @@ def make_celery(settings: Settings) -> TgfleetCelery:
     visibility = {"visibility_timeout": settings.visibility_timeout_s}
     app.conf.update(
         broker_url=settings.redis_url,
+        broker_use_ssl=broker_ssl(settings.redis_url),  # rediss:// means TLS (see transport.py)
         result_backend=settings.result_backend,
         task_ignore_result=settings.result_backend is None,
         # Celery reads the visibility timeout in three places; keep them identical.

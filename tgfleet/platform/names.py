@@ -53,6 +53,9 @@ LEASE_PREFIX = "tgfleet:lease:"
 LEASE_FENCE_PREFIX = "tgfleet:lease-fence:"
 #: List of envelopes that named no known bot (dead_updates is a tenant table).
 ORPHAN_DEAD_LETTERS = "tgfleet:dead-updates:orphans"
+#: List of task messages no worker could run (not decodable, not a task, arguments the
+#: task does not take), newest first, with their reasons and raw bytes (``poison.py``).
+POISON_MESSAGES = "tgfleet:poison-messages"
 #: Hashes of counters the sender keeps (sent, failed, ...; resolution sources).
 SEND_METRICS = "tgfleet:metrics:sends"
 RESOLVE_METRICS = "tgfleet:metrics:resolve"
