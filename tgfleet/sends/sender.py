@@ -13,10 +13,12 @@ import logging
 import random
 import threading
 import time
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any
 
 import redis
+from sqlalchemy.orm import Session
 from telethon import errors
 
 from tgfleet.db import (
@@ -143,7 +145,7 @@ class Sender:
             client = self.clients.get(bot_id)
         except (SenderUnavailable, OSError, TimeoutError, errors.RPCError) as exc:
             return self._cannot_connect(outbox_id, bot_id, exc)
-        with session_scope(settings, bot_id=bot_id, correlation_id=correlation_id) as s:
+        with self._claim_scope(bot_id, correlation_id) as s:
             row = delivery.claim(s, settings, bot_id, outbox_id)
             if row is None:
                 return Outcome("noop", "already done or claimed by another worker")
@@ -194,7 +196,7 @@ class Sender:
             result = self.loop.run(client(request), SEND_TIMEOUT_S)
         except Exception as exc:  # mapped below; nothing is retried blindly
             return self._send_failed(row, exc, admins, correlation_id)
-        with session_scope(settings, bot_id=bot_id, correlation_id=correlation_id) as s:
+        with self._claim_scope(bot_id, correlation_id) as s:
             delivery.mark_sent(s, row, sent_message_id(result, request))
         with self.redis.pipeline(transaction=False) as pipe:
             pipe.hincrby(RESOLVE_METRICS, resolved.source, 1)
@@ -211,7 +213,7 @@ class Sender:
             client = self.clients.get(bot_id)
         except (SenderUnavailable, OSError, TimeoutError, errors.RPCError) as exc:
             return self._cannot_connect(outbox_id, bot_id, exc)
-        with session_scope(self.settings, bot_id=bot_id, correlation_id=correlation_id) as s:
+        with self._claim_scope(bot_id, correlation_id) as s:
             row = delivery.claim(s, self.settings, bot_id, outbox_id)
             if row is None:
                 return Outcome("noop", "already done or claimed by another worker")
@@ -220,10 +222,19 @@ class Sender:
             self.loop.run(client(request), SEND_TIMEOUT_S)
         except Exception as exc:
             return self._send_failed(row, exc, admins, correlation_id)
-        with session_scope(self.settings, bot_id=bot_id, correlation_id=correlation_id) as s:
+        with self._claim_scope(bot_id, correlation_id) as s:
             delivery.mark_sent(s, row, None)
         self.redis.hincrby(SEND_METRICS, "answered", 1)
         return Outcome("sent")
+
+    def _claim_scope(
+        self, bot_id: int, correlation_id: str | None
+    ) -> AbstractContextManager[Session]:
+        """The transaction of a claim or a sent mark, which every delivery makes: its RLS
+        context goes with its first statement, in one round trip (``lazy_context``)."""
+        return session_scope(
+            self.settings, bot_id=bot_id, correlation_id=correlation_id, lazy_context=True
+        )
 
     def _bot_config(self, bot_id: int) -> tuple[Limits, list[int]] | None:
         """The bot's limits and admin chats, cached for ``BOT_CONFIG_TTL_S``."""

@@ -9,7 +9,12 @@ from collections.abc import Callable
 
 import pytest
 
-from tgfleet.platform.logconfig import ContextFilter, configure_logging, log_context
+from tgfleet.platform.logconfig import (
+    TASK_LOGGERS,
+    ContextFilter,
+    configure_logging,
+    log_context,
+)
 from tgfleet.platform.settings import Settings
 
 TOKEN = "123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsawQ"
@@ -83,7 +88,53 @@ def test_nested_contexts_add_and_restore() -> None:
     assert context_now() == ""
 
 
+def celery_task_lines() -> None:
+    """The lines Celery writes about every task, from its own loggers and at their levels."""
+    logging.getLogger("celery.worker.strategy").info("Task tgfleet.sends.deliver[t-1] received")
+    trace = logging.getLogger("celery.app.trace")
+    trace.info("Task tgfleet.sends.deliver[t-1] succeeded in 0.01s: 'sent'")
+    trace.error("Task tgfleet.sends.deliver[t-2] raised unexpected: boom")
+
+
+def test_celery_task_lines_are_left_out_at_info_but_their_errors_are_not(
+    make_settings: Callable[..., Settings],
+) -> None:
+    # Given a worker's logging at the default level
+    stream = capture(make_settings())
+    # When Celery logs a task received, one succeeded and one failed
+    celery_task_lines()
+    logging.getLogger("tgfleet.test").info("a tgfleet line")
+    # Then only the failure and tgfleet's own INFO line are written
+    lines = stream.getvalue()
+    assert "received" not in lines and "succeeded" not in lines
+    assert "raised unexpected: boom" in lines and "a tgfleet line" in lines
+
+
+@pytest.mark.parametrize(
+    "overrides", [{"TGFLEET_LOG_TASKS": "true"}, {"TGFLEET_LOG_LEVEL": "DEBUG"}]
+)
+def test_celery_task_lines_are_written_when_asked_for_or_at_debug(
+    make_settings: Callable[..., Settings], overrides: dict[str, str]
+) -> None:
+    stream = capture(make_settings(**overrides))
+    celery_task_lines()
+    lines = stream.getvalue()
+    assert "received" in lines and "succeeded in 0.01s" in lines and "boom" in lines
+
+
+def test_celery_task_lines_follow_a_level_above_warning(
+    make_settings: Callable[..., Settings],
+) -> None:
+    # Given logging at ERROR: a task logger's warning is below it, as everyone else's
+    stream = capture(make_settings(TGFLEET_LOG_LEVEL="ERROR"))
+    logging.getLogger("celery.app.trace").warning("a warning")
+    celery_task_lines()
+    assert "a warning" not in stream.getvalue() and "boom" in stream.getvalue()
+
+
 def teardown_function() -> None:
     root = logging.getLogger()
     for handler in list(root.handlers):
         root.removeHandler(handler)
+    for name in TASK_LOGGERS:
+        logging.getLogger(name).setLevel(logging.NOTSET)
