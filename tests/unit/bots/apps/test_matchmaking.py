@@ -18,6 +18,7 @@ from tgfleet.bots.apps.matchmaking.common import LOCALES, Menu, Mod, Vote, card_
 from tgfleet.bots.apps.matchmaking.registration import (
     STEPS,
     Invalid,
+    _valid,
     parse_age,
     parse_bio,
     parse_name,
@@ -141,3 +142,9 @@ def test_the_compiled_catalog_is_the_translated_one(code: str) -> None:
     assert Path(folder / "matchmaking.mo").read_bytes() == compiled.getvalue(), (
         f"{folder / 'matchmaking.mo'} is older than its .po: run `make i18n`"
     )
+
+
+def test_stored_values_that_break_todays_rules_are_asked_again() -> None:
+    assert _valid("age", 30) and not _valid("age", 15)
+    assert _valid("looking_for", "any") and not _valid("looking_for", "cats")
+    assert _valid("name", "Dan") and not _valid("name", "n" * 65)

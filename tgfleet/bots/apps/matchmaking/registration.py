@@ -187,7 +187,7 @@ def begin(
             "looking_for": profile.looking_for,
             "bio": profile.bio,
         }
-        data = {k: v for k, v in values.items() if v is not None}
+        data = {k: v for k, v in values.items() if v is not None and _valid(k, v)}
         photo = card_photo(profile)
         if photo is not None:
             data["photo"] = [photo.id, photo.access_hash, photo.file_reference]
@@ -195,6 +195,19 @@ def begin(
     missing = [s for s in STEPS if s not in data and s not in OPTIONAL]
     first = missing[0] if profile is not None and missing else STEPS[0]
     ask(ctx, first, in_place=in_place, note=note)
+
+
+def _valid(step: str, value: Any) -> bool:
+    """Whether a stored value meets today's rules (a legacy profile's may not: it is
+    asked again)."""
+    if step in ("gender", "looking_for"):
+        return value in (GENDERS if step == "gender" else LOOKING_FOR)
+    parse = {"name": parse_name, "age": parse_age, "bio": parse_bio}[step]
+    try:
+        parse(str(value))
+    except Invalid:
+        return False
+    return True
 
 
 def advance(ctx: Context, step: str, *, in_place: bool, note: str | None = None) -> None:
