@@ -57,6 +57,8 @@ def subprocess_env(service_env: dict[str, str]) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TGFLEET_", "TG_"))}
     env.update(service_env)
     env["PYTHONPATH"] = str(REPO_ROOT)
+    # Tests read Celery's per-task lines ("... succeeded in ...s: <result>") in worker logs.
+    env["TGFLEET_LOG_TASKS"] = "true"
     return env
 
 
