@@ -7,7 +7,7 @@ blocks. A FloodWait from Telegram pauses the whole bot until a deadline that
 every sender respects.
 
 Buckets (defaults from Telegram's published limits, configurable per bot):
-* per bot: ``rate_bot_per_s`` (burst: one second's worth);
+* per bot: ``rate_bot_per_s`` (burst: half a second's worth, ``BOT_BURST_S``);
 * per private chat: ``rate_chat_per_s`` with burst ``rate_chat_burst``;
 * per group: ``rate_group_per_min`` per minute (burst: 3).
 Rates are applied with a small safety margin (``SAFETY``) so jitter between the
@@ -27,6 +27,11 @@ from tgfleet.platform.settings import Settings
 
 #: Fraction of the configured rate tgfleet actually uses.
 SAFETY = 0.97
+#: Seconds of tokens a bot's bucket holds. Telegram's holds about a second's worth, so
+#: after an idle spell half of it stays unused: slack for requests that were handed
+#: their tokens apart but reach Telegram together (a stalled process, a busy network).
+#: With a full second's worth, 40 ms of such bunching right after a pause was a FLOOD_WAIT.
+BOT_BURST_S = 0.5
 GROUP_BURST = 3
 
 # KEYS[1]: the bot's pause key; KEYS[2..]: bucket keys.
@@ -131,7 +136,7 @@ class RateLimiter:
             f"{self._prefix}:bot:{bot_id}",
             f"{self._prefix}:chat:{bot_id}:{chat_id}",
         ]
-        args = [bot_rate, max(1.0, bot_rate), chat_rate, chat_cap]
+        args = [bot_rate, max(1.0, bot_rate * BOT_BURST_S), chat_rate, chat_cap]
         return float(self._acquire(keys=keys, args=args))
 
     def pause(self, bot_id: int, seconds: float) -> float:
