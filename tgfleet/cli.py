@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from tgfleet.platform.errors import ConfigError, TgfleetError
 from tgfleet.platform.settings import Settings, load_settings, settings_or_exit
@@ -28,7 +29,29 @@ def cmd_flower(args: argparse.Namespace, settings: Settings) -> int:
     return run_flower(settings, dev=args.dev, port=args.port, address=args.address)
 
 
-def build_parser() -> argparse.ArgumentParser:
+#: Each area's commands, defined next to the code they drive, by the module that
+#: registers them. Only the module of the command given is imported (``tgfleet status``
+#: need not load the bot framework, Telethon and Celery); help and unknown commands
+#: load them all.
+AREA_COMMANDS = {
+    "db": "tgfleet.db.cli",
+    "dev": "tgfleet.dev.cli",
+    "demo": "tgfleet.dev.cli",
+    "bots": "tgfleet.bots.cli",
+    "listen": "tgfleet.listeners.cli",
+    "status": "tgfleet.ops.cli",
+    "stats": "tgfleet.ops.cli",
+    "poison": "tgfleet.ops.cli",
+    "send": "tgfleet.sends.cli",
+    "outbox": "tgfleet.sends.cli",
+    "simulator": "tgfleet.simulator.cli",
+    "legacy": "tgfleet.legacy.cli",
+    "migrate-json": "tgfleet.legacy.cli",
+}
+
+
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The parser for ``argv``: with the commands of its area only, when it names one."""
     parser = argparse.ArgumentParser(
         prog="tgfleet", description="Run a fleet of Telegram bots on Celery."
     )
@@ -45,36 +68,62 @@ def build_parser() -> argparse.ArgumentParser:
     flower.add_argument("--port", type=int, default=None)
     flower.add_argument("--address", default="127.0.0.1")
     flower.set_defaults(func=cmd_flower, needs_settings=True)
-    _add_area_parsers(sub)
+    words = [a for a in (sys.argv[1:] if argv is None else argv) if not a.startswith("-")]
+    command = words[0] if words else None
+    if command in ("ping", "flower"):
+        return parser
+    modules = dict.fromkeys(AREA_COMMANDS.values())
+    if command in AREA_COMMANDS:
+        modules = {AREA_COMMANDS[command]: None}
+    for module in modules:
+        _AREAS[module](sub)
     return parser
 
 
-def _add_area_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Each area's own commands, defined next to the code they drive."""
-    from tgfleet.bots import cli as bots_cli
-    from tgfleet.db import cli as db_cli
-    from tgfleet.dev import cli as dev_cli
-    from tgfleet.legacy import cli as legacy_cli
-    from tgfleet.listeners import cli as listen_cli
-    from tgfleet.ops import cli as ops_cli
-    from tgfleet.sends import cli as send_cli
-    from tgfleet.simulator import cli as simulator_cli
+def _db(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from tgfleet.db import cli
 
-    db_cli.add_parser(sub).set_defaults(func=db_cli.run, needs_settings=True)
-    dev_cli.add_parsers(sub)
-    bots_cli.add_parsers(sub)
-    listen_cli.add_parsers(sub)
-    ops_cli.add_parsers(sub)
-    send_cli.add_parsers(sub)
-    simulator_cli.add_parser(sub)
-    sub.choices["simulator"].set_defaults(func=simulator_cli.main, needs_settings=False)
-    legacy_cli.add_parser(sub)
+    cli.add_parser(sub).set_defaults(func=cli.run, needs_settings=True)
+
+
+def _simulator(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from tgfleet.simulator import cli
+
+    cli.add_parser(sub)
+    sub.choices["simulator"].set_defaults(func=cli.main, needs_settings=False)
+
+
+def _legacy(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from tgfleet.legacy import cli
+
+    cli.add_parser(sub)
     for name in ("legacy", "migrate-json"):
-        sub.choices[name].set_defaults(func=legacy_cli.run, needs_settings=False)
+        sub.choices[name].set_defaults(func=cli.run, needs_settings=False)
+
+
+def _area(module: str) -> Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]:
+    """An area whose ``add_parsers(sub)`` registers its commands."""
+
+    def add(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+        importlib.import_module(module).add_parsers(sub)
+
+    return add
+
+
+_AREAS = {
+    "tgfleet.db.cli": _db,
+    "tgfleet.dev.cli": _area("tgfleet.dev.cli"),
+    "tgfleet.bots.cli": _area("tgfleet.bots.cli"),
+    "tgfleet.listeners.cli": _area("tgfleet.listeners.cli"),
+    "tgfleet.ops.cli": _area("tgfleet.ops.cli"),
+    "tgfleet.sends.cli": _area("tgfleet.sends.cli"),
+    "tgfleet.simulator.cli": _simulator,
+    "tgfleet.legacy.cli": _legacy,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = build_parser(argv).parse_args(argv)
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     settings: Settings | None = None

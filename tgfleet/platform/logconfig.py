@@ -115,7 +115,16 @@ def configure_logging(settings: Settings, stream: Any = None) -> None:
     root.addHandler(handler)
     root.setLevel(settings.log_level.upper())
     quiet = max(logging.WARNING, root.level)
-    for noisy in ("telethon", "kombu", "amqp", "urllib3", "tornado.access"):
+    # (alembic.runtime.plugins: a line per plugin each time alembic is imported)
+    noisy_loggers = (
+        "telethon",
+        "kombu",
+        "amqp",
+        "urllib3",
+        "tornado.access",
+        "alembic.runtime.plugins",
+    )
+    for noisy in noisy_loggers:
         logging.getLogger(noisy).setLevel(quiet)
     per_task = settings.log_tasks or root.level <= logging.DEBUG
     for name in TASK_LOGGERS:
