@@ -10,7 +10,7 @@ import redis
 
 from tgfleet.platform.settings import Settings
 from tgfleet.sends.pacing import BOT_BURST, SendPacer, Stage
-from tgfleet.sends.ratelimit import SAFETY, ChatKind, Limits
+from tgfleet.sends.ratelimit import BOT_BURST_S, SAFETY, ChatKind, Limits
 
 LIMITS = Limits(bot_per_s=30.0, chat_per_s=1.0, chat_burst=3, group_per_min=20.0)
 
@@ -47,3 +47,18 @@ def test_one_chat_gets_its_burst_then_chat_slots_without_bot_slots(pacer: SendPa
     assert pacer.booked_ahead(1) < 0.2
     # A task coming back with its chat slot then books a bot slot
     assert pacer.reserve(1, 99, ChatKind.PRIVATE, LIMITS, Stage.CHAT).stage is Stage.BOTH
+
+
+def test_a_bot_s_batches_get_slots_one_after_another(pacer: SendPacer) -> None:
+    # Given three batches of 50 messages of one bot, reserved at once
+    waits = [pacer.reserve_batch(1, 50, LIMITS) for _ in range(3)]
+    # Then the first starts now and each next one when the one before it is half a
+    # second from done (the limiter's burst), at the bot's rate
+    interval = 1 / (30.0 * SAFETY)
+    assert waits[0] == 0.0
+    assert waits[1] == pytest.approx(50 * interval - BOT_BURST_S, abs=0.05)
+    assert waits[2] == pytest.approx(100 * interval - BOT_BURST_S, abs=0.05)
+    # And the bot counts as booked that far ahead (the sweep leaves its rows alone),
+    # while single sends still get slots of their own at once
+    assert pacer.booked_ahead(1) == pytest.approx(150 * interval, abs=0.05)
+    assert pacer.reserve(1, 5, ChatKind.PRIVATE, LIMITS, Stage.NONE).wait == 0.0

@@ -3,12 +3,12 @@ are won once until their lease expires."""
 
 from __future__ import annotations
 
-from sqlalchemy import insert
+from sqlalchemy import insert, select
 
 from tgfleet.db import Outbox, OutboxStatus, session_scope
 from tgfleet.platform.settings import Settings
-from tgfleet.sends.delivery import claim, mark_sent, random_id_for
-from tgfleet.sends.outbox import answer_row, queue_message
+from tgfleet.sends.delivery import claim, claim_many, mark_sent, mark_sent_many, random_id_for
+from tgfleet.sends.outbox import answer_row, edit_row, queue_message
 
 
 def test_random_id_is_stable_per_row_and_distinct_between_rows(migrated: Settings) -> None:
@@ -56,3 +56,46 @@ def test_a_claimed_answer_carries_its_call_and_is_marked_sent_once(
         assert stored is not None and stored.status is OutboxStatus.SENT
         assert stored.sent_at is not None and stored.updated_at >= claimed.updated_at
         assert claim(s, migrated.model_copy(update={"send_lease_s": 0.0}), bot_id, row_id) is None
+
+
+def test_a_batch_claims_its_plain_sends_once_and_marks_them_sent_in_one_go(
+    migrated: Settings, bot_id: int
+) -> None:
+    # Given three sends, one already sent, an upload, an edit and a two-part text
+    with session_scope(migrated, bot_id=bot_id) as s:
+        plain = [queue_message(s, bot_id, 100 + n, f"hi {n}").id for n in range(3)]
+        upload = queue_message(s, bot_id, 104, "file", media={"upload": {"path": "/tmp/x"}}).id
+        edit = s.execute(
+            insert(Outbox).values(**edit_row(bot_id, 105, 9, "new")).returning(Outbox.id)
+        ).scalar_one()
+        long = queue_message(s, bot_id, 106, "x" * 5000)
+    with session_scope(migrated, bot_id=bot_id) as s:
+        done = claim(s, migrated, bot_id, plain[2])
+        assert done is not None
+        mark_sent(s, done, 1)
+    # When a batch claims them all
+    wanted = [*plain, upload, edit, long.id]
+    with session_scope(migrated, bot_id=bot_id, lazy_context=True) as s:
+        rows = claim_many(s, migrated, bot_id, wanted)
+    # Then it gets the plain sends still to do, each with its random_id, in id order
+    assert [r.id for r in rows] == [plain[0], plain[1], long.id]
+    assert all(r.status is OutboxStatus.SENDING for r in rows)
+    assert [r.random_id for r in rows] == [random_id_for(migrated, bot_id, r.id) for r in rows]
+    # And a second batch gets none of them while the lease lasts
+    with session_scope(migrated, bot_id=bot_id) as s:
+        assert claim_many(s, migrated, bot_id, wanted) == []
+    # When they are marked sent together
+    with session_scope(migrated, bot_id=bot_id, lazy_context=True) as s:
+        mark_sent_many(s, [(row, 500 + n) for n, row in enumerate(rows)])
+    # Then each is sent with its message id, and the long text's second part is released
+    with session_scope(migrated, bot_id=bot_id) as s:
+        stored = {r.id: r for r in s.scalars(select(Outbox).where(Outbox.bot_id == bot_id))}
+    assert [(stored[r.id].status, stored[r.id].tg_message_id) for r in rows] == [
+        (OutboxStatus.SENT, 500),
+        (OutboxStatus.SENT, 501),
+        (OutboxStatus.SENT, 502),
+    ]
+    [second] = [r for r in stored.values() if r.dedupe_key and r.dedupe_key.endswith("#part1")]
+    assert second.status is OutboxStatus.QUEUED and second.next_attempt_at.year < 9999
+    assert stored[upload].status is OutboxStatus.QUEUED
+    assert stored[edit].status is OutboxStatus.QUEUED

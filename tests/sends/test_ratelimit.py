@@ -88,3 +88,39 @@ def test_pause_blocks_bot_everywhere_and_only_extends(limiter: RateLimiter) -> N
     limiter.pause(5, 0.1)  # a shorter pause never shortens the current one
     assert limiter.paused_for(5) > 1.5
     assert limiter.acquire(6, 1, ChatKind.PRIVATE, LIMITS) == 0  # other bots unaffected
+
+
+def test_many_tokens_are_granted_in_order_while_the_bot_s_bucket_lasts(
+    limiter: RateLimiter,
+) -> None:
+    # Given an idle bot and 30 distinct chats, asked for at once
+    chats = [(chat, ChatKind.PRIVATE) for chat in range(1000, 1030)]
+    grant = limiter.acquire_many(10, chats, LIMITS)
+    # Then the first half second's worth is granted, the rest not, with the bot's wait
+    burst = int(30 * SAFETY * BOT_BURST_S)
+    assert grant.granted[:burst] == (True,) * burst
+    assert not any(grant.granted[burst + 1 :])
+    assert 0 < grant.bot_wait <= 1 / (30 * SAFETY) + 0.01 and grant.chat_wait == 0
+    # And those tokens are gone for single sends too
+    assert limiter.acquire(10, 2000, ChatKind.PRIVATE, LIMITS) > 0
+
+
+def test_a_chat_without_a_token_is_skipped_and_its_wait_reported(limiter: RateLimiter) -> None:
+    # Given a chat that used its burst of 3
+    for _ in range(3):
+        assert limiter.acquire(11, 7, ChatKind.PRIVATE, LIMITS) == 0
+    # When a batch asks for it between two fresh chats and a group
+    private = ChatKind.PRIVATE
+    chats = [(6, private), (7, private), (8, private), (-9, ChatKind.GROUP)]
+    grant = limiter.acquire_many(11, chats, LIMITS)
+    # Then it alone is skipped, with the time until its next token
+    assert grant.granted == (True, False, True, True)
+    assert grant.bot_wait == 0
+    assert grant.chat_wait == pytest.approx(1 / SAFETY, abs=0.05)
+
+
+def test_a_paused_bot_gets_no_tokens_until_the_pause_ends(limiter: RateLimiter) -> None:
+    limiter.pause(12, 5)
+    grant = limiter.acquire_many(12, [(1, ChatKind.PRIVATE), (2, ChatKind.PRIVATE)], LIMITS)
+    assert grant.granted == (False, False)
+    assert 4.5 < grant.bot_wait <= 5

@@ -13,6 +13,7 @@ import pytest
 import redis
 from sqlalchemy import select, update
 
+from tests.support.databases import is_blocked
 from tests.support.sends import SendWorld
 from tests.support.waiting import wait_until
 from tgfleet.db import BotSession, Entity, OutboxStatus, TgUser, decrypt_secret, session_scope
@@ -44,6 +45,70 @@ def test_fleet_batch_is_delivered_exactly_once_without_flood_waits(send_world: S
     stats = w.sim.stats()
     assert stats["flood_errors"] == 0
     assert stats["counters"].get("duplicate_sends", 0) == 0
+
+
+def test_a_broadcast_goes_in_batches_exactly_once_without_flood_waits(
+    send_world: SendWorld,
+) -> None:
+    w = send_world
+    # Given 3 bots whose listeners saw the same 150 users
+    bots = [w.add_bot() for _ in range(3)]
+    users = [w.add_user(f"u{i}") for i in range(150)]
+    for bot in bots:
+        w.listener_saw(bot["id"], [u["id"] for u in users])
+    # When each bot queues one message for every user in one transaction (a broadcast)
+    items = [(bot["id"], user["id"], f"news from {bot['id']}") for bot in bots for user in users]
+    w.queue(items)
+    # (a lease longer than the test: the sweep hands rows whose batch waited for a busy
+    # worker longer than that to tasks of their own, which is right, and not this test)
+    w.start_senders(2, TGFLEET_SEND_LEASE_S="60")
+    w.wait_settled(450, timeout=90)
+    # Then they went in batches, every message arrived once, each bot kept to its limits
+    assert w.statuses() == Counter({"sent": 450}), w.log_tail()
+    for user in users:
+        assert sorted(w.received(user["id"])) == sorted(f"news from {b['id']}" for b in bots)
+    metrics = redis.Redis.from_url(w.settings.redis_url).hgetall("tgfleet:metrics:sends")
+    assert int(metrics[b"batched"]) == 450
+    stats = w.sim.stats()
+    assert stats["flood_errors"] == 0
+    assert stats["counters"].get("duplicate_sends", 0) == 0
+    # (150 messages take a bot at least (150 - its burst) / 30 s: about 4.5 s)
+    for bot in bots:
+        times = sorted(r.sent_at.timestamp() for r in w.rows(bot["id"]) if r.sent_at)
+        assert times[-1] - times[0] >= (150 - 15) / 30 - 0.2
+
+
+def test_a_batch_gives_a_blocked_and_an_unknown_user_their_own_outcome(
+    send_world: SendWorld,
+) -> None:
+    w = send_world
+    # Given a bot whose listener saw 6 users, one of whom blocked it, and a user it never saw
+    bot = w.add_bot()
+    users = [w.add_user(f"u{i}") for i in range(6)]
+    stranger = w.add_user("stranger")
+    w.listener_saw(bot["id"], [u["id"] for u in users])
+    blocker = users[2]
+    w.sim.block(blocker["id"], bot["id"])
+    # When it messages all 7 in one transaction
+    targets = [*users, stranger]
+    ids = w.queue([(bot["id"], u["id"], "hello") for u in targets])
+    w.start_senders(1)
+    w.wait_settled(7, timeout=60)
+    # Then the 5 others got it from the batch; the block failed at once and is recorded;
+    # the stranger's row went its own way: retried, then dead
+    rows = {r.id: r for r in w.rows(bot["id"])}
+    by_user = {u["id"]: rows[i] for u, i in zip(targets, ids, strict=True)}
+    assert by_user[blocker["id"]].status is OutboxStatus.FAILED
+    assert by_user[blocker["id"]].attempts == 0
+    assert by_user[stranger["id"]].status is OutboxStatus.DEAD, w.log_tail()
+    assert by_user[stranger["id"]].attempts == 3
+    sent = [u for u in users if u is not blocker]
+    assert all(by_user[u["id"]].status is OutboxStatus.SENT for u in sent)
+    assert all(w.received(u["id"]) == ["hello"] for u in sent)
+    assert w.received(blocker["id"]) == [] and w.received(stranger["id"]) == []
+    assert is_blocked(w.settings, bot["id"], blocker["id"])
+    metrics = redis.Redis.from_url(w.settings.redis_url).hgetall("tgfleet:metrics:sends")
+    assert int(metrics[b"batched"]) == 5
 
 
 def test_forced_flood_wait_pauses_only_that_bot(send_world: SendWorld) -> None:
@@ -134,18 +199,26 @@ def test_blocked_user_fails_without_retries_and_is_marked(send_world: SendWorld)
 
 
 @pytest.mark.parametrize(
-    "fault", ["kill -9 a sender", "kill -9 every sender", "drop all connections"]
+    ("fault", "users_count"),
+    [
+        ("kill -9 a sender", 50),
+        ("kill -9 every sender", 50),
+        ("drop all connections", 50),
+        # one message per user and bot: the sends go in batches
+        ("kill -9 every sender", 150),
+    ],
 )
 def test_faults_mid_batch_lose_nothing_and_duplicate_nothing(
-    send_world: SendWorld, fault: str
+    send_world: SendWorld, fault: str, users_count: int
 ) -> None:
     w = send_world
-    # Given 2 bots, 50 users, 300 queued messages and 2 sender processes at work
+    # Given 2 bots, 50 users (3 messages each from each bot) or 150 users (one each),
+    # 300 queued messages and 2 sender processes at work
     bots = [w.add_bot() for _ in range(2)]
-    users = [w.add_user(f"u{i}") for i in range(50)]
+    users = [w.add_user(f"u{i}") for i in range(users_count)]
     for bot in bots:
         w.listener_saw(bot["id"], [u["id"] for u in users])
-    items = [(bots[i % 2]["id"], users[(i // 2) % 50]["id"], f"m{i}") for i in range(300)]
+    items = [(bots[i % 2]["id"], users[(i // 2) % users_count]["id"], f"m{i}") for i in range(300)]
     w.queue(items)
     victim, _ = w.start_senders(2)
     wait_until(
@@ -174,7 +247,9 @@ def test_faults_mid_batch_lose_nothing_and_duplicate_nothing(
         assert "had lost their task" in survivor, w.log_tail()
 
 
-def test_node_session_is_stored_encrypted_and_reused_after_restart(send_world: SendWorld) -> None:
+def test_node_session_is_stored_reused_after_restart_and_renewed_when_forgotten(
+    send_world: SendWorld,
+) -> None:
     w = send_world
     # Given a bot that sent once from this node (markdown, and a text over 4096 characters)
     bot, user = w.add_bot(), w.add_user("reader")
@@ -208,6 +283,20 @@ def test_node_session_is_stored_encrypted_and_reused_after_restart(send_world: S
     assert w.received(user["id"])[-1] == "again"
     assert "logged in on node" not in second.log_path.read_text()
     assert w.sim.stats()["authorized_keys"] == keys_before
+    # When Telegram forgets the stored session's auth key and a third worker starts
+    second.process.terminate()
+    second.process.wait(30)
+    assert w.sim.forget_auth_keys(bot["id"]) >= 1
+    [third] = w.start_senders(1)
+    w.queue([(bot["id"], user["id"], "once more")])
+    w.wait_settled(6, timeout=60)
+    # Then it logs in again (a new key), sends, and stores the new session in place
+    assert w.received(user["id"])[-1] == "once more"
+    log = third.log_path.read_text()
+    assert "does not know the stored session's auth key" in log and "logged in on node" in log
+    with session_scope(w.settings, bot_id=bot["id"]) as s:
+        [renewed] = s.scalars(select(BotSession).where(BotSession.bot_id == bot["id"])).all()
+    assert decrypt_secret(w.settings, renewed.session_encrypted).decode() != session
 
 
 def test_photo_with_caption_and_reply_is_delivered(send_world: SendWorld) -> None:

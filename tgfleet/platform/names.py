@@ -22,6 +22,8 @@ HANDLE_UPDATE = "tgfleet.updates.handle"
 HANDLE_UPDATE_BATCH = "tgfleet.updates.handle_batch"
 RECORD_ENTITIES = "tgfleet.updates.record_entities"
 DELIVER = "tgfleet.sends.deliver"
+#: Many plain sends of one bot, each to its own chat, as one task.
+DELIVER_BATCH = "tgfleet.sends.deliver_batch"
 ROLLUP = "tgfleet.analytics.rollup"
 MIGRATION_BATCH = "tgfleet.migration.run_batch"
 PING = "tgfleet.maintenance.ping"
@@ -36,6 +38,7 @@ TASK_QUEUES = {
     HANDLE_UPDATE_BATCH: UPDATES_QUEUE,
     RECORD_ENTITIES: UPDATES_QUEUE,
     DELIVER: SENDS_QUEUE,
+    DELIVER_BATCH: SENDS_QUEUE,
     ROLLUP: ANALYTICS_QUEUE,
     MIGRATION_BATCH: MIGRATION_QUEUE,
     PING: MAINTENANCE_QUEUE,

@@ -25,7 +25,7 @@ from sqlalchemy import ColumnElement, Row, and_, func, inspect, or_, select, upd
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
-from tgfleet.db import Bot, Outbox, OutboxStatus, TgUser
+from tgfleet.db import Bot, Outbox, OutboxOp, OutboxStatus, TgUser
 from tgfleet.db.prepared import Prepared, execute
 from tgfleet.platform.settings import Settings
 
@@ -57,6 +57,28 @@ _MARK_SENT = Prepared(
     "WHERE bot_id = $1 AND id = $2",
 )
 
+#: The batch claim (``claim_many``): $2/$3 the ids and their random_ids, $4 the lease.
+#: Plain sends only: a file to upload, an edit or a delete goes the one-row way.
+_CLAIM_MANY = Prepared(
+    "tgfleet_outbox_claim_many",
+    ("bigint", "bigint[]", "bigint[]", "interval"),
+    f"UPDATE outbox o SET status = '{OutboxStatus.SENDING}', updated_at = clock_timestamp(), "
+    "random_id = v.rid FROM unnest($2, $3) AS v(id, rid) "
+    f"WHERE o.bot_id = $1 AND o.id = v.id AND o.op = '{OutboxOp.SEND}' "
+    "AND NOT coalesce(o.media ? 'upload', false) "
+    f"AND (o.status IN ({_CLAIMABLE_SQL}) "
+    f"OR (o.status = '{OutboxStatus.SENDING}' AND o.updated_at < now() - $4)) "
+    "RETURNING " + ", ".join(f'o."{column}"' for _, column in _FIELDS),
+)
+#: The batch sent mark: $2/$3 the ids and the message ids Telegram gave them.
+_MARK_SENT_MANY = Prepared(
+    "tgfleet_outbox_sent_many",
+    ("bigint", "bigint[]", "bigint[]"),
+    f"UPDATE outbox o SET status = '{OutboxStatus.SENT}', tg_message_id = v.mid, "
+    "sent_at = clock_timestamp(), last_error = NULL, updated_at = now() "
+    "FROM unnest($2, $3) AS v(id, mid) WHERE o.bot_id = $1 AND o.id = v.id",
+)
+
 
 def random_id_for(settings: Settings, bot_id: int, outbox_id: int) -> int:
     """messages.sendMessage random_id for a row: a keyed hash, the same on every retry."""
@@ -81,6 +103,49 @@ def claim(session: Session, settings: Settings, bot_id: int, outbox_id: int) -> 
     return _outbox(found[0]) if found else None
 
 
+def claim_many(
+    session: Session, settings: Settings, bot_id: int, outbox_ids: list[int]
+) -> list[Outbox]:
+    """``claim`` for many plain sends of one bot in one statement: the rows claimed, in
+    id order (a row done, held by another worker, or not a plain send is left out)."""
+    if not outbox_ids:
+        return []
+    random_ids = [random_id_for(settings, bot_id, i) for i in outbox_ids]
+    found = execute(session, _CLAIM_MANY, bot_id, outbox_ids, random_ids, _lease(settings))
+    return sorted((_outbox(row) for row in found), key=lambda row: row.id)
+
+
+def mark_sent_many(session: Session, rows: list[tuple[Outbox, int | None]]) -> None:
+    """``mark_sent`` for many rows of one bot: one statement, and one more to release the
+    next parts of split texts (each then enqueued after the commit)."""
+    if not rows:
+        return
+    bot_id = rows[0][0].bot_id
+    ids = [row.id for row, _ in rows]
+    execute(session, _MARK_SENT_MANY, bot_id, ids, [message_id for _, message_id in rows])
+    keys = [row.dedupe_key for row, _ in rows if row.dedupe_key is not None]
+    if keys:
+        _release_next_parts(session, bot_id, keys)
+
+
+def _release_next_parts(session: Session, bot_id: int, keys: list[str]) -> None:
+    """The parts that follow the rows with dedupe keys ``keys``, if any, are due now and
+    enqueued once ``session`` commits."""
+    from tgfleet.sends.outbox import enqueue_after_commit, next_part_key
+
+    released = session.execute(
+        update(Outbox)
+        .where(
+            Outbox.bot_id == bot_id,
+            Outbox.dedupe_key.in_([next_part_key(key) for key in keys]),
+            Outbox.status == OutboxStatus.QUEUED,
+        )
+        .values(next_attempt_at=func.now())
+        .returning(Outbox.id, Outbox.chat_id)
+    ).all()
+    enqueue_after_commit(session, [(r.id, bot_id, r.chat_id) for r in released])
+
+
 def _outbox(found: Row[Any]) -> Outbox:
     row = Outbox(**{key: value for (key, _), value in zip(_FIELDS, found, strict=True)})
     row.status = OutboxStatus(row.status)
@@ -90,22 +155,8 @@ def _outbox(found: Row[Any]) -> Outbox:
 def mark_sent(session: Session, row: Outbox, tg_message_id: int | None) -> None:
     """``sent``; the next part of a split text, if any, is released and enqueued."""
     execute(session, _MARK_SENT, row.bot_id, row.id, tg_message_id)
-    if row.dedupe_key is None:
-        return
-    from tgfleet.sends.outbox import enqueue_after_commit, next_part_key
-
-    released = session.execute(
-        update(Outbox)
-        .where(
-            Outbox.bot_id == row.bot_id,
-            Outbox.dedupe_key == next_part_key(row.dedupe_key),
-            Outbox.status == OutboxStatus.QUEUED,
-        )
-        .values(next_attempt_at=func.now())
-        .returning(Outbox.id, Outbox.chat_id)
-    ).first()
-    if released is not None:
-        enqueue_after_commit(session, [(released.id, row.bot_id, released.chat_id)])
+    if row.dedupe_key is not None:
+        _release_next_parts(session, row.bot_id, [row.dedupe_key])
 
 
 def fail_later_parts(session: Session, row: Outbox, status: OutboxStatus, reason: str) -> int:
@@ -175,13 +226,13 @@ def defer(
     return int(attempts or 0)
 
 
-def release(session: Session, bot_id: int, outbox_id: int, countdown: float) -> None:
-    """Give a claim back for a rate-limit wait: ``retrying``, due in ``countdown`` s."""
+def release(session: Session, bot_id: int, outbox_ids: list[int], countdown: float) -> None:
+    """Give claims back for a rate-limit wait: ``retrying``, due in ``countdown`` s."""
     session.execute(
         update(Outbox)
         .where(
             Outbox.bot_id == bot_id,
-            Outbox.id == outbox_id,
+            Outbox.id.in_(outbox_ids),
             Outbox.status == OutboxStatus.SENDING,
         )
         .values(
@@ -191,11 +242,11 @@ def release(session: Session, bot_id: int, outbox_id: int, countdown: float) -> 
     )
 
 
-def postpone(session: Session, bot_id: int, outbox_id: int, countdown: float) -> None:
-    """Record a long wait for a slot, so the sweep does not take the row for lost."""
+def postpone(session: Session, bot_id: int, outbox_ids: list[int], countdown: float) -> None:
+    """Record a long wait for a slot, so the sweep does not take the rows for lost."""
     session.execute(
         update(Outbox)
-        .where(Outbox.bot_id == bot_id, Outbox.id == outbox_id, Outbox.status.in_(_CLAIMABLE))
+        .where(Outbox.bot_id == bot_id, Outbox.id.in_(outbox_ids), Outbox.status.in_(_CLAIMABLE))
         .values(next_attempt_at=func.now() + timedelta(seconds=countdown))
     )
 

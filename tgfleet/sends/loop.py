@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 from telethon import TelegramClient
+from telethon.errors import AuthKeyNotFound
 
 from tgfleet.db import fleet
 from tgfleet.platform.errors import TgfleetError
@@ -145,7 +146,20 @@ class BotClients:
             auto_reconnect=True,
         )
         try:
-            await asyncio.wait_for(client.connect(), CONNECT_TIMEOUT_S)
+            try:
+                await asyncio.wait_for(client.connect(), CONNECT_TIMEOUT_S)
+            except AuthKeyNotFound:
+                if credentials.session is None:
+                    raise
+                # Telegram forgot the stored session's auth key (transport error -404):
+                # the only way on is a new key, which means logging in again.
+                log.warning(
+                    "bot %s: Telegram does not know the stored session's auth key; "
+                    "logging in again",
+                    bot_id,
+                )
+                await client.disconnect()
+                return await self._connect(bot_id, BotCredentials(None, credentials.token))
             if credentials.session is not None and await client.is_user_authorized():
                 return client, None
             if credentials.token is None:

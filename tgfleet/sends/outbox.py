@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Iterable
+from collections import Counter
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -28,7 +29,7 @@ from sqlalchemy.orm import Session
 from tgfleet.db import Outbox, OutboxOp, OutboxStatus
 from tgfleet.platform import taskmsg
 from tgfleet.platform.celery_app import current_tgfleet_app
-from tgfleet.platform.names import DELIVER, SENDS_QUEUE
+from tgfleet.platform.names import DELIVER, DELIVER_BATCH, SENDS_QUEUE
 from tgfleet.platform.taskmsg import TaskCall
 from tgfleet.sends.markup import check_markup
 from tgfleet.sends.media import LocalFile, MediaError, parse_media
@@ -296,6 +297,11 @@ def _insert(session: Session, values: dict[str, Any]) -> Outbox | None:
     return session.execute(stmt.returning(Outbox)).scalar_one_or_none()
 
 
+#: Plain sends of one bot to this many distinct chats or more, queued together, go in
+#: ``deliver_batch`` tasks of up to ``BATCH_SIZE`` rows (see ``tgfleet.sends.batch``).
+BATCH_MIN = 4
+BATCH_SIZE = 50
+
 #: (outbox_id, bot_id[, chat_id[, op]]): what a ``deliver`` task is given.
 Delivery = tuple[int, int] | tuple[int, int, int] | tuple[int, int, int, str]
 
@@ -330,19 +336,60 @@ def _flush_pending(session: Session) -> None:
         log.exception("could not enqueue %d deliveries; the sweep will pick them up", len(items))
 
 
-def enqueue_deliveries(items: Iterable[Delivery], countdown: float | None = None) -> None:
-    """Send ``deliver`` tasks for committed rows: (outbox_id, bot_id[, chat_id]) tuples.
+def enqueue_deliveries(
+    items: Iterable[Delivery], countdown: float | None = None, *, batch: bool = True
+) -> None:
+    """Send delivery tasks for committed rows: (outbox_id, bot_id[, chat_id[, op]]).
     With the chat id the first attempt needs no database read before its rate check.
-    On a Redis broker they go out in one round trip (``tgfleet.platform.taskmsg``)."""
-    app = current_tgfleet_app()
-    calls = []
+    Plain sends of one bot to ``BATCH_MIN`` or more distinct chats go as
+    ``deliver_batch`` tasks of up to ``BATCH_SIZE`` rows (``batch=False``: never); the
+    rest, each as ``deliver``. On a Redis broker they go out in one round trip
+    (``tgfleet.platform.taskmsg``)."""
+    items = list(items)
+    batches = batch_groups(items) if batch else {}
+    batched = {outbox_id for group in batches.values() for outbox_id, _ in group}
+    calls = [
+        TaskCall(
+            DELIVER_BATCH,
+            SENDS_QUEUE,
+            kwargs={"bot_id": bot_id, "items": [list(item) for item in group[i : i + BATCH_SIZE]]},
+            countdown=countdown,
+        )
+        for bot_id, group in batches.items()
+        for i in range(0, len(group), BATCH_SIZE)
+    ]
     for item in items:
+        if item[0] in batched:
+            continue
         kwargs: dict[str, Any] = {"outbox_id": item[0], "bot_id": item[1]}
         if len(item) > 2:
             kwargs["chat_id"] = item[2]
         if len(item) > 3 and item[3] == OutboxOp.ANSWER:
             kwargs["op"] = OutboxOp.ANSWER.value  # answered at once, not paced like sends
         calls.append(TaskCall(DELIVER, SENDS_QUEUE, kwargs=kwargs, countdown=countdown))
+    publish_calls(calls)
+
+
+def batch_groups(items: Sequence[Delivery]) -> dict[int, list[tuple[int, int]]]:
+    """Bot id -> (outbox_id, chat_id) of the plain sends that can go in batches: a bot's
+    sends to chats that have no other row among ``items`` (a chat's rows keep their order
+    through the one-row path), when there are ``BATCH_MIN`` of them or more."""
+    by_bot: dict[int, list[tuple[int, int]]] = {}
+    for item in items:
+        if len(item) > 2 and (len(item) < 4 or item[3] in (None, OutboxOp.SEND)):
+            by_bot.setdefault(item[1], []).append((item[0], item[2]))
+    groups = {}
+    for bot_id, rows in by_bot.items():
+        chats = Counter(chat_id for _, chat_id in rows)
+        alone = [row for row in rows if chats[row[1]] == 1]
+        if len(alone) >= BATCH_MIN:
+            groups[bot_id] = alone
+    return groups
+
+
+def publish_calls(calls: Sequence[TaskCall]) -> None:
+    """Publish task calls: one round trip on a Redis broker, else through Celery."""
+    app = current_tgfleet_app()
     if taskmsg.supports(app):
         taskmsg.publish(app, calls)
         return
@@ -350,6 +397,7 @@ def enqueue_deliveries(items: Iterable[Delivery], countdown: float | None = None
         for call in calls:
             app.send_task(
                 call.name,
+                args=call.args,
                 kwargs=call.kwargs,
                 producer=producer,
                 countdown=call.countdown,

@@ -25,7 +25,7 @@ from enum import IntEnum
 
 import redis
 
-from tgfleet.sends.ratelimit import GROUP_BURST, SAFETY, ChatKind, Limits
+from tgfleet.sends.ratelimit import BOT_BURST_S, GROUP_BURST, SAFETY, ChatKind, Limits
 
 #: Bursts the pacer lets through per bot: well under Telegram's (about 30), so a bot's
 #: bucket at Telegram keeps slack for latency jitter. The steady rate is unchanged.
@@ -56,6 +56,19 @@ redis.call('SET', KEYS[1], tostring(btat + bot_iv), 'PX', bttl)
 return {tostring(bat - now), '2'}
 """
 
+# KEYS[1]: the bot's batch TAT. ARGV: seconds per message, tolerance, messages.
+# Returns the wait (a string) until the batch's slot; books its messages' time after it.
+_RESERVE_BATCH = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local iv, tol, n = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local tat = math.max(tonumber(redis.call('GET', KEYS[1]) or '0'), now)
+local at = math.max(now, tat - tol)
+local ttl = math.ceil((tat + n * iv - now) * 1000) + 1000
+redis.call('SET', KEYS[1], tostring(tat + n * iv), 'PX', ttl)
+return tostring(at - now)
+"""
+
 
 class Stage(IntEnum):
     NONE = 0
@@ -76,14 +89,27 @@ class SendPacer:
         self._client = client
         self._prefix = prefix
         self._reserve = client.register_script(_RESERVE)
+        self._reserve_batch = client.register_script(_RESERVE_BATCH)
 
     def booked_ahead(self, bot_id: int) -> float:
-        """Seconds the bot is booked ahead: its last slot plus one burst (0: none ahead)."""
-        raw = self._client.get(f"{self._prefix}:bot:{bot_id}")
-        if raw is None:
+        """Seconds the bot is booked ahead, by single sends or by batches: the last slot
+        plus one burst (0: none ahead)."""
+        raw = self._client.mget(f"{self._prefix}:bot:{bot_id}", f"{self._prefix}:batch:{bot_id}")
+        booked = [float(value) for value in raw if value is not None]
+        if not booked:
             return 0.0
         seconds, micros = self._client.time()
-        return max(0.0, float(raw) - (seconds + micros / 1_000_000))
+        return max(0.0, max(booked) - (seconds + micros / 1_000_000))
+
+    def reserve_batch(self, bot_id: int, count: int, limits: Limits) -> float:
+        """Seconds until a batch of ``count`` messages of the bot may start, booking their
+        time: the bot's batches come back one after another at its rate, not all at once
+        (single sends have slots of their own and are not held up behind batches)."""
+        interval = 1.0 / (limits.bot_per_s * SAFETY)
+        keys = [f"{self._prefix}:batch:{bot_id}"]
+        # A batch may start as early as the limiter's burst allows: half a second early.
+        wait = self._reserve_batch(keys=keys, args=[interval, BOT_BURST_S, count])
+        return max(0.0, float(wait))
 
     def reserve(
         self, bot_id: int, chat_id: int, kind: ChatKind, limits: Limits, stage: Stage

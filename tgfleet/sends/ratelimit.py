@@ -68,6 +68,50 @@ end
 return '0'
 """
 
+# Tokens for many messages of one bot, each to its own chat, in one call.
+# KEYS[1]: the bot's pause key; KEYS[2]: the bot's bucket; KEYS[3..]: the chats' buckets.
+# ARGV: bot_rate, bot_capacity, then chat_rate_1, chat_capacity_1, chat_rate_2, ...
+# Messages are granted in order while the bot's bucket has a token; a chat without one is
+# skipped. Returns {granted (one '1'/'0' per chat), the bot's wait, the shortest wait of a
+# skipped chat} (waits as strings, '0' for none; a pause is the bot's wait).
+_ACQUIRE_MANY = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local n = #KEYS - 2
+local paused = tonumber(redis.call('GET', KEYS[1]) or '0')
+if paused > now then return {string.rep('0', n), tostring(paused - now), '0'} end
+local bot_rate, bot_cap = tonumber(ARGV[1]), tonumber(ARGV[2])
+local function level(key, rate, cap)
+  local h = redis.call('HMGET', key, 'tokens', 'ts')
+  local have = tonumber(h[1]) or cap
+  return math.min(cap, have + math.max(0, now - (tonumber(h[2]) or now)) * rate)
+end
+local bot = level(KEYS[2], bot_rate, bot_cap)
+local granted, bot_wait, chat_wait = {}, 0, 0
+for i = 1, n do
+  local rate, cap = tonumber(ARGV[2 * i + 1]), tonumber(ARGV[2 * i + 2])
+  if bot < 1 then
+    bot_wait = (1 - bot) / bot_rate
+    for j = i, n do granted[j] = '0' end
+    break
+  end
+  local have = level(KEYS[i + 2], rate, cap)
+  if have < 1 then
+    granted[i] = '0'
+    local w = (1 - have) / rate
+    if chat_wait == 0 or w < chat_wait then chat_wait = w end
+  else
+    granted[i] = '1'
+    bot = bot - 1
+    redis.call('HSET', KEYS[i + 2], 'tokens', have - 1, 'ts', now)
+    redis.call('PEXPIRE', KEYS[i + 2], math.ceil(cap / rate * 1000) + 1000)
+  end
+end
+redis.call('HSET', KEYS[2], 'tokens', bot, 'ts', now)
+redis.call('PEXPIRE', KEYS[2], math.ceil(bot_cap / bot_rate * 1000) + 1000)
+return {table.concat(granted), tostring(bot_wait), tostring(chat_wait)}
+"""
+
 # KEYS[1]: pause key; ARGV[1]: seconds. Extends, never shortens, a pause.
 _PAUSE = """
 local t = redis.call('TIME')
@@ -112,6 +156,17 @@ class Limits:
         return cls(**values)  # type: ignore[arg-type]
 
 
+@dataclass(frozen=True)
+class Grant:
+    """What :meth:`RateLimiter.acquire_many` handed out: a flag per chat, in order, and
+    the waits: ``bot_wait`` until the bot's next token (or the end of its pause),
+    ``chat_wait`` until the first skipped chat's next token (0: none)."""
+
+    granted: tuple[bool, ...]
+    bot_wait: float
+    chat_wait: float
+
+
 class RateLimiter:
     """Token buckets shared by every sender through Redis."""
 
@@ -119,6 +174,7 @@ class RateLimiter:
         self._client = client
         self._prefix = prefix
         self._acquire = client.register_script(_ACQUIRE)
+        self._acquire_many = client.register_script(_ACQUIRE_MANY)
         self._pause = client.register_script(_PAUSE)
 
     def _pause_key(self, bot_id: int) -> str:
@@ -127,10 +183,7 @@ class RateLimiter:
     def acquire(self, bot_id: int, chat_id: int, kind: ChatKind, limits: Limits) -> float:
         """Take a token for one message, or return the seconds to wait (nothing taken)."""
         bot_rate = limits.bot_per_s * SAFETY
-        if kind is ChatKind.GROUP:
-            chat_rate, chat_cap = limits.group_per_min / 60 * SAFETY, float(GROUP_BURST)
-        else:
-            chat_rate, chat_cap = limits.chat_per_s * SAFETY, float(limits.chat_burst)
+        chat_rate, chat_cap = _chat_bucket(kind, limits)
         keys = [
             self._pause_key(bot_id),
             f"{self._prefix}:bot:{bot_id}",
@@ -138,6 +191,19 @@ class RateLimiter:
         ]
         args = [bot_rate, max(1.0, bot_rate * BOT_BURST_S), chat_rate, chat_cap]
         return float(self._acquire(keys=keys, args=args))
+
+    def acquire_many(self, bot_id: int, chats: list[tuple[int, ChatKind]], limits: Limits) -> Grant:
+        """Tokens for one message to each of ``chats`` (distinct chats) in one round trip:
+        granted in order while the bot's bucket lasts, a chat without a token skipped."""
+        bot_rate = limits.bot_per_s * SAFETY
+        keys = [self._pause_key(bot_id), f"{self._prefix}:bot:{bot_id}"]
+        args: list[float] = [bot_rate, max(1.0, bot_rate * BOT_BURST_S)]
+        for chat_id, kind in chats:
+            keys.append(f"{self._prefix}:chat:{bot_id}:{chat_id}")
+            args.extend(_chat_bucket(kind, limits))
+        flags, bot_wait, chat_wait = self._acquire_many(keys=keys, args=args)
+        text = flags.decode() if isinstance(flags, bytes) else str(flags)
+        return Grant(tuple(flag == "1" for flag in text), float(bot_wait), float(chat_wait))
 
     def pause(self, bot_id: int, seconds: float) -> float:
         """Pause every send of ``bot_id`` for ``seconds`` (FloodWait); returns the deadline."""
@@ -150,3 +216,10 @@ class RateLimiter:
             return 0.0
         seconds, micros = self._client.time()
         return max(0.0, float(raw) - (seconds + micros / 1_000_000))
+
+
+def _chat_bucket(kind: ChatKind, limits: Limits) -> tuple[float, float]:
+    """(tokens per second, capacity) of a chat's bucket."""
+    if kind is ChatKind.GROUP:
+        return limits.group_per_min / 60 * SAFETY, float(GROUP_BURST)
+    return limits.chat_per_s * SAFETY, float(limits.chat_burst)

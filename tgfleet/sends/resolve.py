@@ -107,6 +107,28 @@ def _make_peer(kind: PeerType, peer_id: int, access_hash: int) -> InputPeer:
     return types.InputPeerChat(peer_id)
 
 
+def prefetch_peers(
+    session: Session, bot_id: int, chat_ids: list[int], cache: PeerCache
+) -> set[int]:
+    """Put the stored access hashes of ``chat_ids`` (private chats not in the LRU yet)
+    into the LRU with one query, before a batch resolves them one by one; returns the
+    chats it found (their source is the store, though the LRU answers)."""
+    missing = [c for c in chat_ids if c > 0 and cache.get(bot_id, c) is None]
+    if not missing:
+        return set()
+    found = session.execute(
+        select(Entity.peer_id, Entity.access_hash).where(
+            Entity.bot_id == bot_id,
+            Entity.peer_type == PeerType.USER,
+            Entity.peer_id.in_(missing),
+            Entity.access_hash.is_not(None),
+        )
+    ).all()
+    for peer_id, access_hash in found:
+        cache.put(bot_id, peer_id, types.InputPeerUser(peer_id, access_hash))
+    return {peer_id for peer_id, _ in found}
+
+
 def resolve_input_peer(
     session: Session,
     bot_id: int,

@@ -121,7 +121,7 @@ class Sender:
     ) -> Outcome:
         """One attempt: claim the row, resolve the peer, take a token, send, record."""
         settings = self.settings
-        config = self._bot_config(bot_id)
+        config = self.bot_config(bot_id)
         if config is None:
             with session_scope(settings, bot_id=bot_id, correlation_id=correlation_id) as s:
                 delivery.mark_failed(s, bot_id, outbox_id, f"bot {bot_id} does not exist")
@@ -139,13 +139,13 @@ class Sender:
             if slot.wait > 0:  # not our turn yet: come back then (no claim, no token)
                 if slot.stage is Stage.CHAT and slot.wait > POSTPONE_AFTER_S:
                     with session_scope(settings, bot_id=bot_id) as s:
-                        delivery.postpone(s, bot_id, outbox_id, slot.wait)
+                        delivery.postpone(s, bot_id, [outbox_id], slot.wait)
                 return Outcome("retry", "rate limit", slot.wait, slot.stage, {"chat_id": chat_id})
         try:  # connected before a token is taken: a token is spent on the wire at once
             client = self.clients.get(bot_id)
         except (SenderUnavailable, OSError, TimeoutError, errors.RPCError) as exc:
             return self._cannot_connect(outbox_id, bot_id, exc)
-        with self._claim_scope(bot_id, correlation_id) as s:
+        with self.claim_scope(bot_id, correlation_id) as s:
             row = delivery.claim(s, settings, bot_id, outbox_id)
             if row is None:
                 return Outcome("noop", "already done or claimed by another worker")
@@ -159,9 +159,9 @@ class Sender:
                     distrust_hash=distrust_hash,
                 )
             except PeerNotFound as exc:
-                return self._attempt_failed(s, row, exc.reason, admins)
+                return self.attempt_failed(s, row, exc.reason, admins)
             except (SenderUnavailable, errors.RPCError, OSError, TimeoutError) as exc:
-                return self._transient(s, row, exc, admins)
+                return self.transient(s, row, exc, admins)
             try:
                 local = _local_file(row)
                 if local is None:
@@ -184,7 +184,7 @@ class Sender:
                     delivery.mark_failed(s, bot_id, row.id, reason, row)
                 return Outcome("failed", reason)
             except Exception as exc:  # a retry uploads again; random_id keeps the send once
-                return self._send_failed(row, exc, admins, correlation_id)
+                return self.send_failed(row, exc, admins, correlation_id)
             request = build_request(row, resolved.peer, row.random_id or 0, uploaded)
         # (request is bound: built in the transaction, or just now after the upload)
         # The token is taken last, right before the request goes out: the time between the
@@ -195,8 +195,8 @@ class Sender:
         try:
             result = self.loop.run(client(request), SEND_TIMEOUT_S)
         except Exception as exc:  # mapped below; nothing is retried blindly
-            return self._send_failed(row, exc, admins, correlation_id)
-        with self._claim_scope(bot_id, correlation_id) as s:
+            return self.send_failed(row, exc, admins, correlation_id)
+        with self.claim_scope(bot_id, correlation_id) as s:
             delivery.mark_sent(s, row, sent_message_id(result, request))
         with self.redis.pipeline(transaction=False) as pipe:
             pipe.hincrby(RESOLVE_METRICS, resolved.source, 1)
@@ -213,7 +213,7 @@ class Sender:
             client = self.clients.get(bot_id)
         except (SenderUnavailable, OSError, TimeoutError, errors.RPCError) as exc:
             return self._cannot_connect(outbox_id, bot_id, exc)
-        with self._claim_scope(bot_id, correlation_id) as s:
+        with self.claim_scope(bot_id, correlation_id) as s:
             row = delivery.claim(s, self.settings, bot_id, outbox_id)
             if row is None:
                 return Outcome("noop", "already done or claimed by another worker")
@@ -221,13 +221,13 @@ class Sender:
         try:
             self.loop.run(client(request), SEND_TIMEOUT_S)
         except Exception as exc:
-            return self._send_failed(row, exc, admins, correlation_id)
-        with self._claim_scope(bot_id, correlation_id) as s:
+            return self.send_failed(row, exc, admins, correlation_id)
+        with self.claim_scope(bot_id, correlation_id) as s:
             delivery.mark_sent(s, row, None)
         self.redis.hincrby(SEND_METRICS, "answered", 1)
         return Outcome("sent")
 
-    def _claim_scope(
+    def claim_scope(
         self, bot_id: int, correlation_id: str | None
     ) -> AbstractContextManager[Session]:
         """The transaction of a claim or a sent mark, which every delivery makes: its RLS
@@ -236,7 +236,7 @@ class Sender:
             self.settings, bot_id=bot_id, correlation_id=correlation_id, lazy_context=True
         )
 
-    def _bot_config(self, bot_id: int) -> tuple[Limits, list[int]] | None:
+    def bot_config(self, bot_id: int) -> tuple[Limits, list[int]] | None:
         """The bot's limits and admin chats, cached for ``BOT_CONFIG_TTL_S``."""
         now = time.monotonic()
         cached = self._bots.get(bot_id)
@@ -270,7 +270,7 @@ class Sender:
         else:
             countdown, stage = wait + random.uniform(0, 1.0 / limits.bot_per_s), Stage.BOTH
         with session_scope(self.settings, bot_id=bot_id) as s:
-            delivery.release(s, bot_id, outbox_id, countdown)
+            delivery.release(s, bot_id, [outbox_id], countdown)
         return Outcome("retry", "rate limit", countdown, stage, {"chat_id": chat_id})
 
     def _chat_of(self, bot_id: int, outbox_id: int) -> int | None:
@@ -283,15 +283,15 @@ class Sender:
             row = s.get(Outbox, (bot_id, outbox_id))
             if row is None or row.status in _DONE:
                 return Outcome("noop", "already done")
-            config = self._bot_config(bot_id)
-            return self._transient(s, row, exc, config[1] if config else [])
+            config = self.bot_config(bot_id)
+            return self.transient(s, row, exc, config[1] if config else [])
 
     def backoff(self, attempts: int) -> float:
         """Capped exponential backoff with jitter for the ``attempts``-th failure."""
         base = self.settings.send_backoff_base_s * 2 ** max(0, attempts - 1)
         return min(self.settings.send_backoff_cap_s, base) * random.uniform(0.5, 1.0)
 
-    def _attempt_failed(
+    def attempt_failed(
         self, s: Any, row: Outbox, reason: str, admins: list[int], **extra: Any
     ) -> Outcome:
         """A failure that counts against ``send_max_attempts``: retry later, or ``dead``."""
@@ -306,7 +306,7 @@ class Sender:
         delivery.defer(s, row.bot_id, row.id, countdown, reason, count_attempt=True)
         return Outcome("retry", reason, countdown, Stage.NONE, dict(extra))
 
-    def _transient(self, s: Any, row: Outbox, exc: BaseException, admins: list[int]) -> Outcome:
+    def transient(self, s: Any, row: Outbox, exc: BaseException, admins: list[int]) -> Outcome:
         if isinstance(exc, SenderUnavailable) and exc.permanent:
             delivery.mark_failed(s, row.bot_id, row.id, exc.reason, row)
             return Outcome("failed", exc.reason)
@@ -314,9 +314,9 @@ class Sender:
             countdown = float(exc.seconds) + random.uniform(0, 1)
             delivery.defer(s, row.bot_id, row.id, countdown, "FLOOD_WAIT during lookup")
             return Outcome("retry", "flood wait (lookup)", countdown)
-        return self._attempt_failed(s, row, f"{type(exc).__name__}: {exc}"[:500], admins)
+        return self.attempt_failed(s, row, f"{type(exc).__name__}: {exc}"[:500], admins)
 
-    def _send_failed(
+    def send_failed(
         self, row: Outbox, exc: Exception, admins: list[int], correlation_id: str | None
     ) -> Outcome:
         bot_id = row.bot_id
@@ -341,12 +341,12 @@ class Sender:
                 self.peers.invalidate(bot_id, row.chat_id)
                 bad = getattr(_peer_of(exc), "access_hash", None)
                 reason = f"Telegram refused the peer of chat {row.chat_id} (PEER_ID_INVALID)"
-                return self._attempt_failed(s, row, reason, admins, distrust_hash=bad)
+                return self.attempt_failed(s, row, reason, admins, distrust_hash=bad)
             if isinstance(exc, errors.AuthKeyDuplicatedError | errors.UnauthorizedError):
                 self.clients.forget(bot_id)
                 if isinstance(exc, errors.AuthKeyDuplicatedError):
                     self.store.forget(bot_id)
-                return self._attempt_failed(s, row, f"session rejected: {exc}"[:500], admins)
+                return self.attempt_failed(s, row, f"session rejected: {exc}"[:500], admins)
             if isinstance(exc, SenderUnavailable) and exc.permanent:
                 delivery.mark_failed(s, bot_id, row.id, exc.reason, row)
                 return Outcome("failed", exc.reason)
@@ -365,7 +365,7 @@ class Sender:
                 return Outcome("failed", reason)
             if isinstance(exc, errors.RPCError | SenderUnavailable | OSError | TimeoutError):
                 # Unknown whether it arrived: the retry reuses the random_id.
-                return self._attempt_failed(s, row, f"{type(exc).__name__}: {exc}"[:500], admins)
+                return self.attempt_failed(s, row, f"{type(exc).__name__}: {exc}"[:500], admins)
             # Anything else is a bug, not weather: fail the row (no retry loop) and say so.
             log.error("outbox %s: unexpected error while sending", row.id, exc_info=exc)
             reason = f"unexpected {type(exc).__name__}: {exc}"[:500]

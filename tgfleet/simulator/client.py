@@ -237,6 +237,12 @@ class SimulatorClient:
     def force_flood(self, bot_id: int, seconds: float) -> None:
         self.request("POST", "/faults/flood", {"bot_id": bot_id, "seconds": seconds})
 
+    def forget_auth_keys(self, bot_id: int) -> int:
+        """The server forgets the bot's auth keys (its clients get -404 and must log in
+        again); returns how many it forgot."""
+        body = {"bot_id": bot_id}
+        return int(self.request("POST", "/faults/forget-auth-keys", body)["forgotten"])
+
     def lose_pushes(self, bot_id: int, count: int) -> None:
         self.request("POST", "/faults/lose-pushes", {"bot_id": bot_id, "count": count})
 

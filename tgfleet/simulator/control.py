@@ -204,6 +204,11 @@ async def flood(sim: Simulator, m: re.Match[str], body: Json, q: dict[str, str])
     return {"ok": True}
 
 
+@route("POST", "/faults/forget-auth-keys")
+async def forget_keys(sim: Simulator, m: re.Match[str], body: Json, q: dict[str, str]) -> Json:
+    return {"forgotten": sim.forget_auth_keys(int_field(body, "bot_id"))}
+
+
 @route("POST", "/faults/lose-pushes")
 async def lose(sim: Simulator, m: re.Match[str], body: Json, q: dict[str, str]) -> Json:
     sim.lose_pushes(int_field(body, "bot_id"), int(number_field(body, "count")))

@@ -353,6 +353,15 @@ class Simulator:
         """Hold every reply and push for ``seconds`` (requests are still processed)."""
         self.stalled_until = asyncio.get_running_loop().time() + seconds
 
+    def forget_auth_keys(self, bot_id: int) -> int:
+        """Forget the bot's auth keys, as Telegram sometimes does: the next request on
+        one gets transport error -404 (Telethon: AuthKeyNotFound), and the client must
+        make a new key and log in again. Returns how many keys were forgotten."""
+        self.world.bot(bot_id)
+        forgotten = self.sessions.forget_bot(bot_id)
+        self.mark_dirty()
+        return forgotten
+
     def force_flood(self, bot_id: int, seconds: float) -> None:
         """Every send of ``bot_id`` fails with FLOOD_WAIT for ``seconds``."""
         self.world.bot(bot_id).flood_until = time.monotonic() + seconds

@@ -67,6 +67,13 @@ class SessionStore:
     def restore(self, session: AuthSession) -> None:
         self._by_id[session.key_id] = session
 
+    def forget_bot(self, bot_id: int) -> int:
+        """Forget every auth key logged in as ``bot_id``; returns how many."""
+        gone = [k for k, session in self._by_id.items() if session.bot_id == bot_id]
+        for key_id in gone:
+            del self._by_id[key_id]
+        return len(gone)
+
     def get(self, key_id: bytes) -> AuthSession | None:
         return self._by_id.get(key_id)
 

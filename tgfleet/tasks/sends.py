@@ -1,4 +1,5 @@
-"""The ``sends`` queue: ``tgfleet.sends.deliver(outbox_id, bot_id)``.
+"""The ``sends`` queue: ``tgfleet.sends.deliver(outbox_id, bot_id)`` for one row, and
+``tgfleet.sends.deliver_batch(bot_id, items)`` for many plain sends of one bot.
 
 Run it as ``celery -A tgfleet worker -Q sends -P threads -c 8``: one process hosts one
 asyncio loop thread with every bot's Telethon client (``tgfleet.sends.runtime``); the
@@ -20,7 +21,8 @@ from celery.signals import worker_process_shutdown, worker_ready, worker_shutdow
 
 from celeryconfig import MAX_COUNTDOWN_S
 from tgfleet.platform.celery_app import TgfleetTask
-from tgfleet.platform.names import DELIVER, SENDS_QUEUE
+from tgfleet.platform.names import DELIVER, DELIVER_BATCH, SENDS_QUEUE
+from tgfleet.sends.batch import deliver_batch as deliver_round
 from tgfleet.sends.pacing import Stage
 from tgfleet.sends.runtime import close_sender, get_sender
 
@@ -81,3 +83,25 @@ def deliver(
     if outcome.status in ("failed", "dead"):
         log.warning("outbox %s %s: %s", outbox_id, outcome.status, outcome.detail)
     return outcome.status
+
+
+@shared_task(name=DELIVER_BATCH, bind=True, ignore_result=True, max_retries=None)
+def deliver_batch(
+    self: TgfleetTask, bot_id: int, items: list[list[int]], reserved: bool = False
+) -> str:
+    """Deliver up to ``BATCH_SIZE`` plain sends of one bot, each to its own chat
+    (``items``: [outbox_id, chat_id] pairs; see ``tgfleet.sends.batch``); what a round
+    could not send yet comes back as this task."""
+    pairs = [(int(outbox_id), int(chat_id)) for outbox_id, chat_id in items]
+    outcome = deliver_round(
+        get_sender(self.app.settings),
+        int(bot_id),
+        pairs,
+        reserved=bool(reserved),
+        correlation_id=self.request.id,
+    )
+    if outcome.rest:
+        rest = [list(item) for item in outcome.rest]
+        kwargs = {"bot_id": bot_id, "items": rest, "reserved": True}
+        raise self.retry(countdown=min(outcome.countdown, MAX_COUNTDOWN_S), kwargs=kwargs)
+    return f"sent {outcome.sent}, handed off {outcome.handed_off}"

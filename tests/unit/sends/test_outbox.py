@@ -9,9 +9,11 @@ from hypothesis import strategies as st
 
 from tgfleet.db import OutboxStatus
 from tgfleet.sends.outbox import (
+    BATCH_MIN,
     HELD_UNTIL,
     MAX_CAPTION,
     MAX_TEXT,
+    batch_groups,
     next_part_key,
     outbox_rows,
     part_key,
@@ -191,3 +193,31 @@ def test_a_dedupe_key_with_the_part_separator_is_refused() -> None:
     # Then it is refused, naming the separator: its parts could never be linked
     with pytest.raises(ValueError, match="#part"):
         outbox_rows(42, 1001, "z" * (MAX_TEXT + 1), dedupe_key="invoice#part3")
+
+
+def test_plain_sends_of_one_bot_to_distinct_chats_make_a_batch() -> None:
+    # Given one commit's deliveries: bot 1 sends to 5 chats, chat 12 twice; an answer;
+    # bot 2 sends to 2 chats; a row re-driven without its chat
+    items = [
+        (1, 1, 10),
+        (2, 1, 11, "send"),
+        (3, 1, 12),
+        (4, 1, 13),
+        (5, 1, 12),
+        (6, 1, 14),
+        (7, 1, 15, "answer"),
+        (8, 1, 16, "edit"),
+        (9, 2, 10),
+        (10, 2, 11),
+        (11, 1),
+    ]
+    # Then bot 1's sends to chats that have no other row go in a batch, in their order;
+    # chat 12's two rows keep their order on the one-row path, as do the answer, the
+    # edit, bot 2's pair (under BATCH_MIN) and the row without a chat
+    assert batch_groups(items) == {1: [(1, 10), (2, 11), (4, 13), (6, 14)]}
+    assert BATCH_MIN == 4
+
+
+def test_fewer_than_batch_min_chats_make_no_batch() -> None:
+    items = [(n, 1, 100 + n) for n in range(BATCH_MIN - 1)]
+    assert batch_groups(items) == {}
