@@ -10,7 +10,9 @@ In one run, against baselines that are not tgfleet:
     users (queued 50 rows a commit, so they go as ``deliver_batch`` tasks); the fleet rate
     vs min(20 x 30/s, raw) (``fleet_vs_limits``, goal >= 0.9), with FLOOD_WAITs and
     duplicate deliveries counted (goal 0);
-(c) the same fleet with every limit off, vs raw (``unlimited_raw_ratio``, goal >= 0.25).
+(c) the same fleet with every limit off, vs raw (``unlimited_raw_ratio``, goal >= 0.25);
+(d) 20 bots schedule 10 sends each for one moment 4 s ahead (limits on): how late they
+    arrive (``scheduled_late_p99_ms``, goal <= 1,000).
 
 Rates are steady rates by the simulator's delivery timestamps: (a) over the second half
 of the run (after every burst allowance is spent), (b) and (c) after the first fifth.
@@ -34,6 +36,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -164,6 +167,24 @@ class Bench:
         )
 
 
+def scheduled_lateness(bench: Bench, users: list[int], warm: int, count: int) -> list[float]:
+    """(d): 20 bots each schedule ``count`` sends (distinct users) for one moment 4 s
+    ahead, as ``tgfleet send --at`` does; how late each arrived, in ms (limits on)."""
+    bots = bench.bots(20)
+    bench.warm_up(bots, warm)  # logged in, as a fleet's bots are
+    at = datetime.now(UTC) + timedelta(seconds=4)
+    for k, bot in enumerate(bots):
+        chats = users[k * count : (k + 1) * count]
+        bench.seen(bot, chats)
+        with session_scope(bench.settings, bot_id=bot) as s:
+            for chat in chats:
+                queue_message(s, bot, chat, "scheduled", at=at)
+    bench.wait(bots, 20 * count + 2 * len(bots), timeout=60)
+    wanted = set(bots)
+    dates = [m["date"] for u in users for m in bench.sim.received(u) if m["bot_id"] in wanted]
+    return sorted((date - at.timestamp()) * 1000 for date in dates)
+
+
 def raw_client_rate(sim: SimulatorThread, pem: Path, users: list[int], count: int) -> float:
     """(0): an unmodified Telethon client, in a process of its own as a sender is, sends
     ``count`` messages to ``users`` in turn with RAW_WINDOW in flight; its msgs/s."""
@@ -282,6 +303,7 @@ def run(args: argparse.Namespace, home: Path) -> dict[str, Any]:
 
             fleet_rate, fleet_extra = fleet("fleet", None)
             flood_waits = sim.stats()["flood_errors"]
+            late_ms = scheduled_lateness(bench, users, warm, args.scheduled)
             sim.set_limits(enabled=False)
             free_rate, free_extra = fleet("free", UNLIMITED)
             duplicates = (
@@ -303,6 +325,7 @@ def run(args: argparse.Namespace, home: Path) -> dict[str, Any]:
         "unlimited_raw_ratio": round(free_rate / raw_rate, 3),
         "flood_waits": flood_waits,
         "duplicates": duplicates,
+        "late_ms": late_ms,
     }
 
 
@@ -314,6 +337,7 @@ def main() -> None:
     parser.add_argument("--per-bot", type=int, default=600, help="(a) messages from one bot")
     parser.add_argument("--fleet-per-bot", type=int, default=400, help="(b) messages per bot")
     parser.add_argument("--raw", type=int, default=10_000, help="(0) the raw client's sends")
+    parser.add_argument("--scheduled", type=int, default=10, help="(d) sends per bot")
     parser.add_argument("--logs", type=Path, default=None, help="keep worker logs here")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="tgfleet-bench-sends-") as tmp:
@@ -331,6 +355,12 @@ def main() -> None:
         f"(c) 20 bots, limits off: {result['free_rate']:.1f} msg/s = "
         f"{result['unlimited_raw_ratio']:.3f}x raw"
     )
+    late = result["late_ms"]
+    late_p99 = late[min(len(late) - 1, int(len(late) * 0.99))]
+    print(
+        f"(d) {len(late)} scheduled sends, 20 bots, one moment: late p50 "
+        f"{late[len(late) // 2]:.0f} ms, p99 {late_p99:.0f} ms, earliest {late[0]:.0f} ms"
+    )
     print(f"FLOOD_WAIT answered by the simulator: {result['flood_waits']}")
     print(f"duplicate deliveries: {result['duplicates']}")
     summary = {
@@ -342,6 +372,7 @@ def main() -> None:
         "per_bot_ratio": result["per_bot_ratio"],
         "flood_waits": result["flood_waits"],
         "duplicates": result["duplicates"],
+        "scheduled_late_p99_ms": round(late_p99, 1),
     }
     print(json.dumps(summary))
 

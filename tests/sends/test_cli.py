@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import subprocess
 import sys
+from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy import select
@@ -90,6 +91,25 @@ def test_cli_send_is_resumable_and_outbox_reports(
     # And a bad target is refused with a clear message
     bad = tgfleet("send", "--bot", str(bot_id), "--to", "@ghost", "--text", "x")
     assert bad.returncode == 1 and "does not know @ghost" in bad.stderr
+    # When a broadcast is scheduled for next Christmas morning in Berlin
+    year = datetime.now(UTC).year + 1
+    later = [*send[:-1], "10", "--at", f"{year}-12-24T09:00", "--tz", "Europe/Berlin"]
+    scheduled = tgfleet(*later)
+    # Then it says when, in UTC too, and the rows wait: listed, then cancelled
+    assert scheduled.returncode == 0, scheduled.stderr
+    assert f"scheduled for {year}-12-24T09:00:00+01:00 ({year}-12-24 08:00:00 UTC) 3" in (
+        scheduled.stdout
+    )
+    listed = tgfleet("outbox", "scheduled", "--bot", str(bot_id))
+    assert listed.stdout.count(f"{year}-12-24 08:00:00") == 3, listed.stdout
+    cancel = tgfleet("outbox", "cancel", "--bot", str(bot_id), "--broadcast-id", "10")
+    assert "cancelled 3 scheduled row(s)" in cancel.stdout, cancel.stderr
+    # And a time zone that does not exist is named, and nothing is written
+    typo = tgfleet(*send[:-1], "11", "--at", f"{year}-12-24T09:00", "--tz", "Europe/Berln")
+    assert typo.returncode == 1
+    assert "--tz 'Europe/Berln' is not a time zone" in typo.stderr
+    with session_scope(migrated, bot_id=bot_id) as s:
+        assert s.scalars(select(Outbox).where(Outbox.broadcast_id == 11)).all() == []
 
 
 def test_a_bot_that_is_not_in_the_fleet_is_named(migrated: Settings) -> None:

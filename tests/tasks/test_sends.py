@@ -8,6 +8,7 @@ import os
 import signal
 import time
 from collections import Counter
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import redis
@@ -109,6 +110,32 @@ def test_a_batch_gives_a_blocked_and_an_unknown_user_their_own_outcome(
     assert is_blocked(w.settings, bot["id"], blocker["id"])
     metrics = redis.Redis.from_url(w.settings.redis_url).hgetall("tgfleet:metrics:sends")
     assert int(metrics[b"batched"]) == 5
+
+
+def test_scheduled_sends_arrive_on_time_though_their_sender_was_killed(
+    send_world: SendWorld,
+) -> None:
+    w = send_world
+    # Given a bot, 5 users its listener saw, and a sender at work
+    bot = w.add_bot()
+    users = [w.add_user(f"u{i}") for i in range(5)]
+    w.listener_saw(bot["id"], [u["id"] for u in users])
+    [first] = w.start_senders(1)
+    # When a message for each is scheduled 6 s ahead, and one to go now
+    at = datetime.now(UTC) + timedelta(seconds=6)
+    w.queue([(bot["id"], u["id"], "on time") for u in users], at=at)
+    w.queue([(bot["id"], users[0]["id"], "right away")])
+    wait_until(lambda: w.received(users[0]["id"]) == ["right away"], 30, "the unscheduled send")
+    assert all(w.received(u["id"]) == [] for u in users[1:])
+    # And the sender is killed with SIGKILL before the time, another one started
+    os.kill(first.process.pid, signal.SIGKILL)
+    w.start_senders(1)
+    w.wait_settled(6, timeout=60)
+    # Then each scheduled message arrived once, no earlier than its time, within a second
+    for user in users:
+        [message] = [m for m in w.sim.received(user["id"]) if m["text"] == "on time"]
+        late = message["date"] - at.timestamp()
+        assert -0.05 <= late <= 1.0, late
 
 
 def test_forced_flood_wait_pauses_only_that_bot(send_world: SendWorld) -> None:

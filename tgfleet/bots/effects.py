@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import Row
 from sqlalchemy.orm import Session
 
+from tgfleet.db import OutboxStatus
 from tgfleet.db.prepared import Call, Prepared
 from tgfleet.sends.outbox import (
     HELD_UNTIL,
@@ -35,20 +36,24 @@ _INSERT_EVENTS = Prepared(
     "FROM jsonb_to_recordset($2) AS r(kind text, user_id bigint, data jsonb)",
 )
 _INSERT_OUTBOX = Prepared(
-    "tgfleet_effects_outbox_ops",
+    "tgfleet_effects_outbox_ops_v2",
     ("bigint", "jsonb", "timestamptz"),
     "INSERT INTO outbox (bot_id, chat_id, text, parse_mode, reply_to, dedupe_key, "
-    "broadcast_id, media, op, target_id, reply_markup, options, next_attempt_at) "
+    "broadcast_id, media, op, target_id, reply_markup, options, next_attempt_at, status) "
     "SELECT $1, r.chat_id, r.text, r.parse_mode, r.reply_to, r.dedupe_key, r.broadcast_id, "
     "r.media, coalesce(r.op, 'send'), r.target_id, r.reply_markup, r.options, "
-    "CASE WHEN r.held THEN $3 ELSE now() END "
+    "CASE WHEN r.held THEN $3 ELSE coalesce(r.at, now()) END, "
+    f"(CASE WHEN r.at IS NULL OR r.held THEN '{OutboxStatus.QUEUED}' "
+    f"ELSE '{OutboxStatus.SCHEDULED}' END)::outbox_status "
     "FROM ROWS FROM (jsonb_to_recordset($2) AS (chat_id bigint, text text, "
     "parse_mode text, reply_to bigint, dedupe_key text, broadcast_id bigint, media jsonb, "
-    "op text, target_id bigint, reply_markup jsonb, options jsonb, held boolean)) "
+    "op text, target_id bigint, reply_markup jsonb, options jsonb, held boolean, "
+    "at timestamptz)) "
     "WITH ORDINALITY AS r(chat_id, text, parse_mode, reply_to, dedupe_key, broadcast_id, "
-    "media, op, target_id, reply_markup, options, held, ord) ORDER BY r.ord "
+    "media, op, target_id, reply_markup, options, held, at, ord) ORDER BY r.ord "
     "ON CONFLICT (bot_id, dedupe_key) DO NOTHING "
-    "RETURNING id, chat_id, op, next_attempt_at = $3 AS held",
+    f"RETURNING id, chat_id, op, next_attempt_at = $3 OR status = '{OutboxStatus.SCHEDULED}' "
+    "AS held",
 )
 
 
@@ -91,10 +96,12 @@ class Effects:
         self._add(answer_row(self.bot_id, chat_id, query_id, text, alert=alert, url=url))
 
     def _add(self, row: dict[str, Any]) -> None:
-        held = row.pop("next_attempt_at", None) == HELD_UNTIL
+        due = row.pop("next_attempt_at", None)
+        held = due == HELD_UNTIL
+        at = due.isoformat() if due is not None and not held else None  # scheduled
         row.pop("bot_id")
         row.pop("status")
-        self.outbox.append({**row, "held": held})
+        self.outbox.append({**row, "held": held, "at": at})
 
     def event(self, kind: str, user_id: int | None, data: dict[str, Any]) -> None:
         self.events.append({"kind": kind, "user_id": user_id, "data": data})
@@ -110,7 +117,8 @@ class Effects:
         return calls
 
     def written(self, session: Session, rows: Sequence[Row[Any]]) -> None:
-        """After ``calls`` ran: enqueue the new, unheld outbox rows once ``session`` commits."""
+        """After ``calls`` ran: enqueue the new outbox rows once ``session`` commits (not a
+        held part, nor a scheduled send: the scheduler enqueues it on time)."""
         if self.outbox:
             enqueue_after_commit(
                 session,

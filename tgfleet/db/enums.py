@@ -39,6 +39,10 @@ class OutboxStatus(StrEnum):
     RETRYING = "retrying"
     FAILED = "failed"
     DEAD = "dead"
+    #: Waiting for its time (``next_attempt_at``); the scheduler makes it ``queued``.
+    SCHEDULED = "scheduled"
+    #: Taken back before it went out (``tgfleet outbox cancel``).
+    CANCELLED = "cancelled"
 
 
 class OutboxOp(StrEnum):

@@ -258,6 +258,11 @@ class Outbox(Base):
             postgresql_where=text("status IN ('queued', 'retrying')"),
         ),
         Index("ix_outbox_bot_id_broadcast_id", "bot_id", "broadcast_id"),
+        Index(
+            "ix_outbox_scheduled",
+            "next_attempt_at",
+            postgresql_where=text("status = 'scheduled'"),
+        ),
         CheckConstraint("op IN (" + ", ".join(f"'{op.value}'" for op in OutboxOp) + ")", name="op"),
         hash_partitioned(),
     )

@@ -1,9 +1,10 @@
-"""``tgfleet send`` and ``tgfleet outbox status|retry|dead``.
+"""``tgfleet send`` and ``tgfleet outbox status|retry|dead|scheduled|cancel``.
 
 ``send`` creates outbox rows in batches (one transaction each, deliveries enqueued after
 each commit) with a progress bar. Every row of a broadcast has the dedupe key
 ``broadcast:<id>:<chat>``, so re-running the same command with the same
-``--broadcast-id`` after an interruption creates only what is missing.
+``--broadcast-id`` after an interruption creates only what is missing. With ``--at``
+the rows are scheduled: stored, and enqueued by the senders' scheduler on time.
 """
 
 from __future__ import annotations
@@ -11,7 +12,9 @@ from __future__ import annotations
 import argparse
 import time
 from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime, tzinfo
 from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -44,10 +47,16 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     send.add_argument(
         "--broadcast-id", type=int, default=None, help="re-use to resume an interrupted send"
     )
+    send.add_argument(
+        "--at", default=None, help="send at this time (ISO 8601: 2026-12-24T09:00), not now"
+    )
+    send.add_argument(
+        "--tz", default=None, help="the time zone of --at (IANA: Europe/Berlin; default UTC)"
+    )
     send.set_defaults(func=cmd_send, needs_settings=True)
 
     outbox = sub.add_parser("outbox", help="inspect and re-drive the outbox")
-    outbox.add_argument("action", choices=["status", "retry", "dead"])
+    outbox.add_argument("action", choices=["status", "retry", "dead", "scheduled", "cancel"])
     outbox.add_argument("--bot", type=int, default=None, help="one bot (default: all bots)")
     outbox.add_argument("--broadcast-id", type=int, default=None)
     outbox.add_argument(
@@ -57,8 +66,10 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         default=None,
         help="retry: which rows (default: dead)",
     )
-    outbox.add_argument("--id", type=int, action="append", default=None, help="retry: one row")
-    outbox.add_argument("--limit", type=int, default=50, help="dead: rows to show")
+    outbox.add_argument(
+        "--id", type=int, action="append", default=None, help="retry, cancel: one row"
+    )
+    outbox.add_argument("--limit", type=int, default=50, help="dead, scheduled: rows to show")
     outbox.set_defaults(func=cmd_outbox, needs_settings=True)
 
 
@@ -142,8 +153,10 @@ def queue_broadcast(
     *,
     parse_mode: str | None = None,
     progress: Progress | None = None,
+    at: datetime | None = None,
 ) -> int:
-    """Queue ``text`` for every chat in batches; returns how many rows were new."""
+    """Queue ``text`` for every chat in batches (at ``at``: scheduled); returns how many
+    rows were new."""
     from tgfleet.db import Outbox, session_scope
     from tgfleet.sends.outbox import queue_message
 
@@ -170,6 +183,7 @@ def queue_broadcast(
                     parse_mode=parse_mode,
                     dedupe_key=key,
                     broadcast_id=broadcast_id,
+                    at=at,
                 )
                 created += 1
         if progress is not None and task is not None:
@@ -185,9 +199,44 @@ def _require_broker(settings: Settings) -> None:
     redis_client(settings.redis_url).ping()
 
 
+def send_time(at: str | None, tz: str | None) -> datetime | None:
+    """``--at`` in ``--tz`` (default UTC) as an aware datetime; None without ``--at``.
+    A bad date, a bad zone, both an offset and a zone, or a time past: SendCliError."""
+    if at is None:
+        if tz is not None:
+            raise SendCliError("--tz says the time zone of --at: give --at too")
+        return None
+    try:
+        when = datetime.fromisoformat(at)
+    except ValueError:
+        raise SendCliError(
+            f"--at {at!r} is not a date and time: use ISO 8601, e.g. 2026-12-24T09:00"
+        ) from None
+    zone: tzinfo = UTC
+    if tz is not None:
+        try:
+            zone = ZoneInfo(tz)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise SendCliError(
+                f"--tz {tz!r} is not a time zone: use an IANA name such as Europe/Berlin"
+            ) from None
+        if when.tzinfo is not None:
+            raise SendCliError(f"--at {at!r} has its own offset: leave out --tz {tz!r}")
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=zone)
+    from tgfleet.sends.outbox import check_send_time
+
+    try:
+        check_send_time(when)
+    except ValueError as exc:
+        raise SendCliError(f"--at {at!r}: {exc}") from None
+    return when
+
+
 def cmd_send(args: argparse.Namespace, settings: Settings) -> int:
     from tgfleet.platform.celery_app import make_celery
 
+    at = send_time(args.at, args.tz)  # a bad time fails before anything else
     make_celery(settings)  # the app deliveries are enqueued through
     _require_broker(settings)
     chat_ids = recipients(settings, args.bot, _targets(args))
@@ -203,10 +252,14 @@ def cmd_send(args: argparse.Namespace, settings: Settings) -> int:
             broadcast_id,
             parse_mode=args.parse_mode,
             progress=progress,
+            at=at,
         )
     skipped = len(chat_ids) - created
+    verb = "queued" if at is None else f"scheduled for {at.isoformat()}"
+    if at is not None and at.utcoffset():
+        verb += f" ({at.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC)"
     print(
-        f"broadcast {broadcast_id}: queued {created} message(s) for {len(chat_ids)} chat(s)"
+        f"broadcast {broadcast_id}: {verb} {created} message(s) for {len(chat_ids)} chat(s)"
         + (f", {skipped} already queued earlier" if skipped else "")
     )
     if not args.broadcast_id:
@@ -233,16 +286,23 @@ def cmd_outbox(args: argparse.Namespace, settings: Settings) -> int:
                 .group_by(Outbox.bot_id, Outbox.status)
                 .order_by(Outbox.bot_id)
             ).all()
-        table = Table("bot", *[st.value for st in OutboxStatus])
         counts: dict[int, dict[str, int]] = {}
         for bot_id, status, n in rows:
             counts.setdefault(bot_id, {})[status.value] = n
+        # The statuses some bot has, in their order: eight columns would not fit 80.
+        shown = [st.value for st in OutboxStatus if any(st.value in c for c in counts.values())]
+        table = Table("bot", *shown)
+        table.columns[0].no_wrap = True
         for bot_id, by_status in counts.items():
-            table.add_row(str(bot_id), *[str(by_status.get(st.value, 0)) for st in OutboxStatus])
+            table.add_row(str(bot_id), *[str(by_status.get(st, 0)) for st in shown])
         Console().print(table)
         return 0
-    if args.bot is None:
+    if args.bot is None and args.action != "scheduled":
         raise SendCliError(f"`tgfleet outbox {args.action}` needs --bot ID")
+    if args.action == "scheduled":
+        return _scheduled(settings, args)
+    if args.action == "cancel":
+        return _cancel(settings, args, where)
     if args.action == "dead":
         with session_scope(settings, bot_id=args.bot) as s:
             dead = s.execute(
@@ -284,4 +344,35 @@ def _retry(settings: Settings, args: argparse.Namespace, where: list[object]) ->
         ).all()
         enqueue_after_commit(s, [(i, args.bot) for i in ids])
     print(f"re-queued {len(ids)} row(s) of bot {args.bot}")
+    return 0
+
+
+def _scheduled(settings: Settings, args: argparse.Namespace) -> int:
+    from tgfleet.db import session_scope
+    from tgfleet.db.session import AppRole
+    from tgfleet.sends.schedule import scheduled
+
+    role: AppRole = "admin" if args.bot is None else "bot"
+    with session_scope(settings, bot_id=args.bot, role=role) as s:
+        rows = scheduled(s, args.bot, args.limit)
+    table = Table("id", "bot", "chat", "at (UTC)", "text")
+    for row in rows:
+        at = f"{row.next_attempt_at.astimezone(UTC):%Y-%m-%d %H:%M:%S}"
+        table.add_row(str(row.id), str(row.bot_id), str(row.chat_id), at, row.text[:40])
+    Console().print(table)
+    return 0
+
+
+def _cancel(settings: Settings, args: argparse.Namespace, where: list[object]) -> int:
+    from tgfleet.db import Outbox, session_scope
+    from tgfleet.sends.schedule import cancel
+
+    if not args.id and args.broadcast_id is None:
+        raise SendCliError("`tgfleet outbox cancel` needs --id N (repeatable) or --broadcast-id")
+    with session_scope(settings, bot_id=args.bot) as s:
+        ids = list(args.id or [])
+        if args.broadcast_id is not None:
+            ids += s.scalars(select(Outbox.id).where(*where)).all()  # type: ignore[arg-type]
+        cancelled = cancel(s, args.bot, ids)
+    print(f"cancelled {len(cancelled)} scheduled row(s) of bot {args.bot}")
     return 0

@@ -19,7 +19,7 @@ import logging
 import uuid
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import event, select
@@ -49,6 +49,8 @@ _PENDING_KEY = "tgfleet.outbox.pending"
 PART_SEPARATOR = "#part"
 #: ``next_attempt_at`` of a part waiting for the one before it (the sweep skips it).
 HELD_UNTIL = datetime(9999, 1, 1, tzinfo=UTC)
+#: A send time this close to now counts as now, not as the past (clocks, slow callers).
+PAST_TOLERANCE = timedelta(seconds=5)
 
 
 def utf16_len(text: str) -> int:
@@ -100,6 +102,7 @@ def queue_message(
     broadcast_id: int | None = None,
     media: dict[str, Any] | None = None,
     reply_markup: dict[str, Any] | None = None,
+    at: datetime | None = None,
 ) -> Outbox:
     """Queue ``text`` for ``chat_id``; returns the (first) outbox row.
 
@@ -107,7 +110,8 @@ def queue_message(
     already used for this bot, nothing new is created and the existing row is returned.
     ``media`` (``{"photo": [...]}``, ``{"document": [...]}`` or ``{"upload": {...}}``, see
     ``tgfleet.sends.media``) goes with the first part, whose text is then a caption
-    (1024 units at most).
+    (1024 units at most). ``at`` (an aware datetime, not in the past) schedules it: the
+    row waits, stored, until the sender's scheduler enqueues it on time.
     """
     rows: list[Outbox] = []
     parts = outbox_rows(
@@ -120,13 +124,14 @@ def queue_message(
         broadcast_id=broadcast_id,
         media=media,
         reply_markup=reply_markup,
+        at=at,
     )
     for index, values in enumerate(parts):
         key = values["dedupe_key"]
         row = _insert(session, values)
         if row is not None:
             rows.append(row)
-            if index == 0:
+            if index == 0 and at is None:
                 enqueue_after_commit(session, [(row.id, bot_id, chat_id)])
         elif key is not None:
             existing = session.scalars(
@@ -147,10 +152,13 @@ def outbox_rows(
     broadcast_id: int | None = None,
     media: dict[str, Any] | None = None,
     reply_markup: dict[str, Any] | None = None,
+    at: datetime | None = None,
 ) -> list[dict[str, Any]]:
     """The ``outbox`` rows (column values) for one message: one per part of a long text,
     the parts after the first held until the one before them is sent. A keyboard
     (``reply_markup``, checked here) goes with the last part, under the whole text."""
+    if at is not None:
+        check_send_time(at)
     if reply_markup is not None:
         check_markup(reply_markup)  # a bad keyboard fails now, in the handler, not later
     if media:
@@ -187,8 +195,25 @@ def outbox_rows(
             values["reply_markup"] = reply_markup
         if index > 0:  # held until the part before it is sent (the sender releases it)
             values["next_attempt_at"] = HELD_UNTIL
+        elif at is not None:  # the scheduler makes it queued on time
+            values["status"] = OutboxStatus.SCHEDULED
+            values["next_attempt_at"] = at
         rows.append(values)
     return rows
+
+
+def check_send_time(at: datetime, now: datetime | None = None) -> None:
+    """A send time must say its time zone and must not be in the past (ValueError)."""
+    if at.tzinfo is None or at.utcoffset() is None:
+        raise ValueError(
+            f"a send time needs its time zone: {at.isoformat()} has none "
+            "(give an aware datetime, e.g. with zoneinfo.ZoneInfo('Europe/Berlin'))"
+        )
+    now = now or datetime.now(UTC)
+    if at < now - PAST_TOLERANCE:
+        raise ValueError(
+            f"the send time {at.isoformat()} is in the past (it is {now.isoformat()} now)"
+        )
 
 
 def edit_row(
