@@ -44,6 +44,7 @@ AREA_COMMANDS = {
     "poison": "tgfleet.ops.cli",
     "send": "tgfleet.sends.cli",
     "outbox": "tgfleet.sends.cli",
+    "broadcast": "tgfleet.sends.cli",
     "simulator": "tgfleet.simulator.cli",
     "legacy": "tgfleet.legacy.cli",
     "migrate-json": "tgfleet.legacy.cli",

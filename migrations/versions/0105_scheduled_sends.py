@@ -1,14 +1,18 @@
-"""Scheduled sends: outbox rows that wait for their time, and cancelled ones.
+"""Scheduled sends, and broadcasts an operator pauses or cancels.
 
 Revision ID: 0105
 Revises: 0104
 Create Date: 2026-12-07
 
 ``outbox_status`` gains ``scheduled`` (the row waits until ``next_attempt_at``; the
-sender's scheduler makes it ``queued`` and enqueues it on time) and ``cancelled`` (taken
-back before it went out). ``ix_outbox_scheduled`` finds the rows coming due across every
-bot. PostgreSQL cannot drop an enum value: the downgrade makes the type again without
-them (scheduled rows become ``queued`` now, cancelled ones ``failed``).
+sender's scheduler makes it ``queued`` and enqueues it on time), ``cancelled`` (taken
+back before it went out) and ``paused`` (a paused broadcast's rows, until resumed).
+``ix_outbox_scheduled`` finds the rows coming due across every bot.
+
+PostgreSQL cannot drop an enum value short of making the type again, which the
+``bot_activity_summary`` view's use of ``outbox.status`` forbids: the downgrade moves the
+rows out of the three values (scheduled and paused rows become ``queued``, cancelled ones
+``failed``) and leaves the values unused; upgrading again adds nothing twice.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ def upgrade() -> None:
         op.execute(owner)
         op.execute("ALTER TYPE outbox_status ADD VALUE IF NOT EXISTS 'scheduled'")
         op.execute("ALTER TYPE outbox_status ADD VALUE IF NOT EXISTS 'cancelled'")
+        op.execute("ALTER TYPE outbox_status ADD VALUE IF NOT EXISTS 'paused'")
     op.execute(owner)
     op.create_index(
         "ix_outbox_scheduled",
@@ -48,6 +53,6 @@ def downgrade() -> None:
     op.drop_index(
         "ix_outbox_scheduled", table_name="outbox", postgresql_where=sa.text("status = 'scheduled'")
     )
-    op.execute("UPDATE outbox SET status = 'queued' WHERE status = 'scheduled'")
+    op.execute("UPDATE outbox SET status = 'queued' WHERE status IN ('scheduled', 'paused')")
     op.execute("UPDATE outbox SET status = 'failed' WHERE status = 'cancelled'")
     op.execute(RESET_ROLE_SQL)

@@ -6,6 +6,8 @@ from __future__ import annotations
 import base64
 import os
 import signal
+import subprocess
+import sys
 import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
@@ -136,6 +138,47 @@ def test_scheduled_sends_arrive_on_time_though_their_sender_was_killed(
         [message] = [m for m in w.sim.received(user["id"]) if m["text"] == "on time"]
         late = message["date"] - at.timestamp()
         assert -0.05 <= late <= 1.0, late
+
+
+def test_a_broadcast_paused_mid_way_resumes_once_each_and_a_cancelled_one_stops(
+    send_world: SendWorld,
+) -> None:
+    w = send_world
+    # Given a bot whose listener saw 150 users, and a broadcast to all of them under way
+    bot = w.add_bot()
+    users = [w.add_user(f"u{i}") for i in range(150)]
+    w.listener_saw(bot["id"], [u["id"] for u in users])
+    w.queue([(bot["id"], u["id"], "news") for u in users], broadcast_id=31)
+    w.start_senders(1)
+    wait_until(lambda: w.statuses()["sent"] >= 20, 30, "20 sent", poll=0.05)
+    # When an operator pauses it from another terminal
+    cli = [sys.executable, "-m", "tgfleet", "broadcast"]
+    who = ["--bot", str(bot["id"]), "--id", "31"]
+    paused = subprocess.run([*cli, "pause", *who], env=w.env, capture_output=True, text=True)
+    assert paused.returncode == 0 and "paused" in paused.stdout, paused.stderr
+    # Then sending stops (a round already on the wire finishes)
+    time.sleep(1.0)
+    settled = w.statuses()["sent"]
+    time.sleep(2.0)
+    assert w.statuses()["sent"] == settled < 150
+    status = subprocess.run([*cli, "status", *who], env=w.env, capture_output=True, text=True)
+    assert f"{settled}/150 delivered" in status.stdout and "paused" in status.stdout
+    # When it is resumed
+    subprocess.run([*cli, "resume", *who], env=w.env, check=True, capture_output=True)
+    w.wait_settled(150, timeout=60)
+    # Then every user got it exactly once
+    assert w.statuses() == Counter({"sent": 150})
+    assert all(w.received(u["id"]) == ["news"] for u in users)
+    # When a second broadcast is cancelled mid-way
+    w.queue([(bot["id"], u["id"], "more news") for u in users], broadcast_id=32)
+    wait_until(lambda: w.statuses()["sent"] >= 170, 30, "20 more sent", poll=0.05)
+    subprocess.run([*cli, "cancel", "--bot", str(bot["id"]), "--id", "32"], env=w.env, check=True)
+    time.sleep(1.0)
+    # Then what was left is cancelled and never arrives
+    counts = w.statuses()
+    assert counts["sent"] + counts["cancelled"] == 300 and counts["cancelled"] > 0
+    time.sleep(1.0)
+    assert sum(w.received(u["id"]).count("more news") for u in users) == counts["sent"] - 150
 
 
 def test_forced_flood_wait_pauses_only_that_bot(send_world: SendWorld) -> None:

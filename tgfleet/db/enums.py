@@ -41,8 +41,10 @@ class OutboxStatus(StrEnum):
     DEAD = "dead"
     #: Waiting for its time (``next_attempt_at``); the scheduler makes it ``queued``.
     SCHEDULED = "scheduled"
-    #: Taken back before it went out (``tgfleet outbox cancel``).
+    #: Taken back before it went out (``tgfleet outbox cancel``, ``broadcast cancel``).
     CANCELLED = "cancelled"
+    #: Held by ``tgfleet broadcast pause`` until ``broadcast resume``.
+    PAUSED = "paused"
 
 
 class OutboxOp(StrEnum):

@@ -1,4 +1,5 @@
-"""``tgfleet send`` and ``tgfleet outbox status|retry|dead|scheduled|cancel``.
+"""``tgfleet send``, ``tgfleet outbox status|retry|dead|scheduled|cancel`` and
+``tgfleet broadcast status|pause|resume|cancel``.
 
 ``send`` creates outbox rows in batches (one transaction each, deliveries enqueued after
 each commit) with a progress bar. Every row of a broadcast has the dedupe key
@@ -14,6 +15,7 @@ import time
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, tzinfo
 from pathlib import Path
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from rich.console import Console
@@ -23,6 +25,9 @@ from sqlalchemy import func, or_, select, update
 
 from tgfleet.platform.errors import TgfleetError
 from tgfleet.platform.settings import Settings
+
+if TYPE_CHECKING:
+    from tgfleet.sends.broadcasts import Progress as BroadcastProgress
 
 BATCH = 500
 
@@ -71,6 +76,15 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     )
     outbox.add_argument("--limit", type=int, default=50, help="dead, scheduled: rows to show")
     outbox.set_defaults(func=cmd_outbox, needs_settings=True)
+
+    broadcast = sub.add_parser("broadcast", help="watch, pause, resume or cancel a broadcast")
+    broadcast.add_argument("action", choices=["status", "pause", "resume", "cancel"])
+    broadcast.add_argument("--bot", type=int, required=True, help="the bot's Telegram id")
+    broadcast.add_argument("--id", type=int, required=True, help="the broadcast id")
+    broadcast.add_argument(
+        "--watch", action="store_true", help="status: refresh every 2 s until it is done"
+    )
+    broadcast.set_defaults(func=cmd_broadcast, needs_settings=True)
 
 
 # -- send --------------------------------------------------------------------------------
@@ -376,3 +390,72 @@ def _cancel(settings: Settings, args: argparse.Namespace, where: list[object]) -
         cancelled = cancel(s, args.bot, ids)
     print(f"cancelled {len(cancelled)} scheduled row(s) of bot {args.bot}")
     return 0
+
+
+# -- broadcast ---------------------------------------------------------------------------
+def cmd_broadcast(args: argparse.Namespace, settings: Settings) -> int:
+    from tgfleet.db import session_scope
+    from tgfleet.sends import broadcasts
+
+    if args.action == "status":
+        return _watch(settings, args) if args.watch else _show(settings, args.bot, args.id)
+    if args.action == "resume":
+        from tgfleet.platform.celery_app import make_celery
+
+        make_celery(settings)
+        _require_broker(settings)
+    change = {
+        "pause": broadcasts.pause,
+        "resume": broadcasts.resume,
+        "cancel": broadcasts.cancel,
+    }[args.action]
+    with session_scope(settings, bot_id=args.bot) as s:
+        moved = change(s, args.bot, args.id)
+    done = {"pause": "paused", "resume": "queued again", "cancel": "cancelled"}[args.action]
+    print(f"broadcast {args.id} of bot {args.bot}: {moved} message(s) {done}")
+    return 0
+
+
+def _show(settings: Settings, bot_id: int, broadcast_id: int) -> int:
+    from tgfleet.db import session_scope
+    from tgfleet.sends.broadcasts import progress
+
+    with session_scope(settings, bot_id=bot_id) as s:
+        now = progress(s, bot_id, broadcast_id)
+    if now.total == 0:
+        raise SendCliError(f"bot {bot_id} has no broadcast {broadcast_id}")
+    print(broadcast_line(broadcast_id, now))
+    return 0
+
+
+def _watch(settings: Settings, args: argparse.Namespace) -> int:
+    from tgfleet.db import session_scope
+    from tgfleet.sends.broadcasts import progress
+
+    while True:
+        with session_scope(settings, bot_id=args.bot) as s:
+            now = progress(s, args.bot, args.id)
+        if now.total == 0:
+            raise SendCliError(f"bot {args.bot} has no broadcast {args.id}")
+        print(broadcast_line(args.id, now), flush=True)
+        if now.done or now.counts.get("paused"):
+            return 0
+        time.sleep(2)
+
+
+def broadcast_line(broadcast_id: int, now: BroadcastProgress) -> str:
+    """One line: delivered, failed (blocked), waiting, rate, time left."""
+    c = now.counts
+    failed = c.get("failed", 0) + c.get("dead", 0)
+    parts = [
+        f"broadcast {broadcast_id}: {c.get('sent', 0)}/{now.total} delivered",
+        f"{failed} failed ({now.blocked} blocked the bot)",
+        f"{now.pending} to go",
+    ]
+    for extra in ("paused", "cancelled"):
+        if c.get(extra):
+            parts.append(f"{c[extra]} {extra}")
+    parts.append(f"{now.rate:.1f}/s")
+    eta = now.eta_s
+    parts.append("done" if now.done else "ETA -" if eta is None else f"ETA {eta:.0f} s")
+    return ", ".join(parts)

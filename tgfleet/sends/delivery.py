@@ -33,6 +33,8 @@ log = logging.getLogger(__name__)
 
 #: Dedupe keys of the sender's own notices to admins start with this.
 NOTICE_PREFIX = "notice:"
+#: ``last_error`` of a send refused because the user blocked the bot.
+BLOCKED_REASON = "the user blocked the bot"
 _CLAIMABLE = (OutboxStatus.QUEUED, OutboxStatus.RETRYING)
 #: (attribute, column) of every column of ``outbox``: the claim returns the whole row,
 #: which the request is built from.

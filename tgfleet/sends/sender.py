@@ -332,7 +332,7 @@ class Sender:
                 delivery.defer(s, bot_id, row.id, countdown, f"FLOOD_WAIT_{exc.seconds}")
                 return Outcome("retry", f"flood wait {exc.seconds}s", countdown)
             if isinstance(exc, errors.UserIsBlockedError):
-                delivery.mark_failed(s, bot_id, row.id, "the user blocked the bot", row)
+                delivery.mark_failed(s, bot_id, row.id, delivery.BLOCKED_REASON, row)
                 if row.chat_id > 0:
                     delivery.mark_blocked(s, bot_id, row.chat_id)
                 self.redis.hincrby(SEND_METRICS, "failed", 1)
