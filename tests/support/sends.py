@@ -83,6 +83,13 @@ class SendWorld:
         self.users.append(user)
         return user
 
+    def bot_with_users(self, count: int) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """A bot and ``count`` users its listener has seen."""
+        bot = self.add_bot()
+        users = [self.add_user(f"u{i}") for i in range(count)]
+        self.listener_saw(bot["id"], [u["id"] for u in users])
+        return bot, users
+
     def access_hash(self, bot_id: int, user_id: int) -> int:
         return int(self.sim.call(lambda: self.sim.sim.world.access_hash(bot_id, user_id)))
 

@@ -119,9 +119,7 @@ def test_scheduled_sends_arrive_on_time_though_their_sender_was_killed(
 ) -> None:
     w = send_world
     # Given a bot, 5 users its listener saw, and a sender at work
-    bot = w.add_bot()
-    users = [w.add_user(f"u{i}") for i in range(5)]
-    w.listener_saw(bot["id"], [u["id"] for u in users])
+    bot, users = w.bot_with_users(5)
     [first] = w.start_senders(1)
     # When a message for each is scheduled 6 s ahead, and one to go now
     at = datetime.now(UTC) + timedelta(seconds=6)
@@ -145,9 +143,7 @@ def test_a_broadcast_paused_mid_way_resumes_once_each_and_a_cancelled_one_stops(
 ) -> None:
     w = send_world
     # Given a bot whose listener saw 150 users, and a broadcast to all of them under way
-    bot = w.add_bot()
-    users = [w.add_user(f"u{i}") for i in range(150)]
-    w.listener_saw(bot["id"], [u["id"] for u in users])
+    bot, users = w.bot_with_users(150)
     w.queue([(bot["id"], u["id"], "news") for u in users], broadcast_id=31)
     w.start_senders(1)
     wait_until(lambda: w.statuses()["sent"] >= 20, 30, "20 sent", poll=0.05)

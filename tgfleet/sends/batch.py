@@ -157,10 +157,12 @@ def _send_round(
                 continue
             source = "store" if row.chat_id in stored else resolved.source
             ready.append((row, request, source))
-    claimed = {row.id for row in rows}
-    # Not claimed: done already, held by another worker, or not a plain send (an upload).
-    # Its own task sorts that out (a no-op for a row that is done).
-    others = [item for item in granted if item[0] not in claimed]
+        claimed = {row.id for row in rows}
+        # Not claimed: done, paused, cancelled or held by a live claim elsewhere (dropped
+        # here), or still claimable but not a plain send, an upload (to a task of its own).
+        missed = [i for i, _ in granted if i not in claimed]
+        open_ids = set(delivery.still_claimable(s, bot_id, missed)) if missed else set()
+    others = [item for item in granted if item[0] in open_ids]
     if others:
         outcome.handed_off += _hand_off(bot_id, others).handed_off
     results: list[Any] = []

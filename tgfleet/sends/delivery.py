@@ -117,6 +117,19 @@ def claim_many(
     return sorted((_outbox(row) for row in found), key=lambda row: row.id)
 
 
+def still_claimable(session: Session, bot_id: int, outbox_ids: list[int]) -> list[int]:
+    """Which of ``outbox_ids`` are ``queued`` or ``retrying``."""
+    return list(
+        session.scalars(
+            select(Outbox.id).where(
+                Outbox.bot_id == bot_id,
+                Outbox.id.in_(outbox_ids),
+                Outbox.status.in_(_CLAIMABLE),
+            )
+        )
+    )
+
+
 def mark_sent_many(session: Session, rows: list[tuple[Outbox, int | None]]) -> None:
     """``mark_sent`` for many rows of one bot: one statement, and one more to release the
     next parts of split texts (each then enqueued after the commit)."""
