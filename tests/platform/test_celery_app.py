@@ -21,6 +21,7 @@ EXPECTED_TASKS = {
     "tgfleet.maintenance.health": "maintenance",
     "tgfleet.analytics.rollup": "analytics",
     "tgfleet.sends.deliver": "sends",
+    "tgfleet.sends.deliver_batch": "sends",
     "tgfleet.updates.handle": "updates",
     "tgfleet.updates.handle_batch": "updates",
     "tgfleet.updates.record_entities": "updates",
