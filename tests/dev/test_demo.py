@@ -32,14 +32,14 @@ def children_of(pid: int) -> dict[int, str]:
 
 
 def test_the_demo_restarts_a_killed_update_worker_and_finishes(tmp_path: Path) -> None:
-    # Given `tgfleet demo --duration 25` on a home of its own, past its start-up
+    # Given `tgfleet demo --duration 16` on a home of its own, past its start-up
     home = tmp_path / "home"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TGFLEET_", "TG_"))}
     env.update(TGFLEET_HOME=str(home), PYTHONPATH=str(REPO_ROOT), COLUMNS="200")
     output = tmp_path / "demo.out"
     with output.open("wb") as out:
         demo = subprocess.Popen(
-            [sys.executable, "-m", "tgfleet", "demo", "--duration", "25", "--users", "6"],
+            [sys.executable, "-m", "tgfleet", "demo", "--duration", "16", "--users", "6"],
             env=env,
             stdout=out,
             stderr=subprocess.STDOUT,

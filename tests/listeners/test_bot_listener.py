@@ -25,7 +25,7 @@ from tgfleet.simulator import SimulatorClient
 
 NODE = fleet.node_name(NODE_ROLE)
 #: How long the simulator stays down: longer than Telethon's connection retries.
-OUTAGE_S = 25.0
+OUTAGE_S = 16.0
 
 
 def _listen_once(start_listener: Callable[..., Child], bot_id: int) -> None:
