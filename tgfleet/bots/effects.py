@@ -10,6 +10,7 @@ does.
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,6 +26,7 @@ from tgfleet.sends.outbox import (
     delete_row,
     edit_row,
     enqueue_after_commit,
+    next_part_key,
     outbox_rows,
 )
 
@@ -64,12 +66,33 @@ class Effects:
     bot_id: int
     outbox: list[dict[str, Any]] = field(default_factory=list)
     events: list[dict[str, Any]] = field(default_factory=list)
+    #: The last send row of each chat in this run (the next one to that chat follows it).
+    _last_send: dict[int, dict[str, Any]] = field(default_factory=dict, repr=False)
 
     def queue(self, chat_id: int, text: str, **options: Any) -> None:
         """``queue_message``'s rows for ``text`` (split, held parts, dedupe key; a keyboard
-        with ``reply_markup``)."""
-        for row in outbox_rows(self.bot_id, chat_id, text, **options):
+        with ``reply_markup``).
+
+        A message to a chat this run already sent to follows the one before it: it is held
+        until that one is sent, linked as the next part of its chain (as a long text's
+        parts are), so ``ctx.reply(a); ctx.reply(b)`` arrive as a, b. (Not when it has a
+        dedupe key or a time of its own, or is itself split: it goes on its own.)"""
+        rows = outbox_rows(self.bot_id, chat_id, text, **options)
+        last = self._last_send.get(chat_id)
+        if (
+            last is not None
+            and len(rows) == 1
+            and rows[0]["dedupe_key"] is None
+            and options.get("at") is None
+        ):
+            if last["dedupe_key"] is None:
+                last["dedupe_key"] = f"chain:{uuid.uuid4().hex}"
+            rows[0]["dedupe_key"] = next_part_key(last["dedupe_key"])
+            rows[0]["next_attempt_at"] = HELD_UNTIL
+        for row in rows:
             self._add(row)
+        if options.get("at") is None:  # nothing waits hours behind a scheduled send
+            self._last_send[chat_id] = self.outbox[-1]
 
     def edit(
         self,

@@ -189,7 +189,7 @@ def fail_later_parts(session: Session, row: Outbox, status: OutboxStatus, reason
                 Outbox.dedupe_key == key,
                 Outbox.status == OutboxStatus.QUEUED,
             )
-            .values(status=status, last_error=f"an earlier part of this text: {reason}"[:2000])
+            .values(status=status, last_error=f"an earlier part of this text (or a message it followed): {reason}"[:2000])
             .returning(Outbox.id)
         ).first()
         if done is None:

@@ -4,6 +4,7 @@ the processed mark in one round trip."""
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 
 from tgfleet.bots.effects import _INSERT_EVENTS, _INSERT_OUTBOX, Effects
 from tgfleet.inbox.record import NEW_CONVERSATION
@@ -44,3 +45,35 @@ def test_events_then_outbox_come_after_the_caller_s_statements() -> None:
     assert outbox_args[0] == 42 and outbox_args[2] == HELD_UNTIL
     [row] = json.loads(outbox_args[1])
     assert (row["chat_id"], row["text"], row["reply_to"], row["held"]) == (1001, "hi", 17, False)
+
+
+def test_replies_to_one_chat_follow_one_another() -> None:
+    # Given a handler that replies twice to its chat, once elsewhere, then once more here
+    effects = Effects(42)
+    effects.queue(1001, "first")
+    effects.queue(2002, "elsewhere")
+    effects.queue(1001, "second")
+    effects.queue(1001, "third")
+    rows = {row["text"]: row for row in effects.outbox}
+    # Then the first goes at once and each later one to that chat waits for the one
+    # before it, linked as the next part of a chain; the other chat's goes on its own
+    assert [rows[t]["held"] for t in ("first", "second", "third", "elsewhere")] == [
+        False,
+        True,
+        True,
+        False,
+    ]
+    head = rows["first"]["dedupe_key"]
+    assert head.startswith("chain:")
+    assert rows["second"]["dedupe_key"] == f"{head}#part1"
+    assert rows["third"]["dedupe_key"] == f"{head}#part2"
+    assert rows["elsewhere"]["dedupe_key"] is None
+
+
+def test_a_reply_with_its_own_key_or_time_is_not_chained() -> None:
+    effects = Effects(42)
+    effects.queue(1001, "scheduled", at=datetime.now(UTC) + timedelta(hours=1))
+    effects.queue(1001, "now")  # nothing waits behind a scheduled send
+    effects.queue(1001, "keyed", dedupe_key="welcome:1001")
+    assert [row["held"] for row in effects.outbox] == [False, False, False]
+    assert [row["dedupe_key"] for row in effects.outbox] == [None, None, "welcome:1001"]
