@@ -57,9 +57,13 @@ def ops_env(subprocess_env: dict[str, str], ops_db: Settings, **extra: str) -> d
     }
 
 
-def run_status(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+def run_status(
+    env: dict[str, str], *args: str, wait: str = "0.3"
+) -> subprocess.CompletedProcess[str]:
+    """``tgfleet status``, waiting ``wait`` s for workers to answer (0.3: no test but the
+    one that starts a worker has one, so the wait is all it would cost)."""
     return subprocess.run(
-        [sys.executable, "-m", "tgfleet", "status", "--timeout", "1", *args],
+        [sys.executable, "-m", "tgfleet", "status", "--timeout", wait, *args],
         env=env,
         capture_output=True,
         text=True,
@@ -67,8 +71,8 @@ def run_status(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[s
     )
 
 
-def status(env: dict[str, str]) -> tuple[int, dict[str, Any]]:
-    done = run_status(env, "--json")
+def status(env: dict[str, str], wait: str = "0.3") -> tuple[int, dict[str, Any]]:
+    done = run_status(env, "--json", wait=wait)
     assert done.stdout, done.stderr
     return done.returncode, json.loads(done.stdout)
 
@@ -98,7 +102,7 @@ def test_status_exit_code_follows_heartbeats_and_stuck_queues(
     bot = make_ops_bot()
     # Given a bot whose listener heartbeats, and a worker
     beat_for(ops_redis, bot, age_s=1)
-    code, report = status(env)
+    code, report = status(env, wait="1")
     # Then status is happy
     assert (code, report["problems"]) == (0, []), report["problems"]
     (row,) = [b for b in report["bots"] if b["id"] == bot]
@@ -106,7 +110,7 @@ def test_status_exit_code_follows_heartbeats_and_stuck_queues(
     assert report["workers"]
     # When the heartbeat goes stale
     beat_for(ops_redis, bot, age_s=600)
-    code, report = status(env)
+    code, report = status(env, wait="1")
     # Then status exits 1 and says which listener
     assert code == 1
     assert [p["key"] for p in report["problems"]] == [f"listener-stale:{bot}"]
@@ -114,7 +118,7 @@ def test_status_exit_code_follows_heartbeats_and_stuck_queues(
     beat_for(ops_redis, bot, age_s=1)
     stuck = {"headers": {"task": "tgfleet.updates.handle", PUBLISHED_AT_HEADER: time.time() - 600}}
     ops_redis.lpush("updates", json.dumps(stuck))
-    code, report = status(env)
+    code, report = status(env, wait="1")
     # Then status exits 1 for the stuck queue
     assert code == 1
     assert [p["key"] for p in report["problems"]] == ["queue-stuck:updates"]
