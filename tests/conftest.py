@@ -67,7 +67,8 @@ def start_worker(subprocess_env: dict[str, str], tmp_path: Path) -> Iterator[Cal
     """Factory: start a real ``celery -A tgfleet worker`` subprocess; all stop at teardown.
 
     ``start_worker(queues="maintenance", concurrency=2, pool="prefork")`` returns
-    once the worker logged that it is ready.
+    once the worker logged that it is ready (``wait=False``: at once, to start several
+    side by side; ``wait_for_log(child, "ready.", ...)`` then).
     """
     group = ProcessGroup(tmp_path / "worker-logs", subprocess_env)
     counter = 0
@@ -78,6 +79,7 @@ def start_worker(subprocess_env: dict[str, str], tmp_path: Path) -> Iterator[Cal
         pool: str = "prefork",
         extra_env: dict[str, str] | None = None,
         ready_timeout: float = 60.0,
+        wait: bool = True,
     ) -> Child:
         nonlocal counter
         counter += 1
@@ -98,7 +100,8 @@ def start_worker(subprocess_env: dict[str, str], tmp_path: Path) -> Iterator[Cal
             "--without-gossip",
             extra_env=extra_env,
         )
-        wait_for_log(child, "ready.", ready_timeout)
+        if wait:
+            wait_for_log(child, "ready.", ready_timeout)
         return child
 
     yield start

@@ -44,12 +44,19 @@ def run_app(
                 json.dumps(bot_settings),
                 bot,
             )
+        # The three start side by side (each spends seconds importing), then are waited for.
         listener = start_listener([bot])
+        workers = [
+            start_worker(queues="updates", concurrency=2, extra_env=sim_env, wait=False),
+            start_worker(
+                queues="sends", concurrency=4, pool="threads", extra_env=sim_env, wait=False
+            ),
+        ]
         wait_until(
             lambda: f"listening for bot {bot}" in listener.log_path.read_text(), 60, "the listener"
         )
-        start_worker(queues="updates", concurrency=2, extra_env=sim_env)
-        start_worker(queues="sends", concurrency=4, pool="threads", extra_env=sim_env)
+        for worker in workers:
+            wait_for_log(worker, "ready.", 60)
         user = int(simulator.create_user("Ann")["id"])
         if admin:  # the bot knows its admin's chat from a message (the entity store)
             simulator.send(admin_id, bot, "hello")
