@@ -35,6 +35,8 @@ log = logging.getLogger(__name__)
 NOTICE_PREFIX = "notice:"
 #: ``last_error`` of a send refused because the user blocked the bot.
 BLOCKED_REASON = "the user blocked the bot"
+#: What a later part of a text (or a later reply of one handler run) fails with.
+EARLIER_FAILED = "an earlier part of this text (or a message it followed) failed"
 _CLAIMABLE = (OutboxStatus.QUEUED, OutboxStatus.RETRYING)
 #: (attribute, column) of every column of ``outbox``: the claim returns the whole row,
 #: which the request is built from.
@@ -189,7 +191,7 @@ def fail_later_parts(session: Session, row: Outbox, status: OutboxStatus, reason
                 Outbox.dedupe_key == key,
                 Outbox.status == OutboxStatus.QUEUED,
             )
-            .values(status=status, last_error=f"an earlier part of this text (or a message it followed): {reason}"[:2000])
+            .values(status=status, last_error=f"{EARLIER_FAILED}: {reason}"[:2000])
             .returning(Outbox.id)
         ).first()
         if done is None:
