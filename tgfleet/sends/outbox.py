@@ -361,17 +361,14 @@ def _flush_pending(session: Session) -> None:
         log.exception("could not enqueue %d deliveries; the sweep will pick them up", len(items))
 
 
-def enqueue_deliveries(
-    items: Iterable[Delivery], countdown: float | None = None, *, batch: bool = True
-) -> None:
+def enqueue_deliveries(items: Iterable[Delivery], countdown: float | None = None) -> None:
     """Send delivery tasks for committed rows: (outbox_id, bot_id[, chat_id[, op]]).
     With the chat id the first attempt needs no database read before its rate check.
     Plain sends of one bot to ``BATCH_MIN`` or more distinct chats go as
-    ``deliver_batch`` tasks of up to ``BATCH_SIZE`` rows (``batch=False``: never); the
-    rest, each as ``deliver``. On a Redis broker they go out in one round trip
-    (``tgfleet.platform.taskmsg``)."""
+    ``deliver_batch`` tasks of up to ``BATCH_SIZE`` rows; the rest, each as ``deliver``.
+    On a Redis broker they go out in one round trip (``tgfleet.platform.taskmsg``)."""
     items = list(items)
-    batches = batch_groups(items) if batch else {}
+    batches = batch_groups(items)
     batched = {outbox_id for group in batches.values() for outbox_id, _ in group}
     calls = [
         TaskCall(

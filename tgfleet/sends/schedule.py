@@ -15,8 +15,6 @@ From then on it is an ordinary send (rate limits, retries, the sweep).
 from __future__ import annotations
 
 import logging
-import random
-import threading
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -24,6 +22,7 @@ from sqlalchemy import select, text, update
 from sqlalchemy.orm import Session
 
 from tgfleet.db import Outbox, OutboxStatus, session_scope
+from tgfleet.platform.periodic import PeriodicThread
 from tgfleet.platform.settings import Settings
 from tgfleet.sends.outbox import Delivery, enqueue_deliveries
 
@@ -95,26 +94,14 @@ def scheduled(session: Session, bot_id: int | None = None, limit: int = 100) -> 
     return list(session.scalars(query.order_by(Outbox.next_attempt_at).limit(limit)))
 
 
-class Scheduler:
+class Scheduler(PeriodicThread):
     """A daemon thread that releases due rows every ``TICK_S`` until stopped."""
 
     def __init__(self, settings: Settings) -> None:
+        super().__init__("tgfleet-scheduler", TICK_S, jitter=0.8)
         self._settings = settings
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="tgfleet-scheduler", daemon=True)
 
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-
-    def _run(self) -> None:
-        while not self._stop.wait(TICK_S * random.uniform(0.8, 1.0)):
-            try:
-                released = release_due(self._settings)
-            except Exception:
-                log.exception("scheduler: could not release due sends; trying again")
-                continue
-            if released:
-                log.info("scheduler: %d scheduled sends enqueued", len(released))
+    def tick(self) -> None:
+        released = release_due(self._settings)
+        if released:
+            log.info("scheduler: %d scheduled sends enqueued", len(released))

@@ -11,12 +11,11 @@ is harmless: the claim is atomic.
 from __future__ import annotations
 
 import logging
-import random
-import threading
 import time
 
 from tgfleet.db import session_scope
 from tgfleet.platform.names import SEND_METRICS, SENDS_QUEUE
+from tgfleet.platform.periodic import PeriodicThread
 from tgfleet.sends import delivery
 from tgfleet.sends.outbox import enqueue_deliveries
 from tgfleet.sends.sender import Sender
@@ -76,25 +75,13 @@ def sweep_overdue(sender: Sender, queue_delay: QueueDelay | None = None) -> int:
     return len(rows)
 
 
-class Sweeper:
+class Sweeper(PeriodicThread):
     """A daemon thread that sweeps every interval (with jitter) until stopped."""
 
     def __init__(self, sender: Sender) -> None:
+        super().__init__("tgfleet-sends-sweep", sender.settings.send_sweep_interval_s)
         self._sender = sender
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="tgfleet-sends-sweep", daemon=True)
+        self._queue_delay = QueueDelay()
 
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-
-    def _run(self) -> None:
-        interval = self._sender.settings.send_sweep_interval_s
-        queue_delay = QueueDelay()
-        while not self._stop.wait(interval * random.uniform(0.5, 1.0)):
-            try:
-                sweep_overdue(self._sender, queue_delay)
-            except Exception:
-                log.exception("sweep failed; trying again next interval")
+    def tick(self) -> None:
+        sweep_overdue(self._sender, self._queue_delay)
