@@ -258,20 +258,17 @@ def test_malformed_envelopes_are_dead_lettered(
         "tgfleet.updates.handle",
         args=[{"v": 99, "bot": bot, "key": "bad-2", "kind": "message", "tl": ""}],
     )
+
     # Then each is kept with its reason and the worker keeps serving
-    rows = wait_until(
-        lambda: (
-            query(
-                migrated,
-                "SELECT dedupe_key, reason FROM dead_updates WHERE bot_id = %s ORDER BY id",
-                bot,
-            )
-            if client.llen(ORPHAN_DEAD_LETTERS)
-            else None
-        ),
-        60,
-        "dead letters",
-    )
+    def all_three() -> list[tuple[Any, ...]] | None:
+        rows = query(
+            migrated,
+            "SELECT dedupe_key, reason FROM dead_updates WHERE bot_id = %s ORDER BY id",
+            bot,
+        )
+        return rows if len(rows) == 2 and client.llen(ORPHAN_DEAD_LETTERS) else None
+
+    rows = wait_until(all_three, 60, "dead letters")
     reasons = dict(rows)
     assert "not a valid TL object" in reasons["bad-1"]
     assert "schema version 99" in reasons["bad-2"]
