@@ -8,7 +8,12 @@ from typing import Any
 
 import pytest
 from telethon import events, functions
-from telethon.errors import FloodWaitError, PeerIdInvalidError, UserIsBlockedError
+from telethon.errors import (
+    BadRequestError,
+    FloodWaitError,
+    PeerIdInvalidError,
+    UserIsBlockedError,
+)
 from telethon.tl import types
 
 from tests.support.simulator import World, collect
@@ -194,3 +199,47 @@ def test_edit_typing_and_get_messages(world: World, run: Callable[..., Any]) -> 
     [got] = world.sim.received(world.user["id"])
     assert got["text"] == "final"
     assert got["edited_at"] is not None
+
+
+def test_paid_broadcast_messages_above_the_free_rate_cost_stars(
+    world: World, run: Callable[..., Any]
+) -> None:
+    # Given a bot allowed 2 free messages at once, 0.3 Stars, and six users
+    world.sim.set_limits(bot_rate=1.0, bot_burst=2)
+    world.sim.set_stars(world.bot["id"], 0.3)
+    names = [f"fan_{i}" for i in range(6)]
+    for name in names:
+        world.sim.create_user("Fan", username=name)
+
+    async def scenario() -> tuple[list[str], str]:
+        client = await world.bot_client()
+        try:
+            peers = [await client.get_input_entity(name) for name in names]
+            outcomes = []
+            # When it sends one paid broadcast message (allow_paid_floodskip) to each
+            for i, peer in enumerate(peers[:6]):
+                request = functions.messages.SendMessageRequest(
+                    peer, f"news {i}", random_id=7000 + i, allow_paid_floodskip=True
+                )
+                try:
+                    await client(request)
+                    outcomes.append("sent")
+                except BadRequestError as exc:
+                    outcomes.append(exc.message)
+            # and one without the flag
+            try:
+                await client.send_message(peers[0], "free")
+                unflagged = "sent"
+            except FloodWaitError:
+                unflagged = "flood"
+            return outcomes, unflagged
+        finally:
+            await client.disconnect()
+
+    outcomes, unflagged = run(scenario())
+    # Then two go free, three are paid for (0.1 Star each) and the sixth finds no Stars
+    assert outcomes == ["sent"] * 5 + ["BALANCE_TOO_LOW"]
+    bot = world.sim.bot(world.bot["id"])
+    assert (bot["stars"], bot["paid_messages"]) == (0.0, 3)
+    # and a message without the flag is held to the free rate
+    assert unflagged == "flood"

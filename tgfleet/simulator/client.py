@@ -228,6 +228,16 @@ class SimulatorClient:
         result: dict[str, Any] = self.request("POST", "/limits", changes)
         return result
 
+    def bot(self, bot_id: int) -> dict[str, Any]:
+        """The bot as the simulator has it ({"id", "username", "stars", "paid_messages", ...})."""
+        result: dict[str, Any] = self.request("GET", f"/bots/{bot_id}")
+        return result
+
+    def set_stars(self, bot_id: int, stars: float) -> dict[str, Any]:
+        """Set the bot's Stars balance; returns the bot ({"stars", "paid_messages", ...})."""
+        result: dict[str, Any] = self.request("POST", f"/bots/{bot_id}/stars", {"stars": stars})
+        return result
+
     def drop_connections(self) -> int:
         return int(self.request("POST", "/faults/drop-connections", {})["dropped"])
 

@@ -32,6 +32,8 @@ def bot_json(bot: Bot) -> Json:
         "username": bot.username,
         "first_name": bot.first_name,
         "pts": bot.pts,
+        "stars": bot.stars_tenths / 10,
+        "paid_messages": bot.paid_messages,
     }
 
 
@@ -81,6 +83,17 @@ async def create_bot(sim: Simulator, m: re.Match[str], body: Json, q: dict[str, 
 @route("GET", r"/bots/(\d+)")
 async def get_bot(sim: Simulator, m: re.Match[str], body: Json, q: dict[str, str]) -> Json:
     return bot_json(sim.world.bot(int(m[1])))
+
+
+@route("POST", r"/bots/(\d+)/stars")
+async def set_stars(sim: Simulator, m: re.Match[str], body: Json, q: dict[str, str]) -> Json:
+    """Set the bot's Stars balance (``stars``, in steps of 0.1): what paid broadcast
+    messages above the free rate are charged to."""
+    stars = number_field(body, "stars")
+    bot = sim.world.bot(int(m[1]))
+    bot.stars_tenths = round(stars * 10)
+    sim.mark_dirty()
+    return bot_json(bot)
 
 
 @route("GET", "/users")

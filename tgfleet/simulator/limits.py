@@ -1,4 +1,5 @@
-"""Telegram-like flood limits: token buckets per private chat, per bot and per group."""
+"""Telegram-like flood limits: token buckets per private chat, per bot and per group, and
+the paid broadcast bucket (``allow_paid_floodskip``)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,10 @@ class FloodLimits:
     bot_burst: int = 30
     group_rate: float = 20.0 / 60.0
     group_burst: int = 20
+    #: Paid broadcasts: messages sent with ``allow_paid_floodskip`` may go up to this rate
+    #: in all; each one the bot's own bucket has no token for costs ``PAID_FEE_TENTHS``.
+    paid_rate: float = 1000.0
+    paid_burst: int = 1000
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -37,6 +42,12 @@ class FloodLimits:
             if not isinstance(value, int | float) or isinstance(value, bool) or value <= 0:
                 raise ValueError(f"limit {name!r} must be a positive number, got {value!r}")
             setattr(self, name, int(value) if name.endswith("burst") else float(value))
+
+
+#: What a message above the free rate costs, in tenths of a Star (0.1 Star).
+PAID_FEE_TENTHS = 1
+#: :meth:`FloodControl.check_paid`'s answer when the message needs Stars the bot lacks.
+NEEDS_STARS = -1
 
 
 class _Bucket:
@@ -83,6 +94,39 @@ class FloodControl:
         bot_bucket.tokens -= 1.0
         chat_bucket.tokens -= 1.0
         return 0
+
+    def check_paid(
+        self, bot_id: int, chat_id: int, group: bool, can_pay: bool, now: float | None = None
+    ) -> tuple[int, bool]:
+        """A message sent with ``allow_paid_floodskip``: (wait, charged). It takes a token
+        of the paid bucket (the 1,000 msg/s ceiling) and the chat's, and the bot's own
+        token when there is one; without one it is charged (``charged``), or, when the
+        bot cannot pay, it is refused with ``NEEDS_STARS`` and takes nothing."""
+        limits = self.limits
+        if not limits.enabled:
+            return 0, False
+        now = time.monotonic() if now is None else now
+        if group:
+            chat_rate, chat_burst, kind = limits.group_rate, limits.group_burst, "group"
+        else:
+            chat_rate, chat_burst, kind = limits.private_chat_rate, limits.private_chat_burst, "pm"
+        chat_bucket = self._bucket((bot_id, kind, chat_id), chat_burst, now)
+        paid_bucket = self._bucket((bot_id, "paid", 0), limits.paid_burst, now)
+        wait = max(
+            chat_bucket.wait(chat_rate, chat_burst, now),
+            paid_bucket.wait(limits.paid_rate, limits.paid_burst, now),
+        )
+        if wait > 0:
+            return max(1, math.ceil(wait)), False
+        bot_bucket = self._bucket((bot_id, "bot", 0), limits.bot_burst, now)
+        free = bot_bucket.wait(limits.bot_rate, limits.bot_burst, now) == 0
+        if not free and not can_pay:
+            return NEEDS_STARS, False
+        if free:
+            bot_bucket.tokens -= 1.0
+        chat_bucket.tokens -= 1.0
+        paid_bucket.tokens -= 1.0
+        return 0, not free
 
     def _bucket(self, key: tuple[int, str, int], burst: int, now: float) -> _Bucket:
         bucket = self._buckets.get(key)

@@ -9,6 +9,7 @@ from telethon.tl import functions, types
 
 from tgfleet.simulator import mtproto
 from tgfleet.simulator.files import Photo
+from tgfleet.simulator.limits import NEEDS_STARS
 from tgfleet.simulator.markup import markup_json
 from tgfleet.simulator.media import resolve_media
 from tgfleet.simulator.methods import RpcContext, handles
@@ -26,8 +27,13 @@ def _reply_to(request: Any) -> int | None:
     return None
 
 
-def check_flood(ctx: RpcContext, bot: Bot, to: User | Group) -> None:
-    wait = ctx.sim.flood_wait(bot, to.id, group=isinstance(to, Group))
+def check_flood(ctx: RpcContext, bot: Bot, to: User | Group, paid: bool = False) -> None:
+    """Refuse a send over the limits: FLOOD_WAIT_N, or, for a paid broadcast message
+    (``allow_paid_floodskip``) above the free rate when the bot's Stars ran out,
+    BALANCE_TOO_LOW."""
+    wait = ctx.sim.flood_wait(bot, to.id, group=isinstance(to, Group), paid=paid)
+    if wait == NEEDS_STARS:
+        raise WorldError(400, "BALANCE_TOO_LOW")
     if wait:
         raise WorldError(420, f"FLOOD_WAIT_{wait}")
 
@@ -55,7 +61,7 @@ def send_message(ctx: RpcContext, request: Any) -> bytes:
     if len(text) > MAX_TEXT:
         raise WorldError(400, "MESSAGE_TOO_LONG")
     markup = markup_json(request.reply_markup)
-    check_flood(ctx, bot, user)
+    check_flood(ctx, bot, user, paid=bool(request.allow_paid_floodskip))
     message = world.bot_sends(bot, user, text, request.random_id, _reply_to(request), markup=markup)
     ctx.sim.on_bot_message(bot, message, origin=ctx.conn)
     return _short_sent(message)
@@ -74,7 +80,7 @@ def send_media(ctx: RpcContext, request: Any) -> bytes:
         raise WorldError(400, "MEDIA_CAPTION_TOO_LONG")
     markup = markup_json(request.reply_markup)
     media = resolve_media(ctx, bot.id, request.media)
-    check_flood(ctx, bot, user)
+    check_flood(ctx, bot, user, paid=bool(request.allow_paid_floodskip))
     photo = media if isinstance(media, Photo) else None
     document = None if isinstance(media, Photo) else media
     text, reply_to = request.message or "", _reply_to(request)

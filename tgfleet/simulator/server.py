@@ -18,7 +18,7 @@ from tgfleet.simulator.callbacks import CallbackQueries
 from tgfleet.simulator.config import SimulatorConfig
 from tgfleet.simulator.connection import ClientConnection
 from tgfleet.simulator.handshake import ServerKey
-from tgfleet.simulator.limits import FloodControl, FloodLimits
+from tgfleet.simulator.limits import PAID_FEE_TENTHS, FloodControl, FloodLimits
 from tgfleet.simulator.media import Uploads
 from tgfleet.simulator.membership import set_blocked
 from tgfleet.simulator.methods import Methods
@@ -217,12 +217,22 @@ class Simulator:
 
     # -- world events --------------------------------------------------------------------
 
-    def flood_wait(self, bot: Bot, chat_id: int, group: bool = False) -> int:
-        """Seconds the bot must wait before sending to ``chat_id`` (0: send now)."""
+    def flood_wait(self, bot: Bot, chat_id: int, group: bool = False, paid: bool = False) -> int:
+        """Seconds the bot must wait before sending to ``chat_id`` (0: send now). A
+        ``paid`` message above the bot's free rate is charged to its Stars, or answers
+        ``NEEDS_STARS`` when it has none left (``FloodControl.check_paid``)."""
         forced = bot.flood_until - time.monotonic()
         if forced > 0:
             return max(1, int(forced + 0.999))
-        return self.flood.check(bot.id, chat_id, group)
+        if not paid:
+            return self.flood.check(bot.id, chat_id, group)
+        can_pay = bot.stars_tenths >= PAID_FEE_TENTHS
+        wait, charged = self.flood.check_paid(bot.id, chat_id, group, can_pay)
+        if charged:
+            bot.stars_tenths -= PAID_FEE_TENTHS
+            bot.paid_messages += 1
+            self.stats["paid_messages"] += 1
+        return wait
 
     def listeners(self, bot_id: int) -> list[ClientConnection]:
         """The bot's connections that receive updates."""

@@ -43,6 +43,8 @@ def _bot_json(bot: Bot) -> dict[str, Any]:
         "history": [[e.pts, e.kind, e.message_id] for e in bot.history],
         "random_ids": [[r, m] for r, m in bot.random_ids.items()],
         "qts": bot.qts,
+        "stars_tenths": bot.stars_tenths,
+        "paid_messages": bot.paid_messages,
         "qts_history": [asdict(e) for e in bot.qts_history],
     }
 
@@ -55,6 +57,8 @@ def _bot_from_json(data: dict[str, Any]) -> Bot:
     bot.history = deque(HistoryEntry(p, k, m) for p, k, m in data["history"])
     bot.random_ids = OrderedDict((r, m) for r, m in data["random_ids"])
     bot.qts = data.get("qts", 0)
+    bot.stars_tenths = data.get("stars_tenths", 0)
+    bot.paid_messages = data.get("paid_messages", 0)
     bot.qts_history = deque(QtsEntry(**e) for e in data.get("qts_history", []))
     return bot
 

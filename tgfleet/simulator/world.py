@@ -90,6 +90,10 @@ class Bot:
     history: deque[HistoryEntry] = field(default_factory=deque)
     random_ids: OrderedDict[int, int] = field(default_factory=OrderedDict)
     flood_until: float = 0.0
+    #: The bot's Stars, in tenths (paid broadcasts cost 0.1 Star a message), and how
+    #: many messages it paid for.
+    stars_tenths: int = 0
+    paid_messages: int = 0
     qts: int = 0
     qts_history: deque[QtsEntry] = field(default_factory=deque)
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from tgfleet.simulator.limits import FloodControl, FloodLimits
+from tgfleet.simulator.limits import NEEDS_STARS, FloodControl, FloodLimits
 
 
 def test_private_chat_bucket_allows_a_burst_then_reports_the_wait() -> None:
@@ -79,3 +79,28 @@ def test_bad_limit_changes_are_refused(changes: dict[str, Any], message: str) ->
     with pytest.raises(ValueError, match=message):
         limits.update(changes)
     assert limits == FloodLimits()
+
+
+def test_paid_messages_take_free_tokens_first_then_are_charged() -> None:
+    # Given a bot limit of 2/s and the paid ceiling of 5/s
+    flood = FloodControl(FloodLimits(bot_rate=2.0, bot_burst=2, paid_rate=5.0, paid_burst=5))
+    # When six paid messages go to six chats at once
+    answers = [flood.check_paid(1, chat, False, can_pay=True, now=0.0) for chat in range(6)]
+    # Then two are free, three are charged and the sixth is over the paid ceiling
+    assert answers[:5] == [(0, False), (0, False), (0, True), (0, True), (0, True)]
+    assert answers[5] == (1, False)
+
+
+def test_a_paid_message_the_bot_cannot_pay_for_is_refused_and_takes_nothing() -> None:
+    flood = FloodControl(FloodLimits(bot_rate=1.0, bot_burst=1))
+    assert flood.check_paid(1, 10, False, can_pay=False, now=0.0) == (0, False)  # free
+    # When the free bucket is empty and the bot has no Stars
+    assert flood.check_paid(1, 11, False, can_pay=False, now=0.0) == (NEEDS_STARS, False)
+    # Then chat 11's bucket is untouched: a message it is sent without the flag later passes
+    assert flood.check(1, 11, now=1.0) == 0
+
+
+def test_paid_messages_still_respect_the_chat_limit() -> None:
+    flood = FloodControl(FloodLimits(private_chat_rate=1.0, private_chat_burst=1))
+    assert flood.check_paid(1, 10, False, can_pay=True, now=0.0) == (0, False)
+    assert flood.check_paid(1, 10, False, can_pay=True, now=0.0) == (1, False)
