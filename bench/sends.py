@@ -12,7 +12,10 @@ In one run, against baselines that are not tgfleet:
     duplicate deliveries counted (goal 0);
 (c) the same fleet with every limit off, vs raw (``unlimited_raw_ratio``, goal >= 0.25);
 (d) 20 bots schedule 10 sends each for one moment 4 s ahead (limits on): how late they
-    arrive (``scheduled_late_p99_ms``, goal <= 1,000).
+    arrive (``scheduled_late_p99_ms``, goal <= 1,000);
+(e) one bot in paid broadcast mode (``tgfleet bots paid``, Stars enough) broadcasts to
+    3,000 users, limits on: its rate vs min(Telegram's 1,000 msg/s, raw) (``paid_msgs_per_s``,
+    ``paid_ratio``), with the Stars the simulator charged.
 
 Rates are steady rates by the simulator's delivery timestamps: (a) over the second half
 of the run (after every burst allowance is spent), (b) and (c) after the first fifth.
@@ -64,6 +67,7 @@ from tgfleet.sends.outbox import enqueue_deliveries, outbox_rows, queue_message 
 from tgfleet.simulator import SimulatorThread, new_client  # noqa: E402
 
 BOT_LIMIT = 30.0
+PAID_LIMIT = 1000.0
 RAW_WINDOW = 256
 UNLIMITED = {"limits": {"bot_per_s": 1e6, "chat_per_s": 1e6, "chat_burst": 1000}}
 DONE = (OutboxStatus.SENT, OutboxStatus.FAILED, OutboxStatus.DEAD)
@@ -110,7 +114,13 @@ class Bench:
         with session_scope(self.settings, bot_id=bot_id) as s:
             s.execute(insert(Entity).values(rows).on_conflict_do_nothing())
 
-    def queue(self, plan: dict[int, list[int]], tag: str, chunk: int = 1000) -> int:
+    def queue(
+        self,
+        plan: dict[int, list[int]],
+        tag: str,
+        chunk: int = 1000,
+        broadcast_id: int | None = None,
+    ) -> int:
         """Queue the plan: each bot's rows in transactions of ``chunk`` (as ``tgfleet send``
         makes a broadcast's), their tasks enqueued once every row is written, as each
         commit would have enqueued them. Writing 10,000 rows takes the bench longer than
@@ -121,7 +131,7 @@ class Bench:
             for start in range(0, len(chats), chunk):
                 part = chats[start : start + chunk]
                 rows = [
-                    outbox_rows(bot_id, chat, f"{tag} {start + n}")[0]
+                    outbox_rows(bot_id, chat, f"{tag} {start + n}", broadcast_id=broadcast_id)[0]
                     for n, chat in enumerate(part)
                 ]
                 with session_scope(self.settings, bot_id=bot_id) as s:
@@ -302,8 +312,21 @@ def run(args: argparse.Namespace, home: Path) -> dict[str, Any]:
                 return steady_rate(times, skip=total // 5), len(times) - total
 
             fleet_rate, fleet_extra = fleet("fleet", None)
-            flood_waits = sim.stats()["flood_errors"]
             late_ms = scheduled_lateness(bench, users, warm, args.scheduled)
+
+            # (e) one bot, paid broadcast mode, limits on
+            budget = {"per_broadcast": 10_000, "per_day": 10_000}
+            [payer] = bench.bots(1, {"paid_broadcasts": budget})
+            sim.set_stars(payer, 10_000)
+            more = [int(sim.create_user(f"p{i}")["id"]) for i in range(args.paid - len(users))]
+            audience = (users + more)[: args.paid]
+            bench.seen(payer, audience)
+            bench.warm_up([payer], warm)
+            total = bench.queue({payer: audience}, "paid", chunk=50, broadcast_id=1)
+            bench.wait([payer], total + 2, timeout=total / 20 + 90)
+            paid_rate = steady_rate(bench.delivery_times([payer], audience), skip=total // 5)
+            paid_charged = sim.bot(payer)["paid_messages"]
+            flood_waits = sim.stats()["flood_errors"]
             sim.set_limits(enabled=False)
             free_rate, free_extra = fleet("free", UNLIMITED)
             duplicates = (
@@ -326,6 +349,9 @@ def run(args: argparse.Namespace, home: Path) -> dict[str, Any]:
         "flood_waits": flood_waits,
         "duplicates": duplicates,
         "late_ms": late_ms,
+        "paid_rate": paid_rate,
+        "paid_ratio": round(paid_rate / min(PAID_LIMIT, raw_rate), 3),
+        "paid_charged": paid_charged,
     }
 
 
@@ -338,6 +364,7 @@ def main() -> None:
     parser.add_argument("--fleet-per-bot", type=int, default=400, help="(b) messages per bot")
     parser.add_argument("--raw", type=int, default=10_000, help="(0) the raw client's sends")
     parser.add_argument("--scheduled", type=int, default=10, help="(d) sends per bot")
+    parser.add_argument("--paid", type=int, default=3000, help="(e) paid broadcast's users")
     parser.add_argument("--logs", type=Path, default=None, help="keep worker logs here")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="tgfleet-bench-sends-") as tmp:
@@ -361,6 +388,11 @@ def main() -> None:
         f"(d) {len(late)} scheduled sends, 20 bots, one moment: late p50 "
         f"{late[len(late) // 2]:.0f} ms, p99 {late_p99:.0f} ms, earliest {late[0]:.0f} ms"
     )
+    print(
+        f"(e) one bot, paid broadcast: {result['paid_rate']:.1f} msg/s vs min(1,000/s, raw) = "
+        f"{result['paid_ratio']:.3f}x; {result['paid_charged']} messages paid for "
+        f"({result['paid_charged'] / 10:.1f} Stars)"
+    )
     print(f"FLOOD_WAIT answered by the simulator: {result['flood_waits']}")
     print(f"duplicate deliveries: {result['duplicates']}")
     summary = {
@@ -373,6 +405,8 @@ def main() -> None:
         "flood_waits": result["flood_waits"],
         "duplicates": result["duplicates"],
         "scheduled_late_p99_ms": round(late_p99, 1),
+        "paid_msgs_per_s": round(result["paid_rate"], 1),
+        "paid_ratio": result["paid_ratio"],
     }
     print(json.dumps(summary))
 

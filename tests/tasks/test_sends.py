@@ -19,7 +19,19 @@ from sqlalchemy import select, update
 from tests.support.databases import is_blocked
 from tests.support.sends import SendWorld
 from tests.support.waiting import wait_until
-from tgfleet.db import BotSession, Entity, OutboxStatus, TgUser, decrypt_secret, session_scope
+from tgfleet.db import (
+    BotSession,
+    Entity,
+    OutboxStatus,
+    TgUser,
+    decrypt_secret,
+    fleet,
+    session_scope,
+)
+from tgfleet.sends import broadcasts
+from tgfleet.sends.cli import broadcast_line
+from tgfleet.sends.delivery import stars_spent
+from tgfleet.sends.paid import StarsLedger
 
 pytestmark = pytest.mark.timeout(180)
 FLOOD_S = 6
@@ -176,6 +188,48 @@ def test_a_broadcast_paused_mid_way_resumes_once_each_and_a_cancelled_one_stops(
     assert counts["sent"] + counts["cancelled"] == 300 and counts["cancelled"] > 0
     time.sleep(1.0)
     assert sum(w.received(u["id"]).count("more news") for u in users) == counts["sent"] - 150
+
+
+def test_a_paid_broadcast_goes_past_the_free_rate_within_its_budget_then_free(
+    send_world: SendWorld,
+) -> None:
+    w = send_world
+    # Given a bot that opted in to paid broadcasts (15 Stars a broadcast), 100 Stars at
+    # Telegram, and 300 users
+    bot, users = w.bot_with_users(300)
+    budget = {"per_broadcast": 15, "per_day": 100}
+    fleet.set_setting(w.settings, bot["id"], "paid_broadcasts", budget)
+    w.sim.set_stars(bot["id"], 100)
+    # When a broadcast to all of them is delivered
+    w.queue([(bot["id"], u["id"], "sale") for u in users], broadcast_id=41)
+    w.start_senders(1)
+    w.wait_settled(300, timeout=60)
+    # Then every user got it once, without a FLOOD_WAIT, faster than the free rate allows
+    assert w.statuses() == Counter({"sent": 300}), w.log_tail()
+    assert all(w.received(u["id"]) == ["sale"] for u in users)
+    stats = w.sim.stats()
+    assert stats["flood_errors"] == 0 and stats["counters"].get("duplicate_sends", 0) == 0
+    times = sorted(r.sent_at.timestamp() for r in w.rows(bot["id"]) if r.sent_at)
+    assert times[-1] - times[0] < (300 - 15) / 30 - 2
+    # And Telegram charged no more than the budget, and no more than tgfleet recorded
+    charged = w.sim.bot(bot["id"])["paid_messages"]
+    with session_scope(w.settings, bot_id=bot["id"]) as s:
+        recorded, stars = stars_spent(s, bot["id"], 41)
+        line = broadcast_line(41, broadcasts.progress(s, bot["id"], 41))
+    assert 100 <= charged <= recorded <= 150 and stars == pytest.approx(recorded / 10)
+    assert f"{recorded} paid ({stars:.1f} Stars)" in line
+    # When Telegram has only 0.5 Stars left for the next broadcast
+    w.sim.set_stars(bot["id"], 0.5)
+    w.queue([(bot["id"], u["id"], "last call") for u in users[:100]], broadcast_id=42)
+    w.wait_settled(400, timeout=60)
+    # Then Telegram's BALANCE_TOO_LOW sends it on at the free rate: all delivered once
+    assert w.statuses() == Counter({"sent": 400}), w.log_tail()
+    assert all(w.received(u["id"]).count("last call") == 1 for u in users[:100])
+    assert w.sim.bot(bot["id"]) | {"stars": 0.0, "paid_messages": charged + 5} == w.sim.bot(
+        bot["id"]
+    )
+    assert StarsLedger(redis.Redis.from_url(w.settings.redis_url)).is_out_of_stars(bot["id"])
+    assert w.sim.stats()["flood_errors"] == 0
 
 
 def test_forced_flood_wait_pauses_only_that_bot(send_world: SendWorld) -> None:

@@ -1,4 +1,5 @@
-"""``tgfleet bots add|list|app|disable|enable|remove``: the fleet's bots and their apps."""
+"""``tgfleet bots add|list|app|paid|disable|enable|remove``: the fleet's bots, their apps
+and their paid broadcast budgets."""
 
 from __future__ import annotations
 
@@ -38,6 +39,14 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     app.add_argument("bot_id", type=int)
     app.add_argument("app", help="a registered app name or mypkg.module:router")
     actions.add_parser("apps", help="list the registered apps")
+    paid = actions.add_parser(
+        "paid",
+        help="paid broadcasts above the free rate (0.1 Star a message): show, set or turn off",
+    )
+    paid.add_argument("bot_id", type=int)
+    paid.add_argument("--per-broadcast", type=float, help="Stars one broadcast may spend")
+    paid.add_argument("--per-day", type=float, help="Stars the bot may spend a day (UTC)")
+    paid.add_argument("--off", action="store_true", help="broadcasts go at the free rate")
     for action in ("disable", "enable", "remove"):
         one = actions.add_parser(action, help=f"{action} a bot")
         one.add_argument("bot_id", type=int)
@@ -98,6 +107,8 @@ def cmd_bots(args: argparse.Namespace, settings: Settings) -> int:
     elif args.action == "apps":
         for name, target in sorted(registered_apps().items()):
             console.print(f"{name:<16} {target}")
+    elif args.action == "paid":
+        return _paid(args, settings, console)
     elif args.action in ("disable", "enable"):
         status = BotStatus.DISABLED if args.action == "disable" else BotStatus.ACTIVE
         fleet.set_status(settings, args.bot_id, status)
@@ -105,4 +116,35 @@ def cmd_bots(args: argparse.Namespace, settings: Settings) -> int:
     elif args.action == "remove":
         fleet.remove_bot(settings, args.bot_id)
         console.print(f"bot {args.bot_id} and its data were removed")
+    return 0
+
+
+def _paid(args: argparse.Namespace, settings: Settings, console: Console) -> int:
+    """Show, set or turn off the bot's paid broadcast budget (``tgfleet.sends.paid``)."""
+    from tgfleet.platform.redis import redis_client
+    from tgfleet.sends.paid import PaidBudget, StarsLedger
+
+    if args.off:
+        fleet.set_setting(settings, args.bot_id, "paid_broadcasts", None)
+        console.print(f"bot {args.bot_id}: broadcasts go at the free rate")
+        return 0
+    if args.per_broadcast is not None or args.per_day is not None:
+        raw = {"per_broadcast": args.per_broadcast, "per_day": args.per_day}
+        budget: PaidBudget | None = PaidBudget.from_json(raw)  # names a missing or bad value
+        fleet.set_setting(settings, args.bot_id, "paid_broadcasts", raw)
+    else:
+        budget = PaidBudget.parse(fleet.bot_settings(settings, args.bot_id).get("paid_broadcasts"))
+    if budget is None:
+        console.print(
+            f"bot {args.bot_id}: paid broadcasts are off "
+            "(turn them on with --per-broadcast STARS --per-day STARS)"
+        )
+        return 0
+    ledger = StarsLedger(redis_client(settings.redis_url))
+    today = ledger.spent(args.bot_id, 0).today
+    state = " (Telegram said its Stars ran out)" if ledger.is_out_of_stars(args.bot_id) else ""
+    console.print(
+        f"bot {args.bot_id}: paid broadcasts up to {budget.per_broadcast:g} Stars a broadcast, "
+        f"{budget.per_day:g} a day; {today:g} spent today{state}"
+    )
     return 0

@@ -11,6 +11,7 @@ import re
 import socket
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import delete, select
 from sqlalchemy.dialects.postgresql import insert
@@ -136,6 +137,28 @@ def set_app(settings: Settings, bot_id: int, app: str) -> None:
         if bot is None:
             raise FleetError(f"bot {bot_id} is not in this fleet: `tgfleet bots list` shows it")
         bot.settings = {**(bot.settings or {}), "app": app}
+
+
+def set_setting(settings: Settings, bot_id: int, name: str, value: Any) -> None:
+    """Set (``value`` None: remove) one of the bot's settings (``bots.settings[name]``);
+    workers and senders follow within their bot cache's TTL."""
+    with session_scope(settings, bot_id=bot_id) as session:
+        bot = session.get(Bot, bot_id)
+        if bot is None:
+            raise FleetError(f"bot {bot_id} is not in this fleet: `tgfleet bots list` shows it")
+        changed = {k: v for k, v in (bot.settings or {}).items() if k != name}
+        if value is not None:
+            changed[name] = value
+        bot.settings = changed
+
+
+def bot_settings(settings: Settings, bot_id: int) -> dict[str, Any]:
+    """The bot's settings (``bots.settings``)."""
+    with session_scope(settings, bot_id=bot_id) as session:
+        bot = session.get(Bot, bot_id)
+        if bot is None:
+            raise FleetError(f"bot {bot_id} is not in this fleet: `tgfleet bots list` shows it")
+        return dict(bot.settings or {})
 
 
 def remove_bot(settings: Settings, bot_id: int) -> None:

@@ -46,7 +46,8 @@ from tgfleet.platform.taskmsg import TaskCall
 from tgfleet.sends import delivery
 from tgfleet.sends.loop import SenderUnavailable
 from tgfleet.sends.outbox import publish_calls
-from tgfleet.sends.ratelimit import SAFETY, ChatKind
+from tgfleet.sends.paid import BALANCE_TOO_LOW, PAID_PER_S
+from tgfleet.sends.ratelimit import SAFETY, ChatKind, Grant, PaidGrant
 from tgfleet.sends.resolve import PeerNotFound, prefetch_peers, resolve_input_peer
 from tgfleet.sends.sender import POSTPONE_AFTER_S, SEND_TIMEOUT_S, Outcome, Sender
 from tgfleet.sends.telegram_calls import build_request, sent_message_id
@@ -71,6 +72,20 @@ class BatchOutcome:
     #: Rows given to ``deliver`` tasks of their own (a failure to retry, not a plain send).
     handed_off: int = 0
     outcomes: Counter[str] = field(default_factory=Counter)
+    #: The broadcast all the batch's rows belong to (0: none), once looked up: the next
+    #: rounds carry it (only a broadcast of a bot that opted in goes paid).
+    broadcast_id: int | None = None
+    #: Messages sent paid this round (0.1 Star each).
+    paid: int = 0
+
+
+@dataclass
+class PaidRound:
+    """A round of a paid broadcast: its messages go with ``allow_paid_floodskip``;
+    ``booked`` of them were booked as paid (``tgfleet.sends.paid``)."""
+
+    broadcast_id: int
+    booked: int
 
 
 def deliver_batch(
@@ -80,6 +95,7 @@ def deliver_batch(
     *,
     reserved: bool = False,
     correlation_id: str | None = None,
+    broadcast_id: int | None = None,
 ) -> BatchOutcome:
     """One round of a batch (see the module docstring)."""
     items = list(items)
@@ -87,26 +103,41 @@ def deliver_batch(
     if config is None:  # each row's own task fails it with the reason
         return _hand_off(bot_id, items)
     limits, admins = config
+    budget = sender.paid_budget(bot_id)
+    if budget is not None and broadcast_id is None:
+        with sender.claim_scope(bot_id, correlation_id) as s:
+            broadcast_id = delivery.broadcast_of(s, bot_id, [i for i, _ in items])
+    paid_per_s = PAID_PER_S if budget is not None and broadcast_id else None
     if not reserved:
-        wait = sender.pacer.reserve_batch(bot_id, len(items), limits)
+        wait = sender.pacer.reserve_batch(bot_id, len(items), limits, per_s=paid_per_s)
         if wait > 0:  # the bot's booked time keeps the sweep away (booked_ahead)
-            return BatchOutcome(rest=items, countdown=wait)
+            return BatchOutcome(rest=items, countdown=wait, broadcast_id=broadcast_id)
     try:  # connected before tokens are taken: they are spent on the wire at once
         client = sender.clients.get(bot_id)
     except (SenderUnavailable, OSError, TimeoutError, errors.RPCError):
         return _hand_off(bot_id, items)  # counted against each row's attempts there
     chats = [(chat_id, ChatKind.PRIVATE if chat_id > 0 else ChatKind.GROUP) for _, chat_id in items]
-    grant = sender.limiter.acquire_many(bot_id, chats, limits)
+    paid_round = None
+    rate = limits.bot_per_s * SAFETY
+    if budget is not None and broadcast_id and sender.stars.usable(bot_id, broadcast_id, budget):
+        books = sender.stars.books(bot_id, broadcast_id, budget)
+        paid_grant = sender.limiter.acquire_paid(bot_id, chats, limits, PAID_PER_S, books)
+        paid_round = PaidRound(broadcast_id, sum(paid_grant.paid))
+        if not paid_grant.budget_out:
+            rate = PAID_PER_S * SAFETY
+        grant: Grant | PaidGrant = paid_grant
+    else:
+        grant = sender.limiter.acquire_many(bot_id, chats, limits)
     granted = [item for item, ok in zip(items, grant.granted, strict=True) if ok]
     outcome = BatchOutcome(rest=[i for i, ok in zip(items, grant.granted, strict=True) if not ok])
+    outcome.broadcast_id = broadcast_id
     if granted:
-        _send_round(sender, client, bot_id, granted, admins, correlation_id, outcome)
+        _send_round(sender, client, bot_id, granted, admins, correlation_id, outcome, paid_round)
     if outcome.rest:
-        bot_rate = limits.bot_per_s * SAFETY
         if grant.bot_wait > 0:  # the bot's bucket ran dry: back when it holds a round
-            wanted = min(len(outcome.rest), max(1.0, bot_rate * ROUND_S))
-            outcome.countdown = grant.bot_wait + (wanted - 1) / bot_rate
-        else:  # only chats were short of tokens
+            wanted = min(len(outcome.rest), max(1.0, rate * ROUND_S))
+            outcome.countdown = grant.bot_wait + (wanted - 1) / rate
+        else:  # only chats were short of tokens (or Telegram wants Stars: at once)
             outcome.countdown = grant.chat_wait
         outcome.countdown = max(outcome.countdown, sender.limiter.paused_for(bot_id))
         if outcome.countdown > POSTPONE_AFTER_S:  # beyond the bot's booked time, maybe
@@ -130,6 +161,7 @@ def _send_round(
     admins: list[int],
     correlation_id: str | None,
     outcome: BatchOutcome,
+    paid_round: PaidRound | None = None,
 ) -> None:
     """Claim, resolve, send and mark the rows that have their tokens."""
     failed: list[tuple[Outbox, Outcome]] = []
@@ -155,6 +187,8 @@ def _send_round(
                 delivery.mark_failed(s, bot_id, row.id, reason, row)
                 failed.append((row, Outcome("failed", reason)))
                 continue
+            if paid_round is not None:  # Telegram charges only what is over the free rate
+                request.allow_paid_floodskip = True
             source = "store" if row.chat_id in stored else resolved.source
             ready.append((row, request, source))
         claimed = {row.id for row in rows}
@@ -175,8 +209,12 @@ def _send_round(
     sent: list[tuple[Outbox, int | None]] = []
     unsent: list[Outbox] = []
     sources: Counter[str] = Counter()
+    out_of_stars = False
     for (row, request, source), result in zip(ready, results, strict=True):
         if result is None:
+            unsent.append(row)
+        elif isinstance(result, errors.RPCError) and result.message == BALANCE_TOO_LOW:
+            out_of_stars = True  # the rest of the broadcast goes at the free rate
             unsent.append(row)
         elif isinstance(result, BaseException):
             if not isinstance(result, Exception):  # cancelled: as if it timed out
@@ -185,7 +223,14 @@ def _send_round(
         else:
             sent.append((row, sent_message_id(result, request)))
             sources[source] += 1
-    if unsent:  # the bot is paused: back with the rest of the batch, after the pause
+    if out_of_stars:
+        log.warning("bot %s has no Stars left: its broadcasts go at the free rate", bot_id)
+        sender.stars.out_of_stars(bot_id)
+    charged = 0
+    if paid_round is not None:  # what was booked but not sent was not charged
+        charged = min(paid_round.booked, len(sent))
+        sender.stars.refund(bot_id, paid_round.broadcast_id, paid_round.booked - charged)
+    if unsent:  # the bot is paused (or out of Stars): back with the rest of the batch
         with sender.claim_scope(bot_id, correlation_id) as s:
             pause = sender.limiter.paused_for(bot_id)
             delivery.release(s, bot_id, [row.id for row in unsent], pause)
@@ -193,13 +238,18 @@ def _send_round(
     if sent:
         with sender.claim_scope(bot_id, correlation_id) as s:
             delivery.mark_sent_many(s, sent)
+            if paid_round is not None and charged:
+                delivery.record_stars_spent(s, bot_id, paid_round.broadcast_id, charged)
         with sender.redis.pipeline(transaction=False) as pipe:
             for source, count in sources.items():
                 pipe.hincrby(RESOLVE_METRICS, source, count)
             pipe.hincrby(SEND_METRICS, "sent", len(sent))
             pipe.hincrby(SEND_METRICS, "batched", len(sent))
+            if charged:
+                pipe.hincrby(SEND_METRICS, "paid", charged)
             pipe.execute()
     outcome.sent += len(sent)
+    outcome.paid += charged
     outcome.outcomes["sent"] += len(sent)
     retries = []
     for row, result in failed:

@@ -22,7 +22,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from tgfleet.db import Outbox, OutboxStatus
-from tgfleet.sends.delivery import BLOCKED_REASON
+from tgfleet.sends.delivery import BLOCKED_REASON, stars_spent
 from tgfleet.sends.outbox import enqueue_after_commit
 
 RATE_WINDOW_S = 30.0
@@ -39,6 +39,9 @@ class Progress:
     blocked: int
     rate: float  # sent per second over the last RATE_WINDOW_S
     total: int
+    #: Messages sent paid (``tgfleet.sends.paid``) and the Stars they cost.
+    paid: int = 0
+    stars: float = 0.0
 
     @property
     def pending(self) -> int:
@@ -57,7 +60,8 @@ class Progress:
 
 
 def progress(session: Session, bot_id: int, broadcast_id: int) -> Progress:
-    """Counts by status, blocked users, the recent rate (one round trip each)."""
+    """Counts by status, blocked users, the recent rate, the Stars spent (one round trip
+    each)."""
     mine = (Outbox.bot_id == bot_id, Outbox.broadcast_id == broadcast_id)
     counts = {
         status.value: n
@@ -74,7 +78,9 @@ def progress(session: Session, bot_id: int, broadcast_id: int) -> Progress:
             ),
         ).where(*mine)
     ).one()
-    return Progress(counts, int(blocked), recent / RATE_WINDOW_S, sum(counts.values()))
+    paid, stars = stars_spent(session, bot_id, broadcast_id)
+    rate = recent / RATE_WINDOW_S
+    return Progress(counts, int(blocked), rate, sum(counts.values()), paid, stars)
 
 
 def pause(session: Session, bot_id: int, broadcast_id: int) -> int:

@@ -455,6 +455,8 @@ def broadcast_line(broadcast_id: int, now: BroadcastProgress) -> str:
     for extra in ("paused", "cancelled"):
         if c.get(extra):
             parts.append(f"{c[extra]} {extra}")
+    if now.paid:
+        parts.append(f"{now.paid} paid ({now.stars:.1f} Stars)")
     parts.append(f"{now.rate:.1f}/s")
     eta = now.eta_s
     parts.append("done" if now.done else "ETA -" if eta is None else f"ETA {eta:.0f} s")

@@ -25,9 +25,10 @@ from sqlalchemy import ColumnElement, Row, and_, func, inspect, or_, select, upd
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
-from tgfleet.db import Bot, Outbox, OutboxOp, OutboxStatus, TgUser
+from tgfleet.db import Bot, Event, Outbox, OutboxOp, OutboxStatus, TgUser
 from tgfleet.db.prepared import Prepared, execute
 from tgfleet.platform.settings import Settings
+from tgfleet.sends.paid import STARS_SPENT, stars
 
 log = logging.getLogger(__name__)
 
@@ -130,6 +131,39 @@ def still_claimable(session: Session, bot_id: int, outbox_ids: list[int]) -> lis
             )
         )
     )
+
+
+def broadcast_of(session: Session, bot_id: int, outbox_ids: list[int]) -> int:
+    """The broadcast every one of ``outbox_ids`` belongs to (0: none, or several)."""
+    found = set(
+        session.scalars(
+            select(Outbox.broadcast_id).where(Outbox.bot_id == bot_id, Outbox.id.in_(outbox_ids))
+        )
+    )
+    one = found.pop() if len(found) == 1 else None
+    return int(one or 0)
+
+
+def record_stars_spent(session: Session, bot_id: int, broadcast_id: int, messages: int) -> None:
+    """An event for the Stars ``messages`` paid broadcast messages cost (0.1 each)."""
+    data = {"broadcast_id": broadcast_id, "messages": messages, "stars": stars(messages)}
+    session.execute(
+        insert(Event).values(bot_id=bot_id, kind=STARS_SPENT, data=data),
+    )
+
+
+def stars_spent(session: Session, bot_id: int, broadcast_id: int) -> tuple[int, float]:
+    """(paid messages, Stars) the broadcast's ``stars_spent`` events add up to."""
+    messages = func.coalesce(func.sum(Event.data["messages"].as_integer()), 0)
+    spent = func.coalesce(func.sum(Event.data["stars"].as_float()), 0.0)
+    row = session.execute(
+        select(messages, spent).where(
+            Event.bot_id == bot_id,
+            Event.kind == STARS_SPENT,
+            Event.data["broadcast_id"].as_integer() == broadcast_id,
+        )
+    ).one()
+    return int(row[0]), float(row[1])
 
 
 def mark_sent_many(session: Session, rows: list[tuple[Outbox, int | None]]) -> None:

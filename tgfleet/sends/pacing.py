@@ -101,11 +101,14 @@ class SendPacer:
         seconds, micros = self._client.time()
         return max(0.0, max(booked) - (seconds + micros / 1_000_000))
 
-    def reserve_batch(self, bot_id: int, count: int, limits: Limits) -> float:
+    def reserve_batch(
+        self, bot_id: int, count: int, limits: Limits, per_s: float | None = None
+    ) -> float:
         """Seconds until a batch of ``count`` messages of the bot may start, booking their
-        time: the bot's batches come back one after another at its rate, not all at once
-        (single sends have slots of their own and are not held up behind batches)."""
-        interval = 1.0 / (limits.bot_per_s * SAFETY)
+        time: the bot's batches come back one after another at its rate (``per_s``, for
+        a paid broadcast), not all at once (single sends have slots of their own and are
+        not held up behind batches)."""
+        interval = 1.0 / ((per_s or limits.bot_per_s) * SAFETY)
         keys = [f"{self._prefix}:batch:{bot_id}"]
         # A batch may start as early as the limiter's burst allows: half a second early.
         wait = self._reserve_batch(keys=keys, args=[interval, BOT_BURST_S, count])

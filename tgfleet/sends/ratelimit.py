@@ -112,6 +112,82 @@ redis.call('PEXPIRE', KEYS[2], math.ceil(bot_cap / bot_rate * 1000) + 1000)
 return {table.concat(granted), tostring(bot_wait), tostring(chat_wait)}
 """
 
+# A round of a paid broadcast (``tgfleet.sends.paid``): like _ACQUIRE_MANY, but each
+# message also takes a token of the paid bucket (Telegram's 1,000 msg/s ceiling), and one
+# the bot's own bucket has no token for books FEE tenths of a Star on both budget
+# counters, while both have room. Granting stops when the paid bucket or a budget runs out.
+# Telegram gives paid messages the bot's free tokens too, so a paid round leaves its free
+# bucket empty, without the slack ours keeps (BOT_BURST_S): once a message was paid for,
+# the bot's bucket here goes that far below empty, and free sends after the paid ones
+# find Telegram's bucket as full as they expect.
+# KEYS: pause, bot bucket, paid bucket, broadcast Stars, day Stars, then the chats.
+# ARGV: bot_rate, bot_cap, paid_rate, paid_cap, fee, broadcast_cap, day_cap,
+#       broadcast_ttl, day_ttl, then chat_rate_1, chat_capacity_1, ...
+# Returns {flags ('1' free, '2' paid, '0' not granted), the bot's wait, the shortest wait
+# of a skipped chat, '1' if a budget stopped it else '0'}.
+_ACQUIRE_PAID = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local n = #KEYS - 5
+local paused = tonumber(redis.call('GET', KEYS[1]) or '0')
+if paused > now then return {string.rep('0', n), tostring(paused - now), '0', '0'} end
+local bot_rate, bot_cap = tonumber(ARGV[1]), tonumber(ARGV[2])
+local paid_rate, paid_cap = tonumber(ARGV[3]), tonumber(ARGV[4])
+local fee = tonumber(ARGV[5])
+local caps = {tonumber(ARGV[6]), tonumber(ARGV[7])}
+local ttls = {tonumber(ARGV[8]), tonumber(ARGV[9])}
+local function level(key, rate, cap)
+  local h = redis.call('HMGET', key, 'tokens', 'ts')
+  local have = tonumber(h[1]) or cap
+  return math.min(cap, have + math.max(0, now - (tonumber(h[2]) or now)) * rate)
+end
+local bot = level(KEYS[2], bot_rate, bot_cap)
+local paid = level(KEYS[3], paid_rate, paid_cap)
+local spent = {}
+for k = 1, 2 do spent[k] = tonumber(redis.call('GET', KEYS[k + 3]) or '0') end
+local booked = 0
+local granted, wait, chat_wait, broke = {}, 0, 0, '0'
+for i = 1, n do
+  local rate, cap = tonumber(ARGV[2 * i + 8]), tonumber(ARGV[2 * i + 9])
+  local free = bot >= 1
+  local can_pay = spent[1] + booked + fee <= caps[1] and spent[2] + booked + fee <= caps[2]
+  if paid < 1 or (not free and not can_pay) then
+    if paid < 1 then wait = (1 - paid) / paid_rate else wait = (1 - bot) / bot_rate; broke = '1' end
+    for j = i, n do granted[j] = '0' end
+    break
+  end
+  local have = level(KEYS[i + 5], rate, cap)
+  if have < 1 then
+    granted[i] = '0'
+    local w = (1 - have) / rate
+    if chat_wait == 0 or w < chat_wait then chat_wait = w end
+  else
+    paid = paid - 1
+    if free then
+      bot = bot - 1
+      granted[i] = '1'
+    else
+      booked = booked + fee
+      granted[i] = '2'
+    end
+    redis.call('HSET', KEYS[i + 5], 'tokens', have - 1, 'ts', now)
+    redis.call('PEXPIRE', KEYS[i + 5], math.ceil(cap / rate * 1000) + 1000)
+  end
+end
+if booked > 0 then bot = math.min(bot, 0) - bot_cap end
+redis.call('HSET', KEYS[2], 'tokens', bot, 'ts', now)
+redis.call('PEXPIRE', KEYS[2], math.ceil(bot_cap / bot_rate * 1000) + 1000)
+redis.call('HSET', KEYS[3], 'tokens', paid, 'ts', now)
+redis.call('PEXPIRE', KEYS[3], math.ceil(paid_cap / paid_rate * 1000) + 1000)
+if booked > 0 then
+  for k = 1, 2 do
+    redis.call('INCRBY', KEYS[k + 3], booked)
+    redis.call('EXPIRE', KEYS[k + 3], ttls[k])
+  end
+end
+return {table.concat(granted), tostring(wait), tostring(chat_wait), broke}
+"""
+
 # KEYS[1]: pause key; ARGV[1]: seconds. Extends, never shortens, a pause.
 _PAUSE = """
 local t = redis.call('TIME')
@@ -124,6 +200,17 @@ if until_ > current then
 end
 return tostring(current)
 """
+
+
+@dataclass(frozen=True)
+class PaidBooks:
+    """Where a paid round books its Stars: two counters (the broadcast's, the day's)
+    with their caps and lifetimes, and the fee per message (all in tenths of a Star)."""
+
+    keys: tuple[str, str]
+    caps: tuple[int, int]
+    ttls: tuple[int, int]
+    fee: int
 
 
 class ChatKind(StrEnum):
@@ -167,6 +254,20 @@ class Grant:
     chat_wait: float
 
 
+@dataclass(frozen=True)
+class PaidGrant:
+    """What :meth:`RateLimiter.acquire_paid` handed out: per chat, in order, whether it
+    was granted and whether it is paid for; the waits as in :class:`Grant` (``bot_wait``:
+    until the paid bucket's next token, or the bot's when a budget stopped it); whether a
+    budget ran out (``budget_out``)."""
+
+    granted: tuple[bool, ...]
+    paid: tuple[bool, ...]
+    bot_wait: float
+    chat_wait: float
+    budget_out: bool
+
+
 class RateLimiter:
     """Token buckets shared by every sender through Redis."""
 
@@ -175,6 +276,7 @@ class RateLimiter:
         self._prefix = prefix
         self._acquire = client.register_script(_ACQUIRE)
         self._acquire_many = client.register_script(_ACQUIRE_MANY)
+        self._acquire_paid = client.register_script(_ACQUIRE_PAID)
         self._pause = client.register_script(_PAUSE)
 
     def _pause_key(self, bot_id: int) -> str:
@@ -204,6 +306,39 @@ class RateLimiter:
         flags, bot_wait, chat_wait = self._acquire_many(keys=keys, args=args)
         text = flags.decode() if isinstance(flags, bytes) else str(flags)
         return Grant(tuple(flag == "1" for flag in text), float(bot_wait), float(chat_wait))
+
+    def acquire_paid(
+        self,
+        bot_id: int,
+        chats: list[tuple[int, ChatKind]],
+        limits: Limits,
+        paid_per_s: float,
+        stars: PaidBooks,
+    ) -> PaidGrant:
+        """Tokens for one message of a paid broadcast to each of ``chats``: free while the
+        bot's bucket lasts, then paid (booked on ``stars``) up to ``paid_per_s`` in all."""
+        bot_rate = limits.bot_per_s * SAFETY
+        paid_rate = paid_per_s * SAFETY
+        keys = [
+            self._pause_key(bot_id),
+            f"{self._prefix}:bot:{bot_id}",
+            f"{self._prefix}:paid:{bot_id}",
+            *stars.keys,
+        ]
+        args: list[float] = [bot_rate, max(1.0, bot_rate * BOT_BURST_S)]
+        args += [paid_rate, max(1.0, paid_rate * BOT_BURST_S), stars.fee, *stars.caps, *stars.ttls]
+        for chat_id, kind in chats:
+            keys.append(f"{self._prefix}:chat:{bot_id}:{chat_id}")
+            args.extend(_chat_bucket(kind, limits))
+        flags, wait, chat_wait, broke = self._acquire_paid(keys=keys, args=args)
+        text = flags.decode() if isinstance(flags, bytes) else str(flags)
+        return PaidGrant(
+            granted=tuple(flag != "0" for flag in text),
+            paid=tuple(flag == "2" for flag in text),
+            bot_wait=float(wait),
+            chat_wait=float(chat_wait),
+            budget_out=broke in (b"1", "1"),
+        )
 
     def pause(self, bot_id: int, seconds: float) -> float:
         """Pause every send of ``bot_id`` for ``seconds`` (FloodWait); returns the deadline."""

@@ -46,6 +46,7 @@ from tgfleet.sends.media import (
     with_reference,
 )
 from tgfleet.sends.pacing import SendPacer, Stage
+from tgfleet.sends.paid import PaidBudget, PaidConfigError, StarsLedger
 from tgfleet.sends.ratelimit import ChatKind, Limits, RateLimiter
 from tgfleet.sends.resolve import PeerCache, PeerNotFound, resolve_input_peer
 from tgfleet.sends.telegram_calls import ClientLookup, build_request, sent_message_id
@@ -104,7 +105,9 @@ class Sender:
         self.store = DbSessionStore(settings)
         self.clients = BotClients(settings, self.loop, self.store)
         self.lookup = ClientLookup(self.clients, self.loop)
+        self.stars = StarsLedger(self.redis)
         self._bots: dict[int, tuple[float, tuple[Limits, list[int]]]] = {}
+        self._paid: dict[int, PaidBudget | None] = {}
         self._closed = threading.Event()
 
     # -- the flow ------------------------------------------------------------------------
@@ -254,8 +257,20 @@ class Sender:
             chat_per_s=limits.chat_per_s * CHAT_MARGIN,
             chat_burst=max(1, limits.chat_burst - CHAT_BURST_SLACK),
         )
+        try:
+            self._paid[bot_id] = PaidBudget.parse(bot_settings.get("paid_broadcasts"))
+        except PaidConfigError as exc:  # `tgfleet bots paid` refuses these; a hand edit
+            log.warning("bot %s: paid broadcasts are off: %s", bot_id, exc)
+            self._paid[bot_id] = None
         self._bots[bot_id] = (now + BOT_CONFIG_TTL_S, (limits, admins))
         return limits, admins
+
+    def paid_budget(self, bot_id: int) -> PaidBudget | None:
+        """The bot's paid broadcast budget (None: it did not opt in), cached with
+        :meth:`bot_config`."""
+        if self.bot_config(bot_id) is None:
+            return None
+        return self._paid.get(bot_id)
 
     # -- waits and failures ----------------------------------------------------------------
     def _rate_wait(

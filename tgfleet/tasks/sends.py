@@ -87,7 +87,11 @@ def deliver(
 
 @shared_task(name=DELIVER_BATCH, bind=True, ignore_result=True, max_retries=None)
 def deliver_batch(
-    self: TgfleetTask, bot_id: int, items: list[list[int]], reserved: bool = False
+    self: TgfleetTask,
+    bot_id: int,
+    items: list[list[int]],
+    reserved: bool = False,
+    broadcast_id: int | None = None,
 ) -> str:
     """Deliver up to ``BATCH_SIZE`` plain sends of one bot, each to its own chat
     (``items``: [outbox_id, chat_id] pairs; see ``tgfleet.sends.batch``); what a round
@@ -99,9 +103,12 @@ def deliver_batch(
         pairs,
         reserved=bool(reserved),
         correlation_id=self.request.id,
+        broadcast_id=None if broadcast_id is None else int(broadcast_id),
     )
     if outcome.rest:
         rest = [list(item) for item in outcome.rest]
-        kwargs = {"bot_id": bot_id, "items": rest, "reserved": True}
+        kwargs: dict[str, Any] = {"bot_id": bot_id, "items": rest, "reserved": True}
+        if outcome.broadcast_id is not None:
+            kwargs["broadcast_id"] = outcome.broadcast_id
         raise self.retry(countdown=min(outcome.countdown, MAX_COUNTDOWN_S), kwargs=kwargs)
     return f"sent {outcome.sent}, handed off {outcome.handed_off}"
