@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 
 import pytest
 import redis
 
+from tgfleet.db import fleet
 from tgfleet.platform.settings import Settings
 from tgfleet.sends.paid import PaidBudget, PaidConfigError, StarsLedger
 from tgfleet.sends.ratelimit import BOT_BURST_S, SAFETY, ChatKind, Limits, RateLimiter
@@ -107,3 +110,29 @@ def test_after_a_paid_round_free_sends_wait_until_telegram_s_bucket_has_slack_ag
     limiter.acquire_paid(5, chats(40), LIMITS, 1000, ledger.books(5, 1, budget))
     # Then a free send waits for a whole burst's worth, not for one token
     assert limiter.acquire(5, 1, ChatKind.PRIVATE, LIMITS) >= BOT_BURST_S
+
+
+def test_an_operator_turns_paid_broadcasts_on_reads_them_and_turns_them_off(
+    migrated: Settings, bot_id: int, subprocess_env: dict[str, str]
+) -> None:
+    def tgfleet(*args: str) -> subprocess.CompletedProcess[str]:
+        argv = [sys.executable, "-m", "tgfleet", "bots", "paid", str(bot_id), *args]
+        return subprocess.run(argv, env=subprocess_env, capture_output=True, text=True)
+
+    # When an operator sets a budget
+    shown = tgfleet("--per-broadcast", "50", "--per-day", "200")
+    # Then it is the bot's setting and the command shows it with today's spend
+    assert shown.returncode == 0, shown.stderr
+    assert fleet.bot_settings(migrated, bot_id)["paid_broadcasts"] == {
+        "per_broadcast": 50.0,
+        "per_day": 200.0,
+    }
+    assert "up to 50 Stars a broadcast, 200 a day; 0 spent today" in shown.stdout
+    # When a value is missing, it is refused, named, and nothing changes
+    bad = tgfleet("--per-broadcast", "5")
+    assert bad.returncode == 1 and "per_day must be a positive number" in bad.stderr
+    assert fleet.bot_settings(migrated, bot_id)["paid_broadcasts"]["per_broadcast"] == 50.0
+    # When it is turned off
+    off = tgfleet("--off")
+    assert off.returncode == 0 and "broadcasts go at the free rate" in off.stdout
+    assert "paid_broadcasts" not in fleet.bot_settings(migrated, bot_id)

@@ -137,7 +137,8 @@ def _paid(args: argparse.Namespace, settings: Settings, console: Console) -> int
     if budget is None:
         console.print(
             f"bot {args.bot_id}: paid broadcasts are off "
-            "(turn them on with --per-broadcast STARS --per-day STARS)"
+            "(turn them on with --per-broadcast STARS --per-day STARS)",
+            soft_wrap=True,
         )
         return 0
     ledger = StarsLedger(redis_client(settings.redis_url))
@@ -145,6 +146,7 @@ def _paid(args: argparse.Namespace, settings: Settings, console: Console) -> int
     state = " (Telegram said its Stars ran out)" if ledger.is_out_of_stars(args.bot_id) else ""
     console.print(
         f"bot {args.bot_id}: paid broadcasts up to {budget.per_broadcast:g} Stars a broadcast, "
-        f"{budget.per_day:g} a day; {today:g} spent today{state}"
+        f"{budget.per_day:g} a day; {today:g} spent today{state}",
+        soft_wrap=True,
     )
     return 0
