@@ -93,3 +93,15 @@ def test_a_real_worker_runs_published_tasks_in_one_round_trip(
 
 def test_nothing_is_published_for_no_calls(settings: Settings) -> None:
     assert taskmsg.publish(make_celery(settings), []) == []
+
+
+def test_a_task_sent_again_keeps_its_id(settings: Settings, broker: redis.Redis) -> None:
+    # When a task sends itself again under its own id (what the senders do for a wait)
+    task_id = str(uuid.uuid4())
+    call = TaskCall("tgfleet.sends.deliver", "sends", kwargs={"outbox_id": 1}, task_id=task_id)
+    assert taskmsg.publish(make_celery(settings), [call]) == [task_id]
+    # Then the message carries that id, as Celery's own retry would
+    mine = [raw for raw in broker.lrange("sends", 0, -1) if task_id.encode() in raw]
+    message, _ = _decoded(mine[0])
+    broker.lrem("sends", 1, mine[0])
+    assert message["headers"]["id"] == message["properties"]["correlation_id"] == task_id

@@ -37,6 +37,8 @@ class TaskCall:
     args: Sequence[Any] = ()
     kwargs: dict[str, Any] = field(default_factory=dict)
     countdown: float | None = None
+    #: The task id (None: a new one); a task sending itself again keeps its own.
+    task_id: str | None = None
 
 
 def supports(app: Celery) -> bool:
@@ -57,7 +59,7 @@ def publish(app: Celery, calls: Sequence[TaskCall]) -> list[str]:
     ids = []
     pipe = redis_client(str(app.conf.broker_url)).pipeline(transaction=False)
     for call in calls:
-        task_id = str(uuid.uuid4())
+        task_id = call.task_id or str(uuid.uuid4())
         message = app.amqp.as_task_v2(
             task_id,
             call.name,

@@ -145,6 +145,7 @@ class BotClients:
             retry_delay=1,
             auto_reconnect=True,
         )
+        _ignore_own_updates(client)
         try:
             try:
                 await asyncio.wait_for(client.connect(), CONNECT_TIMEOUT_S)
@@ -229,3 +230,15 @@ class DbSessionStore:
 
     def forget(self, bot_id: int) -> None:
         fleet.delete_session(self.settings, bot_id, self.settings.node_name)
+
+
+def _ignore_own_updates(client: TelegramClient) -> None:
+    """Keep the pts of what the client sends out of its update state.
+
+    Telethon feeds every sent message's pts (``UpdateShortSentMessage``) to the client's
+    update state even with ``receive_updates=False``. A bot's messages are sent by
+    several sender processes, so each one's state keeps finding gaps (the others'
+    messages) and fills them with updates.getDifference: hundreds of calls a minute
+    that fetch every message the others sent, only to drop them. A sender needs no
+    update state at all (its listener has one), so its own updates are not stored."""
+    client._sender._store_own_updates = lambda obj: None
