@@ -62,9 +62,12 @@ class DevState:
 class DevServices:
     """The local PostgreSQL + Redis pair under ``home``."""
 
-    def __init__(self, home: Path) -> None:
+    def __init__(self, home: Path, *, durable: bool = False) -> None:
         self.home = home.resolve()
         self.state_file = self.home / "state.json"
+        #: PostgreSQL as production runs it: fsync, synchronous_commit and
+        #: full_page_writes on (benchmarks measure both).
+        self.durable = durable
 
     # -- state ---------------------------------------------------------------
     def load_state(self) -> DevState:
@@ -194,10 +197,11 @@ class DevServices:
                 raise ServiceError(f"initdb failed: {done.stderr.strip()[-500:]}")
         if port_open(state.pg_port):
             state.pg_port = free_port()
+        speed = "" if self.durable else " -c fsync=off -c synchronous_commit=off"
+        speed += "" if self.durable else " -c full_page_writes=off"
         options = (
             f"-c listen_addresses=127.0.0.1 -p {state.pg_port} -c unix_socket_directories="
-            f" -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
-            f" -c max_connections=200 -c shared_buffers=128MB"
+            f"{speed} -c max_connections=200 -c shared_buffers=128MB"
         )
         log_file = self.home / f"postgresql{state.pg_major}.log"
         demoter.own(self.home) if demoter.uid is not None else None
