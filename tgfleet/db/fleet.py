@@ -27,6 +27,7 @@ from tgfleet.db import (
     session_scope,
     token_fingerprint,
 )
+from tgfleet.db.prepared import Prepared, execute
 from tgfleet.platform.errors import TgfleetError
 from tgfleet.platform.settings import Settings
 
@@ -53,6 +54,18 @@ class SavedState:
     qts: int
     date: datetime | None
     seq: int
+
+
+#: Every listener saves every bot's state up to twice a second: a prepared statement (as
+#: an ORM upsert, compiling it was two fifths of a listener's CPU with 20 busy bots).
+_SAVE_STATE = Prepared(
+    "tgfleet_save_update_state",
+    ("bigint", "bigint", "bigint", "timestamptz", "bigint"),
+    "INSERT INTO update_state (bot_id, pts, qts, date, seq) VALUES ($1, $2, $3, $4, $5) "
+    "ON CONFLICT (bot_id) DO UPDATE SET pts = excluded.pts, qts = excluded.qts, "
+    "date = excluded.date, seq = excluded.seq, updated_at = now() "
+    "WHERE update_state.pts <= excluded.pts",
+)
 
 
 def node_name(role: str) -> str:
@@ -218,19 +231,4 @@ def load_update_state(settings: Settings, bot_id: int) -> SavedState | None:
 def save_update_state(settings: Settings, bot_id: int, state: SavedState) -> None:
     """Persist the state of updates already published (never ahead of them)."""
     with session_scope(settings, bot_id=bot_id) as session:
-        stmt = insert(UpdateState).values(
-            bot_id=bot_id, pts=state.pts, qts=state.qts, date=state.date, seq=state.seq
-        )
-        session.execute(
-            stmt.on_conflict_do_update(
-                index_elements=[UpdateState.bot_id],
-                set_={
-                    "pts": stmt.excluded.pts,
-                    "qts": stmt.excluded.qts,
-                    "date": stmt.excluded.date,
-                    "seq": stmt.excluded.seq,
-                    "updated_at": datetime.now(UTC),
-                },
-                where=UpdateState.pts <= stmt.excluded.pts,
-            )
-        )
+        execute(session, _SAVE_STATE, bot_id, state.pts, state.qts, state.date, state.seq)

@@ -29,6 +29,7 @@ from telethon.tl import types
 
 from tgfleet.db import Entity, PeerType, TgUser
 from tgfleet.db.entities import remember_entity
+from tgfleet.db.prepared import Prepared, execute
 from tgfleet.platform.errors import TgfleetError
 
 InputPeer: TypeAlias = types.InputPeerUser | types.InputPeerChat | types.InputPeerChannel
@@ -99,6 +100,15 @@ def _peer_kind(chat_id: int) -> tuple[int, PeerType]:
     return real_id, PeerType.CHANNEL
 
 
+#: The stored peer of one chat: every reply to a user not in the LRU yet reads it.
+_STORED_PEER = Prepared(
+    "tgfleet_stored_peer",
+    ("bigint", "text", "bigint"),
+    "SELECT access_hash, username FROM entities "
+    "WHERE bot_id = $1 AND peer_type = $2::peer_type AND peer_id = $3",
+)
+
+
 def _make_peer(kind: PeerType, peer_id: int, access_hash: int) -> InputPeer:
     if kind is PeerType.USER:
         return types.InputPeerUser(peer_id, access_hash)
@@ -152,11 +162,8 @@ def resolve_input_peer(
             return ResolvedPeer(cached, "lru")
     else:
         cache.invalidate(bot_id, chat_id)
-    row = session.execute(
-        select(Entity.access_hash, Entity.username).where(
-            Entity.bot_id == bot_id, Entity.peer_type == kind, Entity.peer_id == peer_id
-        )
-    ).first()
+    rows = execute(session, _STORED_PEER, bot_id, str(kind), peer_id)
+    row = rows[0] if rows else None
     stored_hash = row.access_hash if row is not None else None
     username = row.username if row is not None else None
     if stored_hash is not None and stored_hash != distrust_hash:
