@@ -238,7 +238,9 @@ def best(steps: list[Step]) -> Step | None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", default="100,200,300,400,500,550", help="offered msgs/s")
+    parser.add_argument(
+        "--steps", default="50,75,100,125,150,200,250,300,400,500,550", help="offered msgs/s"
+    )
     parser.add_argument("--step-s", type=float, default=10.0, help="seconds per step")
     parser.add_argument("--only", choices=["dev", "durable"], default=None)
     args = parser.parse_args()

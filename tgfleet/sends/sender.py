@@ -194,7 +194,7 @@ class Sender:
         # two is all the slack Telegram's own buckets give (see docs/sends.md).
         wait = self.limiter.acquire(bot_id, chat_id, kind, limits)
         if wait > 0:
-            return self._rate_wait(outbox_id, bot_id, chat_id, wait, limits)
+            return self._rate_wait(outbox_id, bot_id, chat_id, wait)
         try:
             result = self.loop.run(client(request), SEND_TIMEOUT_S)
         except Exception as exc:  # mapped below; nothing is retried blindly
@@ -273,17 +273,19 @@ class Sender:
         return self._paid.get(bot_id)
 
     # -- waits and failures ----------------------------------------------------------------
-    def _rate_wait(
-        self, outbox_id: int, bot_id: int, chat_id: int, wait: float, limits: Limits
-    ) -> Outcome:
+    def _rate_wait(self, outbox_id: int, bot_id: int, chat_id: int, wait: float) -> Outcome:
         """The limiter said no (a FloodWait pause, or drift from the slot): give the claim
-        back and come again; after a pause, through the pacer again."""
+        back and come again through the pacer: after a pause from the start, else for a
+        new bot slot (the chat's is kept). Straight back to the limiter, refused sends
+        took the tokens of the paced ones, which were refused in turn: one bot's 600
+        sends were refused 3,331 times, each a claim, a release and a task hop."""
         paused = self.limiter.paused_for(bot_id)
+        self.redis.hincrby(SEND_METRICS, "limiter_refusals", 1)
         if paused > 0:
             jitter = random.uniform(0, min(5.0, 0.2 * paused + 0.5))
             countdown, stage = paused + jitter, Stage.NONE
         else:
-            countdown, stage = wait + random.uniform(0, 1.0 / limits.bot_per_s), Stage.BOTH
+            countdown, stage = wait, Stage.CHAT
         with session_scope(self.settings, bot_id=bot_id) as s:
             delivery.release(s, bot_id, [outbox_id], countdown)
         return Outcome("retry", "rate limit", countdown, stage, {"chat_id": chat_id})
