@@ -13,7 +13,9 @@ round:
    broadcast.
 2. **Tokens** for every message of the round, in one limiter call
    (``RateLimiter.acquire_many``): granted in order while the bot's bucket lasts, a chat
-   without a token skipped.
+   without a token skipped. A broadcast of a bot that opted in to paid broadcasts takes
+   them from ``acquire_paid`` instead, past the free rate within its Stars budget, and
+   its messages go with ``allow_paid_floodskip`` (``tgfleet.sends.paid``).
 3. **Claim** of the granted rows in one statement (``delivery.claim_many``: only plain
    sends; an upload goes the one-row way), their peers from one entity query.
 4. **Send** every claimed message at once on the bot's client (Telethon packs them
