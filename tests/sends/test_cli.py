@@ -39,6 +39,41 @@ def test_broadcast_is_resumable_and_skips_blocked_users(migrated: Settings, bot_
     assert len(queued_tasks(migrated)) == 5
 
 
+def test_a_broadcast_of_a_long_text_or_for_later_is_queued_in_bulk_as_one_by_one(
+    migrated: Settings, bot_id: int
+) -> None:
+    # When a text of two parts is broadcast to 60 chats, twice (a resumed broadcast)
+    chats = list(range(100, 160))
+    long_text = "word " * 1000  # 5,000 characters: two messages
+    assert queue_broadcast(migrated, bot_id, chats, long_text, 88) == 60
+    assert queue_broadcast(migrated, bot_id, chats, long_text, 88) == 0
+    # Then each chat has both parts, the second held until the first is sent, and only
+    # first parts were enqueued (as batches of the bot's distinct chats)
+    with session_scope(migrated, bot_id=bot_id) as s:
+        rows = s.execute(
+            select(Outbox.chat_id, Outbox.dedupe_key, Outbox.next_attempt_at).where(
+                Outbox.broadcast_id == 88
+            )
+        ).all()
+    assert len(rows) == 120
+    held = [r for r in rows if r.dedupe_key.endswith("#part1")]
+    assert len(held) == 60 and all(r.next_attempt_at.year > 9000 for r in held)
+    enqueued = [
+        item[1]
+        for task in queued_tasks(migrated)
+        for item in task["kwargs"]["items"]  # type: ignore[index]
+    ]
+    assert sorted(enqueued) == chats
+    # When it is scheduled instead, nothing is enqueued
+    before = len(queued_tasks(migrated))
+    later = datetime(2099, 1, 1, tzinfo=UTC)
+    assert queue_broadcast(migrated, bot_id, chats, "later", 89, at=later) == 60
+    assert len(queued_tasks(migrated)) == before
+    with session_scope(migrated, bot_id=bot_id) as s:
+        statuses = s.scalars(select(Outbox.status).where(Outbox.broadcast_id == 89)).all()
+    assert set(statuses) == {OutboxStatus.SCHEDULED}
+
+
 def test_outbox_retry_requeues_dead_rows(migrated: Settings, bot_id: int) -> None:
     with session_scope(migrated, bot_id=bot_id) as s:
         row = queue_message(s, bot_id, 42, "hi")

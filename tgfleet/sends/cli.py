@@ -169,37 +169,25 @@ def queue_broadcast(
     progress: Progress | None = None,
     at: datetime | None = None,
 ) -> int:
-    """Queue ``text`` for every chat in batches (at ``at``: scheduled); returns how many
-    rows were new."""
-    from tgfleet.db import Outbox, session_scope
-    from tgfleet.sends.outbox import queue_message
+    """Queue ``text`` for every chat in batches of ``BATCH`` (one statement and one
+    commit each; at ``at``: scheduled); returns how many chats got a new message."""
+    from tgfleet.db import session_scope
+    from tgfleet.sends.outbox import queue_many
 
     task = progress.add_task("queueing", total=len(chat_ids)) if progress else None
     created = 0
     for batch in _batches(chat_ids, BATCH):
         with session_scope(settings, bot_id=bot_id) as s:
-            keys = [f"broadcast:{broadcast_id}:{c}" for c in batch]
-            existing = set(
-                s.scalars(
-                    select(Outbox.dedupe_key).where(
-                        Outbox.bot_id == bot_id, Outbox.dedupe_key.in_(keys)
-                    )
-                )
+            created += queue_many(
+                s,
+                bot_id,
+                batch,
+                text,
+                dedupe_prefix=f"broadcast:{broadcast_id}:",
+                parse_mode=parse_mode,
+                broadcast_id=broadcast_id,
+                at=at,
             )
-            for chat_id, key in zip(batch, keys, strict=True):
-                if key in existing:
-                    continue
-                queue_message(
-                    s,
-                    bot_id,
-                    chat_id,
-                    text,
-                    parse_mode=parse_mode,
-                    dedupe_key=key,
-                    broadcast_id=broadcast_id,
-                    at=at,
-                )
-                created += 1
         if progress is not None and task is not None:
             progress.advance(task, len(batch))
     return created

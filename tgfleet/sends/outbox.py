@@ -315,6 +315,48 @@ def next_part_key(key: str) -> str:
     return part_key(key, 1)
 
 
+def queue_many(
+    session: Session,
+    bot_id: int,
+    chat_ids: Sequence[int],
+    text: str,
+    *,
+    dedupe_prefix: str,
+    parse_mode: str | None = None,
+    broadcast_id: int | None = None,
+    at: datetime | None = None,
+) -> int:
+    """``queue_message`` for many chats in one statement (a broadcast's rows): each
+    chat's dedupe key is ``dedupe_prefix`` + its id, and a chat that already has that
+    key gets nothing new. Returns how many chats got a new message; their deliveries are
+    enqueued after the commit (scheduled ones wait for the scheduler)."""
+    rows = [
+        values
+        for chat_id in chat_ids
+        for values in outbox_rows(
+            bot_id,
+            chat_id,
+            text,
+            parse_mode=parse_mode,
+            dedupe_key=f"{dedupe_prefix}{chat_id}",
+            broadcast_id=broadcast_id,
+            at=at,
+        )
+    ]
+    if not rows:
+        return 0
+    stmt = (
+        insert(Outbox)
+        .on_conflict_do_nothing(index_elements=["bot_id", "dedupe_key"])
+        .returning(Outbox.id, Outbox.chat_id, Outbox.dedupe_key)
+    )
+    created = session.execute(stmt, rows).all()
+    firsts = [row for row in created if row.dedupe_key == f"{dedupe_prefix}{row.chat_id}"]
+    if at is None:
+        enqueue_after_commit(session, [(row.id, bot_id, row.chat_id) for row in firsts])
+    return len(firsts)
+
+
 def _insert(session: Session, values: dict[str, Any]) -> Outbox | None:
     stmt = insert(Outbox).values(**values)
     if values.get("dedupe_key") is not None:
