@@ -3,6 +3,7 @@ scheduler releases them with a countdown to their time; listed and cancelled."""
 
 from __future__ import annotations
 
+import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
@@ -10,9 +11,17 @@ from sqlalchemy import select
 
 from tests.support.sends import queued_tasks
 from tgfleet.db import Outbox, OutboxStatus, session_scope
+from tgfleet.platform.redis import redis_client
 from tgfleet.platform.settings import Settings
 from tgfleet.sends.outbox import queue_message
-from tgfleet.sends.schedule import cancel, release_due, scheduled
+from tgfleet.sends.schedule import (
+    SCHEDULER_LOCK,
+    TICK_S,
+    Scheduler,
+    cancel,
+    release_due,
+    scheduled,
+)
 
 
 def test_a_scheduled_send_waits_in_the_database_until_the_scheduler_releases_it(
@@ -65,3 +74,29 @@ def test_two_schedulers_never_release_one_row_twice(migrated: Settings, bot_id: 
         runs = list(pool.map(lambda _: release_due(migrated), range(4)))
     mine = [d.outbox_id for run in runs for d in run if d.bot_id == bot_id]
     assert sorted(mine) == sorted(ids)
+
+
+def test_one_scheduler_per_tick_releases_across_the_cluster(
+    migrated: Settings, bot_id: int
+) -> None:
+    # Given two senders' schedulers and a send due now
+    first, second = Scheduler(migrated), Scheduler(migrated)
+    redis_client(migrated.redis_url).delete(SCHEDULER_LOCK)
+    with session_scope(migrated, bot_id=bot_id) as s:
+        row = queue_message(s, bot_id, 42, "now", at=datetime.now(UTC)).id
+    # When one ticks, and another send comes due before the other ticks in the same tick
+    first.tick()
+    with session_scope(migrated, bot_id=bot_id) as s:
+        other = queue_message(s, bot_id, 43, "now too", at=datetime.now(UTC)).id
+    second.tick()
+    # Then the second scheduler left it to the next tick, which releases it
+    statuses = _statuses(migrated, bot_id)
+    assert (statuses[row], statuses[other]) == (OutboxStatus.QUEUED, OutboxStatus.SCHEDULED)
+    time.sleep(TICK_S)
+    second.tick()
+    assert _statuses(migrated, bot_id)[other] is OutboxStatus.QUEUED
+
+
+def _statuses(settings: Settings, bot_id: int) -> dict[int, OutboxStatus]:
+    with session_scope(settings, bot_id=bot_id) as s:
+        return {r.id: r.status for r in s.scalars(select(Outbox).where(Outbox.bot_id == bot_id))}

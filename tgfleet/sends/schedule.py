@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 
 from tgfleet.db import Outbox, OutboxStatus, session_scope
 from tgfleet.platform.periodic import PeriodicThread
+from tgfleet.platform.redis import redis_client
 from tgfleet.platform.settings import Settings
 from tgfleet.sends.outbox import Delivery, enqueue_deliveries
 
@@ -94,14 +95,24 @@ def scheduled(session: Session, bot_id: int | None = None, limit: int = 100) -> 
     return list(session.scalars(query.order_by(Outbox.next_attempt_at).limit(limit)))
 
 
+#: Redis key that keeps to one release per tick across the cluster.
+SCHEDULER_LOCK = "tgfleet:sends:scheduler"
+
+
 class Scheduler(PeriodicThread):
-    """A daemon thread that releases due rows every ``TICK_S`` until stopped."""
+    """A daemon thread that releases due rows every ``TICK_S`` until stopped. Every
+    sender process runs one, and one of them per tick runs the release (a Redis key
+    held for most of a tick): the others' queries would find nothing new, and each one
+    is a query on the partitioned outbox every half second per process."""
 
     def __init__(self, settings: Settings) -> None:
         super().__init__("tgfleet-scheduler", TICK_S, jitter=0.8)
         self._settings = settings
 
     def tick(self) -> None:
+        client = redis_client(self._settings.redis_url)
+        if not client.set(SCHEDULER_LOCK, "1", nx=True, px=int(TICK_S * 900)):
+            return
         released = release_due(self._settings)
         if released:
             log.info("scheduler: %d scheduled sends enqueued", len(released))
