@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import sys
 import tempfile
 import time
@@ -40,7 +39,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from tgfleet.db import fleet, upgrade_database  # noqa: E402
-from tgfleet.dev.processes import Child, ProcessGroup  # noqa: E402
+from tgfleet.dev.processes import Child, ProcessGroup, child_environ  # noqa: E402
 from tgfleet.dev.services import DevServices  # noqa: E402
 from tgfleet.platform.settings import load_settings  # noqa: E402
 from tgfleet.simulator import SimulatorThread  # noqa: E402
@@ -174,14 +173,7 @@ def run(home: Path, steps: list[float], step_s: float, durable: bool) -> list[St
         settings = load_settings(**env)
         upgrade_database(settings)
         with SimulatorThread() as sim:
-            pem = sim.write_rsa_key(home / "sim.pem")
-            child_env = {
-                **{k: v for k, v in os.environ.items() if not k.startswith(("TGFLEET_", "TG_"))},
-                **env,
-                "PYTHONPATH": str(REPO),
-                "TG_SERVER": f"{sim.host}:{sim.port}",
-                "TG_SERVER_RSA_KEY_FILE": str(pem),
-            }
+            child_env = child_environ(env, sim.env(home / "sim.pem"), {"PYTHONPATH": str(REPO)})
             bots = [sim.create_bot() for _ in range(BOTS)]
             for bot in bots:
                 fleet.save_bot(

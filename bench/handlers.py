@@ -42,7 +42,7 @@ from celery_baseline import worker_args  # noqa: E402
 from handlers_app import Pick  # noqa: E402
 
 from tgfleet.db import fleet, upgrade_database  # noqa: E402
-from tgfleet.dev.processes import Child, ProcessGroup  # noqa: E402
+from tgfleet.dev.processes import Child, ProcessGroup, child_environ  # noqa: E402
 from tgfleet.dev.services import DevServices  # noqa: E402
 from tgfleet.platform.names import SENDS_QUEUE, UPDATES_QUEUE  # noqa: E402
 from tgfleet.platform.queues import queue_states  # noqa: E402
@@ -337,11 +337,7 @@ def run(args: argparse.Namespace, home: Path, sim: SimulatorThread) -> dict[str,
     services.up()
     group: ProcessGroup | None = None
     try:
-        env = {
-            **services.env(),
-            "TG_SERVER": f"{sim.host}:{sim.port}",
-            "TG_SERVER_RSA_KEY_FILE": str(sim.write_rsa_key(home / "sim.pem")),
-        }
+        env = {**services.env(), **sim.env(home / "sim.pem")}
         settings = load_settings(**env)
         upgrade_database(settings)
         db, broker = Db(settings), redis.Redis.from_url(settings.redis_url)
@@ -351,11 +347,7 @@ def run(args: argparse.Namespace, home: Path, sim: SimulatorThread) -> dict[str,
         order_bot = bench.add_bot("order", "handlers_app:order")
         users = [int(sim.create_user(f"Bench{i}")["id"]) for i in range(args.press_users)]
         chat_users = users[: args.users]
-        child_env = {
-            **{k: v for k, v in os.environ.items() if not k.startswith(("TGFLEET_", "TG_"))},
-            **env,
-            "PYTHONPATH": f"{ROOT}:{ROOT / 'bench'}",
-        }
+        child_env = child_environ(env, {"PYTHONPATH": f"{ROOT}:{ROOT / 'bench'}"})
         group = ProcessGroup(args.logs or home / "logs", child_env)
         meter = start_processes(group, bench.bots, args.log_level)
         # Warm-up, not measured: each user's first messages (entities, users, the workers'

@@ -156,12 +156,7 @@ def main() -> None:
 def run(
     services: DevServices, sim: SimulatorThread, tmp: Path, n: int, latency_s: float
 ) -> dict[str, Any]:
-    key = sim.write_rsa_key(tmp / "sim.pem")
-    env = {
-        **services.env(),
-        "TG_SERVER": f"{sim.host}:{sim.port}",
-        "TG_SERVER_RSA_KEY_FILE": str(key),
-    }
+    env = {**services.env(), **sim.env(tmp / "sim.pem")}
     os.environ.update(env)
     settings = load_settings(**env)
     upgrade_database(settings)

@@ -35,7 +35,6 @@ import argparse
 import asyncio
 import itertools
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -60,7 +59,7 @@ from tgfleet.db import (  # noqa: E402
     session_scope,
     upgrade_database,
 )
-from tgfleet.dev.processes import Child, ProcessGroup  # noqa: E402
+from tgfleet.dev.processes import Child, ProcessGroup, child_environ  # noqa: E402
 from tgfleet.dev.services import DevServices  # noqa: E402
 from tgfleet.platform.celery_app import make_celery  # noqa: E402
 from tgfleet.platform.names import SEND_METRICS  # noqa: E402
@@ -267,14 +266,8 @@ def run(args: argparse.Namespace, home: Path) -> dict[str, Any]:
         upgrade_database(settings)
         make_celery(settings)
         with SimulatorThread() as sim:
-            pem = sim.write_rsa_key(home / "sim.pem")
-            worker_env = {
-                **{k: v for k, v in os.environ.items() if not k.startswith(("TGFLEET_", "TG_"))},
-                **env,
-                "PYTHONPATH": str(REPO),
-                "TG_SERVER": f"{sim.host}:{sim.port}",
-                "TG_SERVER_RSA_KEY_FILE": str(pem),
-            }
+            sim_env = sim.env(home / "sim.pem")
+            worker_env = child_environ(env, sim_env, {"PYTHONPATH": str(REPO)})
             group = ProcessGroup(args.logs or home / "logs", worker_env)
             argv = ["worker", "-Q", "sends", "-P", "threads", "-c", "8", "--without-mingle"]
             workers = [
@@ -289,7 +282,9 @@ def run(args: argparse.Namespace, home: Path) -> dict[str, Any]:
 
             # (0) the raw client, limits off
             sim.set_limits(enabled=False)
-            raw_rate = raw_client_rate(sim, pem, users, args.raw)
+            raw_rate = raw_client_rate(
+                sim, Path(sim_env["TG_SERVER_RSA_KEY_FILE"]), users, args.raw
+            )
             sim.set_limits(enabled=True)
 
             # (a) one bot, 200 users, limits on

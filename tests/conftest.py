@@ -22,7 +22,7 @@ import pytest
 
 from tests.support import REPO_ROOT
 from tests.support.waiting import wait_for_log
-from tgfleet.dev.processes import Child, ProcessGroup
+from tgfleet.dev.processes import Child, ProcessGroup, child_environ
 from tgfleet.dev.services import DevServices
 from tgfleet.platform.settings import Settings, load_settings
 
@@ -54,12 +54,8 @@ def settings(service_env: dict[str, str]) -> Settings:
 @pytest.fixture
 def subprocess_env(service_env: dict[str, str]) -> dict[str, str]:
     """A full environment for child processes (workers, CLI) with the services set."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("TGFLEET_", "TG_"))}
-    env.update(service_env)
-    env["PYTHONPATH"] = str(REPO_ROOT)
     # Tests read Celery's per-task lines ("... succeeded in ...s: <result>") in worker logs.
-    env["TGFLEET_LOG_TASKS"] = "true"
-    return env
+    return child_environ(service_env, {"PYTHONPATH": str(REPO_ROOT), "TGFLEET_LOG_TASKS": "true"})
 
 
 @pytest.fixture

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from tests.support import REPO_ROOT
 from tests.support.waiting import wait_until
+from tgfleet.dev.processes import child_environ
 from tgfleet.dev.services import DevServices
 
 
@@ -34,8 +35,7 @@ def children_of(pid: int) -> dict[int, str]:
 def test_the_demo_restarts_a_killed_update_worker_and_finishes(tmp_path: Path) -> None:
     # Given `tgfleet demo --duration 16` on a home of its own, past its start-up
     home = tmp_path / "home"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("TGFLEET_", "TG_"))}
-    env.update(TGFLEET_HOME=str(home), PYTHONPATH=str(REPO_ROOT), COLUMNS="200")
+    env = child_environ({"TGFLEET_HOME": str(home), "PYTHONPATH": str(REPO_ROOT), "COLUMNS": "200"})
     output = tmp_path / "demo.out"
     with output.open("wb") as out:
         demo = subprocess.Popen(

@@ -188,11 +188,9 @@ def send_world(
     client.close()
     make_celery(migrated)  # the current app, for queue_message's enqueue
     with SimulatorThread() as sim:
-        pem = sim.write_rsa_key(tmp_path / "sim.pem")
         env = {
             **subprocess_env,
-            "TG_SERVER": f"{sim.host}:{sim.port}",
-            "TG_SERVER_RSA_KEY_FILE": str(pem),
+            **sim.env(tmp_path / "sim.pem"),
             "TGFLEET_NODE_NAME": f"node-{os.getpid()}",
         }
         group = ProcessGroup(tmp_path / "logs", env)

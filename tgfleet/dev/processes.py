@@ -30,6 +30,15 @@ from tgfleet.dev.restarts import RestartBackoff, RestartPolicy, Verdict, describ
 log = logging.getLogger(__name__)
 
 
+def child_environ(*layers: Mapping[str, str]) -> dict[str, str]:
+    """The environment of a child started against other services (a bench's, a test's):
+    this process's, less its own ``TGFLEET_``/``TG_`` settings, then ``layers`` in order."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TGFLEET_", "TG_"))}
+    for layer in layers:
+        env.update(layer)
+    return env
+
+
 @dataclass
 class Child:
     name: str

@@ -34,12 +34,27 @@ SAFETY = 0.97
 BOT_BURST_S = 0.5
 GROUP_BURST = 3
 
+# What every script below starts with (prepended when it is registered): Redis's clock,
+# a bucket's tokens now, and the write of a bucket's tokens (kept as long as the bucket
+# takes to fill, plus a second).
+_BUCKETS = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local function level(key, rate, cap)
+  local h = redis.call('HMGET', key, 'tokens', 'ts')
+  local have = tonumber(h[1]) or cap
+  return math.min(cap, have + math.max(0, now - (tonumber(h[2]) or now)) * rate)
+end
+local function store(key, tokens, rate, cap)
+  redis.call('HSET', key, 'tokens', tokens, 'ts', now)
+  redis.call('PEXPIRE', key, math.ceil(cap / rate * 1000) + 1000)
+end
+"""
+
 # KEYS[1]: the bot's pause key; KEYS[2..]: bucket keys.
 # ARGV: rate_1, capacity_1, rate_2, capacity_2, ...  (tokens per second, max tokens)
 # Returns the wait in seconds as a string: "0" means every token was taken.
 _ACQUIRE = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 local paused = tonumber(redis.call('GET', KEYS[1]) or '0')
 if paused > now then return tostring(paused - now) end
 local n = #KEYS - 1
@@ -48,10 +63,7 @@ local tokens = {}
 for i = 1, n do
   local rate = tonumber(ARGV[2 * i - 1])
   local cap = tonumber(ARGV[2 * i])
-  local h = redis.call('HMGET', KEYS[i + 1], 'tokens', 'ts')
-  local have = tonumber(h[1]) or cap
-  local ts = tonumber(h[2]) or now
-  have = math.min(cap, have + math.max(0, now - ts) * rate)
+  local have = level(KEYS[i + 1], rate, cap)
   tokens[i] = have
   if have < 1 then
     local w = (1 - have) / rate
@@ -62,8 +74,7 @@ if wait > 0 then return tostring(wait) end
 for i = 1, n do
   local rate = tonumber(ARGV[2 * i - 1])
   local cap = tonumber(ARGV[2 * i])
-  redis.call('HSET', KEYS[i + 1], 'tokens', tokens[i] - 1, 'ts', now)
-  redis.call('PEXPIRE', KEYS[i + 1], math.ceil(cap / rate * 1000) + 1000)
+  store(KEYS[i + 1], tokens[i] - 1, rate, cap)
 end
 return '0'
 """
@@ -75,17 +86,10 @@ return '0'
 # skipped. Returns {granted (one '1'/'0' per chat), the bot's wait, the shortest wait of a
 # skipped chat} (waits as strings, '0' for none; a pause is the bot's wait).
 _ACQUIRE_MANY = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 local n = #KEYS - 2
 local paused = tonumber(redis.call('GET', KEYS[1]) or '0')
 if paused > now then return {string.rep('0', n), tostring(paused - now), '0'} end
 local bot_rate, bot_cap = tonumber(ARGV[1]), tonumber(ARGV[2])
-local function level(key, rate, cap)
-  local h = redis.call('HMGET', key, 'tokens', 'ts')
-  local have = tonumber(h[1]) or cap
-  return math.min(cap, have + math.max(0, now - (tonumber(h[2]) or now)) * rate)
-end
 local bot = level(KEYS[2], bot_rate, bot_cap)
 local granted, bot_wait, chat_wait = {}, 0, 0
 for i = 1, n do
@@ -103,12 +107,10 @@ for i = 1, n do
   else
     granted[i] = '1'
     bot = bot - 1
-    redis.call('HSET', KEYS[i + 2], 'tokens', have - 1, 'ts', now)
-    redis.call('PEXPIRE', KEYS[i + 2], math.ceil(cap / rate * 1000) + 1000)
+    store(KEYS[i + 2], have - 1, rate, cap)
   end
 end
-redis.call('HSET', KEYS[2], 'tokens', bot, 'ts', now)
-redis.call('PEXPIRE', KEYS[2], math.ceil(bot_cap / bot_rate * 1000) + 1000)
+store(KEYS[2], bot, bot_rate, bot_cap)
 return {table.concat(granted), tostring(bot_wait), tostring(chat_wait)}
 """
 
@@ -126,8 +128,6 @@ return {table.concat(granted), tostring(bot_wait), tostring(chat_wait)}
 # Returns {flags ('1' free, '2' paid, '0' not granted), the bot's wait, the shortest wait
 # of a skipped chat, '1' if a budget stopped it else '0'}.
 _ACQUIRE_PAID = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 local n = #KEYS - 5
 local paused = tonumber(redis.call('GET', KEYS[1]) or '0')
 if paused > now then return {string.rep('0', n), tostring(paused - now), '0', '0'} end
@@ -136,11 +136,6 @@ local paid_rate, paid_cap = tonumber(ARGV[3]), tonumber(ARGV[4])
 local fee = tonumber(ARGV[5])
 local caps = {tonumber(ARGV[6]), tonumber(ARGV[7])}
 local ttls = {tonumber(ARGV[8]), tonumber(ARGV[9])}
-local function level(key, rate, cap)
-  local h = redis.call('HMGET', key, 'tokens', 'ts')
-  local have = tonumber(h[1]) or cap
-  return math.min(cap, have + math.max(0, now - (tonumber(h[2]) or now)) * rate)
-end
 local bot = level(KEYS[2], bot_rate, bot_cap)
 local paid = level(KEYS[3], paid_rate, paid_cap)
 local spent = {}
@@ -170,15 +165,12 @@ for i = 1, n do
       booked = booked + fee
       granted[i] = '2'
     end
-    redis.call('HSET', KEYS[i + 5], 'tokens', have - 1, 'ts', now)
-    redis.call('PEXPIRE', KEYS[i + 5], math.ceil(cap / rate * 1000) + 1000)
+    store(KEYS[i + 5], have - 1, rate, cap)
   end
 end
 if booked > 0 then bot = math.min(bot, 0) - bot_cap end
-redis.call('HSET', KEYS[2], 'tokens', bot, 'ts', now)
-redis.call('PEXPIRE', KEYS[2], math.ceil(bot_cap / bot_rate * 1000) + 1000)
-redis.call('HSET', KEYS[3], 'tokens', paid, 'ts', now)
-redis.call('PEXPIRE', KEYS[3], math.ceil(paid_cap / paid_rate * 1000) + 1000)
+store(KEYS[2], bot, bot_rate, bot_cap)
+store(KEYS[3], paid, paid_rate, paid_cap)
 if booked > 0 then
   for k = 1, 2 do
     redis.call('INCRBY', KEYS[k + 3], booked)
@@ -190,8 +182,6 @@ return {table.concat(granted), tostring(wait), tostring(chat_wait), broke}
 
 # KEYS[1]: pause key; ARGV[1]: seconds. Extends, never shortens, a pause.
 _PAUSE = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 local until_ = now + tonumber(ARGV[1])
 local current = tonumber(redis.call('GET', KEYS[1]) or '0')
 if until_ > current then
@@ -274,10 +264,10 @@ class RateLimiter:
     def __init__(self, client: redis.Redis, prefix: str = "tgfleet:rl") -> None:
         self._client = client
         self._prefix = prefix
-        self._acquire = client.register_script(_ACQUIRE)
-        self._acquire_many = client.register_script(_ACQUIRE_MANY)
-        self._acquire_paid = client.register_script(_ACQUIRE_PAID)
-        self._pause = client.register_script(_PAUSE)
+        self._acquire = client.register_script(_BUCKETS + _ACQUIRE)
+        self._acquire_many = client.register_script(_BUCKETS + _ACQUIRE_MANY)
+        self._acquire_paid = client.register_script(_BUCKETS + _ACQUIRE_PAID)
+        self._pause = client.register_script(_BUCKETS + _PAUSE)
 
     def _pause_key(self, bot_id: int) -> str:
         return f"{self._prefix}:pause:{bot_id}"

@@ -98,3 +98,11 @@ class SimulatorThread(SimulatorClient):
 
     def write_rsa_key(self, path: str | Path) -> Path:
         return self.sim.write_rsa_key(path)
+
+    def env(self, key_path: str | Path) -> dict[str, str]:
+        """The settings that point a client at this simulator (``TG_SERVER`` and its RSA
+        key, written to ``key_path``)."""
+        return {
+            "TG_SERVER": f"{self.host}:{self.port}",
+            "TG_SERVER_RSA_KEY_FILE": str(self.write_rsa_key(key_path)),
+        }

@@ -15,6 +15,7 @@ from typing import Protocol
 import pytest
 
 from tgfleet.db import upgrade_database
+from tgfleet.dev.processes import child_environ
 from tgfleet.dev.services import DevServices
 from tgfleet.platform.settings import Settings, load_settings
 from tgfleet.simulator import SimulatorThread
@@ -92,15 +93,15 @@ def tgfleet_env(
 ) -> dict[str, str]:
     """The environment of the bots' processes: the services, the simulator, and the
     project's root (pytest's rootdir) on PYTHONPATH so they can import its apps."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("TGFLEET_", "TG_"))}
-    paths = [str(request.config.rootpath), env.get("PYTHONPATH", "")]
-    return {
-        **env,
-        **tgfleet_services.env(),
-        "TG_SERVER": str(tgfleet_settings.tg_server),
-        "TG_SERVER_RSA_KEY_FILE": str(tgfleet_settings.tg_server_rsa_key_file),
-        "PYTHONPATH": os.pathsep.join(path for path in paths if path),
-    }
+    paths = [str(request.config.rootpath), os.environ.get("PYTHONPATH", "")]
+    return child_environ(
+        tgfleet_services.env(),
+        {
+            "TG_SERVER": str(tgfleet_settings.tg_server),
+            "TG_SERVER_RSA_KEY_FILE": str(tgfleet_settings.tg_server_rsa_key_file),
+            "PYTHONPATH": os.pathsep.join(path for path in paths if path),
+        },
+    )
 
 
 @pytest.fixture
