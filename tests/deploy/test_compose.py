@@ -19,6 +19,7 @@ ENV = {
     "TG_API_HASH": "0123456789abcdef0123456789abcdef",
     "TGFLEET_FLOWER_USER": "ops",
     "TGFLEET_FLOWER_PASSWORD": "flower-pass",
+    "GRAFANA_ADMIN_PASSWORD": "grafana-pass",
 }
 
 
@@ -80,6 +81,8 @@ def test_compose_lists_every_process(tmp_path: Path) -> None:
         "sender",
         "beat",
         "flower",
+        "prometheus",
+        "grafana",
     } <= services
 
 

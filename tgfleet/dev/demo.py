@@ -46,12 +46,15 @@ from tgfleet.dev.traffic import NAMES, SimUser, TrafficGenerator, person
 from tgfleet.ops.flower import flower_argv, flower_env, generate_password
 from tgfleet.ops.ping import ping_round_trip
 from tgfleet.platform.celery_app import make_celery
+from tgfleet.platform.metrics import endpoints
 from tgfleet.platform.names import QUEUES, SENDS_QUEUE, UPDATES_QUEUE
 from tgfleet.platform.reachability import unreachable_service
 from tgfleet.platform.settings import Settings, load_settings
 from tgfleet.simulator import SimulatorClient
 
 WORKER_QUEUES = ",".join(q for q in QUEUES if q != SENDS_QUEUE)
+#: The demo's processes that serve Prometheus metrics (by their names in the group).
+METRICS_PROCESSES = ("listener", "worker", "sender", "beat")
 #: The languages of the simulated users' apps, in turn: the bots answer each in theirs.
 LANGS = ("en", "en", "ru")
 #: How the demo's processes are restarted: 1, 2, 4, 8 s after quick exits in a row, given
@@ -236,6 +239,20 @@ def _read_figures(
     stats.queues = {q: int(broker.llen(q)) for q in (UPDATES_QUEUE, SENDS_QUEUE)}
 
 
+def _metrics_urls(
+    settings: Settings, group: ProcessGroup, timeout: float = 15.0
+) -> list[tuple[str, str]]:
+    """(process, URL) of the demo's processes that serve metrics, once each announced
+    its endpoint (or after ``timeout``: those that did)."""
+    names = {c.process.pid: c.name for c in group.children if c.name in METRICS_PROCESSES}
+    deadline = time.monotonic() + timeout
+    while True:
+        found = {e.pid: e.url for e in endpoints(settings) if e.pid in names}
+        if len(found) == len(names) or time.monotonic() > deadline or not settings.metrics_enabled:
+            return sorted((names[pid], url) for pid, url in found.items())
+        time.sleep(0.2)
+
+
 def _panel(stats: Stats, traffic: TrafficGenerator, flower: str) -> Group:
     p50, p99 = stats.percentile(50), stats.percentile(99)
     table = Table(title="tgfleet demo", show_header=False, min_width=60)
@@ -336,6 +353,8 @@ def run_demo(home: Path, options: DemoOptions) -> int:
             sim.send(world["admin"], bot_id, "/menu")
         flower = f"http://127.0.0.1:{flower_port} user {settings.flower_user} password {password}"
         console.print(f"[green]✓[/] Flower: {flower}  · logs: {group.log_dir}")
+        served = "  ".join(f"{name} {url}" for name, url in _metrics_urls(settings, group))
+        console.print(f"[green]✓[/] Prometheus metrics: {served or 'none (TGFLEET_METRICS=false)'}")
         users = [person(i, *user) for i, user in enumerate(world["users"])]
         users += [SimUser(world["admin"], bot_id, "Admin", admin=True) for bot_id in world["bots"]]
         traffic = TrafficGenerator(sim, users, options.rate)

@@ -15,19 +15,32 @@ from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError
 
 from tgfleet.db import Bot, DeadUpdate, session_scope
+from tgfleet.platform.metrics import metrics
 from tgfleet.platform.names import ORPHAN_DEAD_LETTERS
 from tgfleet.platform.redis import redis_client
 from tgfleet.platform.settings import Settings
 
 log = logging.getLogger(__name__)
 
+#: The ``reason`` label of ``tgfleet_dead_letters``: a fixed list, whatever the text says.
+DEAD_LETTER_KINDS = (
+    "bad_envelope",
+    "bad_entities",
+    "app_unavailable",
+    "database_rejected",
+    "handler_failed",
+)
 #: How many orphan dead letters Redis keeps.
 ORPHANS_KEPT = 100_000
 
 
-def dead_letter(settings: Settings, envelope: Any, reason: str, task_id: str | None) -> None:
-    """Keep a bad envelope with its reason: in dead_updates, or Redis if it names no bot."""
+def dead_letter(
+    settings: Settings, envelope: Any, reason: str, task_id: str | None, *, kind: str
+) -> None:
+    """Keep a bad envelope with its reason: in dead_updates, or Redis if it names no bot.
+    ``kind`` is the reason's class for ``tgfleet_dead_letters`` (one of DEAD_LETTER_KINDS)."""
     log.warning("dead-lettering update: %s", reason)
+    metrics().dead_letters.labels(kind).inc()
     payload = envelope if isinstance(envelope, dict) else {"raw": repr(envelope)[:10_000]}
     bot_id = payload.get("bot")
     if isinstance(bot_id, int) and not isinstance(bot_id, bool):

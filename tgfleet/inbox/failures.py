@@ -30,6 +30,7 @@ from tgfleet.inbox.record import (
 )
 from tgfleet.platform.envelope import KIND_BOT_STOPPED
 from tgfleet.platform.errors import RetryLater
+from tgfleet.platform.metrics import metrics
 
 #: How many times a handler may ask to run an update again (RetryLater) before the
 #: update is dead-lettered; a bot's ``settings["handler_retry_limit"]`` overrides it.
@@ -159,6 +160,7 @@ def mark_dead(session: Session, bot_id: int, failure: HandlerFailed) -> None:
     row = _waiting_row(session, bot_id, failure.chat_id, failure.tg_message_id, failure.key)
     if row is None:
         return
+    metrics().dead_letters.labels("handler_failed").inc()
     which = failure.key or str(failure.tg_message_id)
     if row.kind == KIND_BOT_STOPPED:  # the block stands even if a handler of it failed
         apply_bot_stopped(session, bot_id, BinaryReader(base64.b64decode(row.tl)).tgread_object())

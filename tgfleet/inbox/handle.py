@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import enum
 import logging
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,8 +28,9 @@ from tgfleet.db.entities import upsert_entities
 from tgfleet.inbox.deadletter import dead_letter
 from tgfleet.inbox.drain import drain_chat, is_key_processed, is_processed, record_and_handle
 from tgfleet.inbox.record import CHAIN_STALL_S, Handler
-from tgfleet.platform.envelope import EnvelopeError, decode, entity_from_json
+from tgfleet.platform.envelope import Envelope, EnvelopeError, decode, entity_from_json
 from tgfleet.platform.errors import AppUnavailable, RetryLater, backoff
+from tgfleet.platform.metrics import metrics
 from tgfleet.platform.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -113,8 +115,30 @@ def handle_envelope(
     try:
         decoded = decode(envelope)
     except EnvelopeError as exc:
-        dead_letter(settings, envelope, exc.reason, task_id)
+        dead_letter(settings, envelope, exc.reason, task_id, kind="bad_envelope")
         return HandleResult(Outcome.DEAD)
+    bot = str(decoded.bot_id)
+    try:
+        result = _handle_decoded(settings, envelope, decoded, handlers, task_id, attempt)
+    except RetryLater:
+        metrics().updates_handled.labels(bot, "retry").inc()
+        raise
+    metrics().updates_handled.labels(bot, result.outcome.value).inc()
+    if result.dead:
+        metrics().handler_errors.labels(bot).inc(result.dead)
+    if result.outcome is Outcome.PROCESSED and decoded.date:
+        metrics().update_latency.labels(bot).observe(max(0.0, time.time() - decoded.date))
+    return result
+
+
+def _handle_decoded(
+    settings: Settings,
+    envelope: Any,
+    decoded: Envelope,
+    handlers: HandlerLookup,
+    task_id: str | None,
+    attempt: int,
+) -> HandleResult:
     bot_id, chat_id = decoded.bot_id, decoded.chat_id
     try:
         handler = handlers(bot_id)
@@ -133,13 +157,14 @@ def handle_envelope(
             if not done:  # the worker holding the chat may have looked before we committed
                 raise RetryLater("chat busy in another worker", BUSY_RETRY_S)
     except EnvelopeError as exc:
-        dead_letter(settings, envelope, exc.reason, task_id)
+        dead_letter(settings, envelope, exc.reason, task_id, kind="bad_envelope")
         return HandleResult(Outcome.DEAD)
     except AppUnavailable as exc:  # the bot's app is gone: keep its updates, say why
-        dead_letter(settings, envelope, str(exc), task_id)
+        dead_letter(settings, envelope, str(exc), task_id, kind="app_unavailable")
         return HandleResult(Outcome.DEAD)
     except IntegrityError as exc:
-        dead_letter(settings, envelope, f"rejected by the database: {exc.orig!r:.200}", task_id)
+        reason = f"rejected by the database: {exc.orig!r:.200}"
+        dead_letter(settings, envelope, reason, task_id, kind="database_rejected")
         return HandleResult(Outcome.DEAD)
     except DBAPIError as exc:  # connection trouble, deadlocks, restarts: try again
         delay = backoff(attempt, base=0.5, cap=DB_BACKOFF_CAP_S)
@@ -166,7 +191,9 @@ def handle_envelopes(
     """
     batch = BatchResult()
     if not isinstance(envelopes, list) or not envelopes:
-        dead_letter(settings, envelopes, "a batch must be a non-empty list", task_id)
+        dead_letter(
+            settings, envelopes, "a batch must be a non-empty list", task_id, kind="bad_envelope"
+        )
         batch.dead += 1
         return batch
     for envelope in envelopes:
@@ -188,7 +215,9 @@ def record_entities(
     try:
         records = tuple(entity_from_json(item) for item in items)
     except EnvelopeError as exc:
-        dead_letter(settings, {"bot": bot_id, "ents": items}, exc.reason, task_id)
+        dead_letter(
+            settings, {"bot": bot_id, "ents": items}, exc.reason, task_id, kind="bad_entities"
+        )
         return 0
     with session_scope(settings, bot_id=bot_id, correlation_id=task_id) as session:
         upsert_entities(session, bot_id, records)

@@ -61,6 +61,7 @@ from tgfleet.legacy.loading import (
 )
 from tgfleet.legacy.reader import RecordStream
 from tgfleet.legacy.targets import REFRESH_CONVERSATIONS, TARGETS
+from tgfleet.platform.metrics import metrics
 from tgfleet.platform.settings import Settings
 
 __all__ = [
@@ -111,12 +112,15 @@ class Migrator:
                     return BatchResult(component, idle=True)
                 bot_id, first, rest = found
                 if first.rescan:
-                    return self._rescan(bot_id, component, first, correlation_id)
-                batch = assemble(self._streams, bot_id, component, first, rest, batch_size)
-                return write_batch(self.settings, batch, self._months, correlation_id)
+                    result = self._rescan(bot_id, component, first, correlation_id)
+                else:
+                    batch = assemble(self._streams, bot_id, component, first, rest, batch_size)
+                    result = write_batch(self.settings, batch, self._months, correlation_id)
             except BaseException:
                 self.close()  # readers may be ahead of the rolled-back checkpoint
                 raise
+        _count(result)
+        return result
 
     def run_until_idle(
         self,
@@ -314,6 +318,15 @@ class Migrator:
             delete_checkpoint(session, bot_id, component, work.checkpoint)
         log.info("migration file gone bot=%s file=%s deleted=%d", bot_id, work.rel, result.deleted)
         return result
+
+
+def _count(result: BatchResult) -> None:
+    """``tgfleet_migration_records`` of a committed batch, by what became of the records."""
+    records = metrics().migration_records
+    for outcome in ("inserted", "updated", "deleted", "quarantined"):
+        count = getattr(result, outcome)
+        if count:
+            records.labels(result.component.value, outcome).inc(count)
 
 
 def _release(_batch: PreparedBatch) -> None:

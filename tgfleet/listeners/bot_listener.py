@@ -24,6 +24,7 @@ from tgfleet.db.fleet import BotInfo, SavedState
 from tgfleet.listeners.publisher import Publisher
 from tgfleet.platform.envelope import ORDERED_KINDS, classify, encode, entity_records
 from tgfleet.platform.lease import Lease
+from tgfleet.platform.metrics import metrics
 from tgfleet.platform.names import RECORD_ENTITIES, UPDATES_QUEUE
 from tgfleet.platform.settings import Settings
 from tgfleet.platform.telegram import make_client, session_is_invalid
@@ -216,6 +217,8 @@ class BotListener:
                 await self.publisher.after_published(lambda: self._advance_to(after))
             return
         entities = getattr(update, "_entities", {}) or {}
+        bot = str(self.bot_id)
+        metrics().updates_received.labels(bot).inc()
         # A message is handled after the chat's last message published before it, and so
         # is a press, a block or a membership change (the order chain, ``prev``).
         kind, _, chat_id, msg_id = classify(update)
@@ -224,7 +227,12 @@ class BotListener:
         envelope = encode(
             self.bot_id, update, entities.values(), prev_id=prev, lease=self.lease.token
         )
-        await self.publisher.publish(envelope, lambda: self._advance(pts, date, qts, after))
+
+        def published() -> None:
+            self._advance(pts, date, qts, after)
+            metrics().updates_published.labels(bot).inc()
+
+        await self.publisher.publish(envelope, published)
         if chain is not None and msg_id is not None:
             self._prev[chain] = msg_id
         self.updates += 1

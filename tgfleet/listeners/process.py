@@ -34,6 +34,8 @@ from tgfleet.listeners.bot_listener import BotListener
 from tgfleet.listeners.publisher import Publisher
 from tgfleet.platform.celery_app import make_celery
 from tgfleet.platform.lease import LeaseStore
+from tgfleet.platform.metrics import metrics, serve
+from tgfleet.platform.metrics import stop as stop_metrics
 from tgfleet.platform.names import LISTENER_HEARTBEATS
 from tgfleet.platform.reachability import unreachable_service
 from tgfleet.platform.settings import Settings
@@ -73,6 +75,7 @@ class ListenerProcess:
         self.publisher = Publisher(make_celery(self.settings), loop)
         self.publisher.start()
         log.info("listener %s started (capacity %d)", self.owner, self.options.capacity)
+        serve(self.settings, "listener")
         try:
             while not self._stopping.is_set():
                 await self._reconcile()
@@ -133,6 +136,7 @@ class ListenerProcess:
             assert self.publisher is not None
             listener = BotListener(self.settings, bot, lease, self.publisher)
             self.listeners[bot_id] = listener
+            metrics().lease_held.labels(str(bot_id)).set(1)
             try:
                 await listener.start()
             except Exception as exc:
@@ -174,6 +178,7 @@ class ListenerProcess:
         listener = self.listeners.pop(bot_id, None)
         if listener is None:
             return
+        metrics().lease_held.labels(str(bot_id)).set(0)
         try:
             await listener.stop()
         except Exception:
@@ -201,6 +206,7 @@ class ListenerProcess:
         if self.publisher is not None:
             self.publisher.stop()
         self.redis.close()
+        stop_metrics()
         log.info("listener %s stopped", self.owner)
 
 

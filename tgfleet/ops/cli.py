@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import time
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -22,6 +24,7 @@ from tgfleet.db import BotMetric, MetricBucket, session_scope
 from tgfleet.db.rollups import METRICS
 from tgfleet.ops.health import BotState, Snapshot, add_workers, collect_snapshot
 from tgfleet.platform.errors import TgfleetError
+from tgfleet.platform.metrics import endpoints, file_sd
 from tgfleet.platform.poison import PoisonMessage, poison_messages, take_poison_messages
 from tgfleet.platform.reachability import Service
 from tgfleet.platform.redis import redis_client
@@ -57,6 +60,40 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         "--clear", action="store_true", help="print every one and remove them (once handled)"
     )
     poison.set_defaults(func=cmd_poison, needs_settings=True)
+
+    metrics = sub.add_parser("metrics", help="where the processes serve Prometheus metrics")
+    metrics_sub = metrics.add_subparsers(dest="metrics_command", required=True)
+    targets = metrics_sub.add_parser(
+        "targets", help="the live endpoints as a Prometheus file_sd list (JSON)"
+    )
+    targets.add_argument(
+        "--file", type=Path, default=None, help="write it here (atomically) instead of stdout"
+    )
+    targets.add_argument(
+        "--every",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="with --file: write it again every SECONDS until stopped",
+    )
+    targets.set_defaults(func=cmd_metrics_targets, needs_settings=True)
+
+
+# --- metrics --------------------------------------------------------------------------------
+def cmd_metrics_targets(args: argparse.Namespace, settings: Settings) -> int:
+    if args.every is not None and (args.file is None or args.every <= 0):
+        raise TgfleetError("--every needs --file and a positive number of seconds")
+    while True:
+        listed = json.dumps(file_sd(endpoints(settings)), indent=2)
+        if args.file is None:
+            print(listed)
+            return 0
+        partial = args.file.with_name(args.file.name + ".tmp")
+        partial.write_text(listed + "\n")
+        partial.replace(args.file)  # Prometheus never reads half a file
+        if args.every is None:
+            return 0
+        time.sleep(args.every)
 
 
 # --- status ---------------------------------------------------------------------------------
@@ -262,6 +299,14 @@ def render_status(snap: Snapshot, console: Console) -> None:
                 f"Workers online: {len(snap.workers or [])} "
                 f"({', '.join(snap.workers or []) or 'none'}); "
                 f"task events on: {len(events)} (Flower turns them on; they cost throughput)"
+            )
+        )
+        roles = Counter(str(e["role"]) for e in snap.metrics_endpoints)
+        console.print(
+            Text(
+                f"Metrics endpoints: {len(snap.metrics_endpoints)} "
+                f"({', '.join(f'{n} {role}' for role, n in sorted(roles.items())) or 'none'}; "
+                "`tgfleet metrics targets` lists them for Prometheus)"
             )
         )
     else:

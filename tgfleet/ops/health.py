@@ -27,6 +27,7 @@ from sqlalchemy import text
 
 from tgfleet.db.session import session_scope
 from tgfleet.platform.lease import LeaseStore
+from tgfleet.platform.metrics import endpoints
 from tgfleet.platform.names import LISTENER_HEARTBEATS, ORPHAN_DEAD_LETTERS, POISON_MESSAGES
 from tgfleet.platform.queues import QueueState, queue_states
 from tgfleet.platform.reachability import Service, unreachable_service
@@ -78,6 +79,8 @@ class Snapshot:
     orphan_dead_letters: int = 0
     #: Messages no worker could run, set aside (``platform/poison.py``).
     poison_messages: int = 0
+    #: The /metrics endpoints live processes announced (``platform/metrics.py``).
+    metrics_endpoints: list[dict[str, Any]] = field(default_factory=list)
     #: Service name (``Service``) -> why it could not be reached; its parts are empty.
     unreachable: dict[str, str] = field(default_factory=dict)
     problems: list[Problem] = field(default_factory=list)
@@ -147,6 +150,7 @@ def collect_snapshot(
         snap.queues = queue_states(client, now=snap.at)
         snap.orphan_dead_letters = int(client.llen(ORPHAN_DEAD_LETTERS))
         snap.poison_messages = int(client.llen(POISON_MESSAGES))
+        snap.metrics_endpoints = [asdict(e) for e in endpoints(settings, now=snap.at)]
     snap.problems = find_problems(snap, settings)
     return snap
 

@@ -62,6 +62,9 @@ POISON_MESSAGES = "tgfleet:poison-messages"
 #: Hashes of counters the sender keeps (sent, failed, ...; resolution sources).
 SEND_METRICS = "tgfleet:metrics:sends"
 RESOLVE_METRICS = "tgfleet:metrics:resolve"
+#: Sorted set: the /metrics endpoints of live processes (JSON), scored by their last
+#: announcement (``platform/metrics.py``).
+METRICS_ENDPOINTS = "tgfleet:metrics:endpoints"
 #: Hash: open health incidents (problem key -> JSON).
 HEALTH_INCIDENTS = "tgfleet:health:incidents"
 #: ``<prefix><token>``: a worker's answer to a ping.

@@ -223,6 +223,21 @@ class Settings(BaseSettings):
         default=60, alias="TGFLEET_REDELIVER_EVERY_S"
     )
 
+    # --- Prometheus metrics (tgfleet.platform.metrics; docs/operations.md) ------------
+    #: Every long-running process (listener, workers, beat) serves /metrics; false: none
+    #: does, and nothing is counted.
+    metrics_enabled: bool = Field(default=True, alias="TGFLEET_METRICS")
+    #: The address the endpoints listen on: this machine only unless you widen it.
+    metrics_host: str = Field(default="127.0.0.1", alias="TGFLEET_METRICS_HOST")
+    #: The port of this process's endpoint; 0: a free port, printed at start and listed
+    #: by ``tgfleet status --json`` and ``tgfleet metrics targets``.
+    metrics_port: Annotated[int, Field(ge=0, lt=65536)] = Field(
+        default=0, alias="TGFLEET_METRICS_PORT"
+    )
+    #: Where a Celery worker's pool processes write their metrics for the worker to serve
+    #: (one directory per worker under it, emptied at its start and removed at its end).
+    metrics_dir: Path | None = Field(default=None, alias="TGFLEET_METRICS_DIR")
+
     # --- logging ------------------------------------------------------------------
     log_format: LogFormat = Field(default=LogFormat.PLAIN, alias="TGFLEET_LOG_FORMAT")
     log_level: str = Field(

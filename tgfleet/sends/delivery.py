@@ -18,7 +18,7 @@ import hashlib
 import hmac
 import logging
 import struct
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import ColumnElement, Row, and_, func, inspect, or_, select, update
@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session
 
 from tgfleet.db import Bot, Event, Outbox, OutboxOp, OutboxStatus, TgUser
 from tgfleet.db.prepared import Prepared, execute
+from tgfleet.platform.metrics import metrics
 from tgfleet.platform.settings import Settings
 from tgfleet.sends.paid import STARS_SPENT, stars
 
@@ -150,6 +151,7 @@ def record_stars_spent(session: Session, bot_id: int, broadcast_id: int, message
     session.execute(
         insert(Event).values(bot_id=bot_id, kind=STARS_SPENT, data=data),
     )
+    metrics().stars_spent.labels(str(bot_id)).inc(data["stars"])
 
 
 def stars_spent(session: Session, bot_id: int, broadcast_id: int) -> tuple[int, float]:
@@ -174,6 +176,7 @@ def mark_sent_many(session: Session, rows: list[tuple[Outbox, int | None]]) -> N
     bot_id = rows[0][0].bot_id
     ids = [row.id for row, _ in rows]
     execute(session, _MARK_SENT_MANY, bot_id, ids, [message_id for _, message_id in rows])
+    _count_sent([row for row, _ in rows])
     keys = [row.dedupe_key for row, _ in rows if row.dedupe_key is not None]
     if keys:
         _release_next_parts(session, bot_id, keys)
@@ -203,9 +206,22 @@ def _outbox(found: Row[Any]) -> Outbox:
     return row
 
 
+def _count_sent(rows: list[Outbox]) -> None:
+    """``tgfleet_sends`` and ``tgfleet_send_latency_seconds`` of rows just marked sent."""
+    m = metrics()
+    now = datetime.now(UTC)
+    bot = str(rows[0].bot_id)
+    m.sends.labels(bot, "sent").inc(len(rows))
+    for row in rows:
+        if row.created_at is not None:
+            kind = "broadcast" if row.broadcast_id else "reply"
+            m.send_latency.labels(bot, kind).observe((now - row.created_at).total_seconds())
+
+
 def mark_sent(session: Session, row: Outbox, tg_message_id: int | None) -> None:
     """``sent``; the next part of a split text, if any, is released and enqueued."""
     execute(session, _MARK_SENT, row.bot_id, row.id, tg_message_id)
+    _count_sent([row])
     if row.dedupe_key is not None:
         _release_next_parts(session, row.bot_id, [row.dedupe_key])
 
@@ -242,6 +258,8 @@ def mark_failed(
         .where(Outbox.bot_id == bot_id, Outbox.id == outbox_id)
         .values(status=OutboxStatus.FAILED, last_error=reason[:2000])
     )
+    outcome = "blocked" if reason == BLOCKED_REASON else "failed"
+    metrics().sends.labels(str(bot_id), outcome).inc()
     if row is not None:
         fail_later_parts(session, row, OutboxStatus.FAILED, reason)
 
@@ -326,6 +344,7 @@ def mark_dead(
         .where(Outbox.bot_id == bot_id, Outbox.id == row.id)
         .values(status=OutboxStatus.DEAD, last_error=reason[:2000])
     )
+    metrics().sends.labels(str(bot_id), "dead").inc()
     fail_later_parts(session, row, OutboxStatus.DEAD, reason)
     log.warning("outbox %s (bot %s, chat %s) is dead: %s", row.id, bot_id, row.chat_id, reason)
     if (row.dedupe_key or "").startswith(NOTICE_PREFIX):

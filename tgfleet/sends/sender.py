@@ -27,6 +27,7 @@ from tgfleet.db import (
     OutboxStatus,
     session_scope,
 )
+from tgfleet.platform.metrics import metrics
 from tgfleet.platform.names import RESOLVE_METRICS, SEND_METRICS
 from tgfleet.platform.settings import Settings
 from tgfleet.sends import delivery
@@ -281,6 +282,7 @@ class Sender:
         sends were refused 3,331 times, each a claim, a release and a task hop."""
         paused = self.limiter.paused_for(bot_id)
         self.redis.hincrby(SEND_METRICS, "limiter_refusals", 1)
+        metrics().limiter_refusals.labels(str(bot_id)).inc()
         if paused > 0:
             jitter = random.uniform(0, min(5.0, 0.2 * paused + 0.5))
             countdown, stage = paused + jitter, Stage.NONE
@@ -343,6 +345,8 @@ class Sender:
             if isinstance(exc, errors.FloodWaitError):
                 seconds = float(exc.seconds)
                 self.limiter.pause(bot_id, seconds)
+                metrics().flood_waits.labels(str(bot_id)).inc()
+                metrics().flood_wait_seconds.labels(str(bot_id)).inc(seconds)
                 self.redis.hincrby(SEND_METRICS, "flood_wait", 1)
                 countdown = seconds + random.uniform(0, min(5.0, 0.2 * seconds + 0.5))
                 log.warning("bot %s: FLOOD_WAIT %ss; every sender pauses it", bot_id, exc.seconds)
