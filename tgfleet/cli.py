@@ -42,6 +42,7 @@ AREA_COMMANDS = {
     "status": "tgfleet.ops.cli",
     "stats": "tgfleet.ops.cli",
     "poison": "tgfleet.ops.cli",
+    "metrics": "tgfleet.ops.cli",
     "send": "tgfleet.sends.cli",
     "outbox": "tgfleet.sends.cli",
     "broadcast": "tgfleet.sends.cli",
