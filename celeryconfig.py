@@ -29,7 +29,7 @@ include = (
     "tgfleet.tasks.sends",
     "tgfleet.tasks.analytics",
     "tgfleet.tasks.migration",
-    "tgfleet.tasks.metrics",
+    "tgfleet.tasks.telemetry",
 )
 
 # A message no worker can run (not decodable, not a task, arguments the task does not

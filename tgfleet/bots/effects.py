@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 
 from tgfleet.db import OutboxStatus
 from tgfleet.db.prepared import Call, Prepared
+from tgfleet.platform.tracing import current_traceparent
 from tgfleet.sends.outbox import (
     HELD_UNTIL,
     answer_row,
@@ -38,21 +39,23 @@ _INSERT_EVENTS = Prepared(
     "FROM jsonb_to_recordset($2) AS r(kind text, user_id bigint, data jsonb)",
 )
 _INSERT_OUTBOX = Prepared(
-    "tgfleet_effects_outbox_ops_v2",
+    "tgfleet_effects_outbox_ops_v3",
     ("bigint", "jsonb", "timestamptz"),
     "INSERT INTO outbox (bot_id, chat_id, text, parse_mode, reply_to, dedupe_key, "
-    "broadcast_id, media, op, target_id, reply_markup, options, next_attempt_at, status) "
+    "broadcast_id, media, op, target_id, reply_markup, options, trace_parent, "
+    "next_attempt_at, status) "
     "SELECT $1, r.chat_id, r.text, r.parse_mode, r.reply_to, r.dedupe_key, r.broadcast_id, "
-    "r.media, coalesce(r.op, 'send'), r.target_id, r.reply_markup, r.options, "
+    "r.media, coalesce(r.op, 'send'), r.target_id, r.reply_markup, r.options, r.trace_parent, "
     "CASE WHEN r.held THEN $3 ELSE coalesce(r.at, now()) END, "
     f"(CASE WHEN r.at IS NULL OR r.held THEN '{OutboxStatus.QUEUED}' "
     f"ELSE '{OutboxStatus.SCHEDULED}' END)::outbox_status "
     "FROM ROWS FROM (jsonb_to_recordset($2) AS (chat_id bigint, text text, "
     "parse_mode text, reply_to bigint, dedupe_key text, broadcast_id bigint, media jsonb, "
-    "op text, target_id bigint, reply_markup jsonb, options jsonb, held boolean, "
-    "at timestamptz)) "
+    "op text, target_id bigint, reply_markup jsonb, options jsonb, trace_parent text, "
+    "held boolean, at timestamptz)) "
     "WITH ORDINALITY AS r(chat_id, text, parse_mode, reply_to, dedupe_key, broadcast_id, "
-    "media, op, target_id, reply_markup, options, held, at, ord) ORDER BY r.ord "
+    "media, op, target_id, reply_markup, options, trace_parent, held, at, ord) "
+    "ORDER BY r.ord "
     "ON CONFLICT (bot_id, dedupe_key) DO NOTHING "
     f"RETURNING id, chat_id, op, next_attempt_at = $3 OR status = '{OutboxStatus.SCHEDULED}' "
     "AS held",
@@ -124,7 +127,7 @@ class Effects:
         at = due.isoformat() if due is not None and not held else None  # scheduled
         row.pop("bot_id")
         row.pop("status")
-        self.outbox.append({**row, "held": held, "at": at})
+        self.outbox.append({**row, "held": held, "at": at, "trace_parent": current_traceparent()})
 
     def event(self, kind: str, user_id: int | None, data: dict[str, Any]) -> None:
         self.events.append({"kind": kind, "user_id": user_id, "data": data})

@@ -293,6 +293,8 @@ class Outbox(Base):
     reply_markup: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     #: What one operation alone needs: {"ids": [...]} to delete; {"alert", "url"} to answer.
     options: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    #: The W3C traceparent of the handling that wrote the row, when traces are on.
+    trace_parent: Mapped[str | None] = mapped_column(Text)
     next_attempt_at: Mapped[datetime] = now_column()
     created_at: Mapped[datetime] = now_column()
     updated_at: Mapped[datetime] = updated_column()

@@ -32,6 +32,7 @@ from tgfleet.platform.envelope import Envelope, EnvelopeError, decode, entity_fr
 from tgfleet.platform.errors import AppUnavailable, RetryLater, backoff
 from tgfleet.platform.metrics import metrics
 from tgfleet.platform.settings import Settings
+from tgfleet.platform.tracing import span
 
 log = logging.getLogger(__name__)
 
@@ -118,8 +119,10 @@ def handle_envelope(
         dead_letter(settings, envelope, exc.reason, task_id, kind="bad_envelope")
         return HandleResult(Outcome.DEAD)
     bot = str(decoded.bot_id)
+    attributes = {"tgfleet.bot": decoded.bot_id, "tgfleet.kind": decoded.kind}
     try:
-        result = _handle_decoded(settings, envelope, decoded, handlers, task_id, attempt)
+        with span("tgfleet.handle", "consumer", decoded.trace_parent, attributes):
+            result = _handle_decoded(settings, envelope, decoded, handlers, task_id, attempt)
     except RetryLater:
         metrics().updates_handled.labels(bot, "retry").inc()
         raise

@@ -28,6 +28,7 @@ from tgfleet.platform.metrics import metrics
 from tgfleet.platform.names import RECORD_ENTITIES, UPDATES_QUEUE
 from tgfleet.platform.settings import Settings
 from tgfleet.platform.telegram import make_client, session_is_invalid
+from tgfleet.platform.tracing import current_traceparent, span
 
 log = logging.getLogger(__name__)
 
@@ -224,15 +225,21 @@ class BotListener:
         kind, _, chat_id, msg_id = classify(update)
         chain = chat_id if kind in ORDERED_KINDS else None  # the chat whose order it takes
         prev = None if chain is None else self._prev.get(chain)
-        envelope = encode(
-            self.bot_id, update, entities.values(), prev_id=prev, lease=self.lease.token
-        )
+        with span("tgfleet.publish", "producer", attributes={"tgfleet.bot": self.bot_id}):
+            envelope = encode(
+                self.bot_id,
+                update,
+                entities.values(),
+                prev_id=prev,
+                lease=self.lease.token,
+                trace_parent=current_traceparent(),
+            )
 
-        def published() -> None:
-            self._advance(pts, date, qts, after)
-            metrics().updates_published.labels(bot).inc()
+            def published() -> None:
+                self._advance(pts, date, qts, after)
+                metrics().updates_published.labels(bot).inc()
 
-        await self.publisher.publish(envelope, published)
+            await self.publisher.publish(envelope, published)
         if chain is not None and msg_id is not None:
             self._prev[chain] = msg_id
         self.updates += 1

@@ -32,6 +32,7 @@ from sqlalchemy.exc import DBAPIError
 from tgfleet.db import fleet
 from tgfleet.listeners.bot_listener import BotListener
 from tgfleet.listeners.publisher import Publisher
+from tgfleet.platform import tracing
 from tgfleet.platform.celery_app import make_celery
 from tgfleet.platform.lease import LeaseStore
 from tgfleet.platform.metrics import metrics, serve
@@ -76,6 +77,7 @@ class ListenerProcess:
         self.publisher.start()
         log.info("listener %s started (capacity %d)", self.owner, self.options.capacity)
         serve(self.settings, "listener")
+        tracing.configure(self.settings, "listener")
         try:
             while not self._stopping.is_set():
                 await self._reconcile()
@@ -207,6 +209,7 @@ class ListenerProcess:
             self.publisher.stop()
         self.redis.close()
         stop_metrics()
+        tracing.shutdown()
         log.info("listener %s stopped", self.owner)
 
 

@@ -4,7 +4,7 @@ Queue depths, open outbox rows by status, leases and listener heartbeats, flood 
 dead letters of the last day, poison messages, legacy migration progress. They come from
 the same snapshot as ``tgfleet status`` (``tgfleet.ops.health``), taken at most once every
 CACHE_S however often Prometheus scrapes, plus one count of the open outbox rows. Beat
-serves them (``tgfleet.tasks.metrics``): one process per fleet, so each series exists
+serves them (``tgfleet.tasks.telemetry``): one process per fleet, so each series exists
 once. A scrape while PostgreSQL or Redis is down gives ``tgfleet_cluster_up 0`` and what
 the other service still tells.
 """

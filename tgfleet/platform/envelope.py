@@ -5,13 +5,15 @@ A compact JSON object (Celery's serializer is JSON only)::
     {"v": 1, "bot": 42, "key": "m:1001:17", "kind": "message",
      "tl": "<base64 of the raw TL update>", "chat": 1001, "msg": 17, "prev": 16,
      "pts": 120, "date": 1700000000, "ents": [[type, id, access_hash, username,
-     first_name, last_name, lang], ...], "lease": 3}
+     first_name, last_name, lang], ...], "lease": 3, "tp": "00-<trace>-<span>-01"}
 
 ``key`` is the dedupe key; ``prev`` is the previous inbound message id this
 listener published for the same chat (the worker uses it to run handlers in
 message order); ``ents`` are the users/chats that came with the update, with the
-access hashes of *this bot's* account. Decoding validates everything and raises
-``EnvelopeError`` with a reason; the worker dead-letters such envelopes.
+access hashes of *this bot's* account; ``tp``, when traces are on, is the W3C
+traceparent of the listener's publish (``tgfleet.platform.tracing``). Decoding
+validates everything and raises ``EnvelopeError`` with a reason; the worker
+dead-letters such envelopes.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from telethon.tl import types
 from telethon.tl.tlobject import TLObject
 
 from tgfleet.platform.errors import TgfleetError
+from tgfleet.platform.tracing import TRACEPARENT
 
 SCHEMA_VERSION = 1
 #: Update kinds tgfleet handles; anything else is recorded as "other".
@@ -117,6 +120,7 @@ class Envelope:
     date: int | None = None
     entities: tuple[EntityRecord, ...] = field(default_factory=tuple)
     lease: int | None = None
+    trace_parent: str | None = None
 
 
 def entity_records(entities: Any) -> list[EntityRecord]:
@@ -214,6 +218,7 @@ def encode(
     *,
     prev_id: int | None = None,
     lease: int | None = None,
+    trace_parent: str | None = None,
 ) -> dict[str, Any]:
     """The JSON envelope for one update (what ``tgfleet.updates.handle`` receives)."""
     kind, key, chat_id, msg_id = classify(update)
@@ -231,6 +236,7 @@ def encode(
         "prev": prev_id,
         "pts": getattr(update, "pts", None),
         "lease": lease,
+        "tp": trace_parent,
     }
     message = getattr(update, "message", None)
     if isinstance(message, types.Message | types.MessageService) and message.date is not None:
@@ -277,6 +283,11 @@ def decode(payload: Any) -> Envelope:
     expected_kind = classify(update)[0]
     if expected_kind != kind:
         raise EnvelopeError(f"envelope says kind {kind!r} but the update is {expected_kind!r}")
+    trace_parent = payload.get("tp")
+    if trace_parent is not None and not (
+        isinstance(trace_parent, str) and TRACEPARENT.match(trace_parent)
+    ):
+        raise EnvelopeError(f"envelope field 'tp' is not a W3C traceparent: {trace_parent!r:.80}")
     return Envelope(
         bot_id=bot_id,
         key=key,
@@ -289,6 +300,7 @@ def decode(payload: Any) -> Envelope:
         date=_int(payload, "date"),
         entities=tuple(entity_from_json(item) for item in payload.get("ents") or ()),
         lease=_int(payload, "lease"),
+        trace_parent=trace_parent,
     )
 
 

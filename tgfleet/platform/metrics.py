@@ -1,7 +1,7 @@
 """Prometheus metrics: one set of names for every tgfleet process, each served on /metrics.
 
 Each long-running process calls :func:`serve` once at its start: ``tgfleet listen``, and
-every Celery worker and beat (``tgfleet.tasks.metrics``). It builds the process's
+every Celery worker and beat (``tgfleet.tasks.telemetry``). It builds the process's
 :class:`Metrics`, starts prometheus_client's HTTP server on ``TGFLEET_METRICS_HOST``
 (127.0.0.1 unless widened) and ``TGFLEET_METRICS_PORT`` (0: a free port), logs the URL
 and announces it in Redis, where ``tgfleet status --json`` and ``tgfleet metrics

@@ -238,6 +238,9 @@ class Settings(BaseSettings):
     #: (one directory per worker under it, emptied at its start and removed at its end).
     metrics_dir: Path | None = Field(default=None, alias="TGFLEET_METRICS_DIR")
 
+    #: OpenTelemetry traces over OTLP (``tgfleet[tracing]``; OTEL_EXPORTER_OTLP_ENDPOINT).
+    tracing: bool = Field(default=False, alias="TGFLEET_TRACING")
+
     # --- logging ------------------------------------------------------------------
     log_format: LogFormat = Field(default=LogFormat.PLAIN, alias="TGFLEET_LOG_FORMAT")
     log_level: str = Field(

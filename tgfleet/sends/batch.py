@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -51,7 +52,7 @@ from tgfleet.sends.outbox import publish_calls
 from tgfleet.sends.paid import BALANCE_TOO_LOW, PAID_PER_S
 from tgfleet.sends.ratelimit import SAFETY, ChatKind, Grant, PaidGrant
 from tgfleet.sends.resolve import PeerNotFound, prefetch_peers, resolve_input_peer
-from tgfleet.sends.sender import POSTPONE_AFTER_S, SEND_TIMEOUT_S, Outcome, Sender
+from tgfleet.sends.sender import POSTPONE_AFTER_S, SEND_TIMEOUT_S, Outcome, Sender, trace_send
 from tgfleet.sends.telegram_calls import build_request, sent_message_id
 
 log = logging.getLogger(__name__)
@@ -202,6 +203,7 @@ def _send_round(
     if others:
         outcome.handed_off += _hand_off(bot_id, others).handed_off
     results: list[Any] = []
+    started = time.time_ns()
     if ready:
         requests = [request for _, request, _ in ready]
         try:
@@ -213,6 +215,7 @@ def _send_round(
     sources: Counter[str] = Counter()
     out_of_stars = False
     for (row, request, source), result in zip(ready, results, strict=True):
+        trace_send(row, started, _outcome_of(result))
         if result is None:
             unsent.append(row)
         elif isinstance(result, errors.RPCError) and result.message == BALANCE_TOO_LOW:
@@ -264,6 +267,13 @@ def _send_round(
     if retries:
         publish_calls(retries)
         outcome.handed_off += len(retries)
+
+
+def _outcome_of(result: Any) -> str:
+    """What a round's send came to, for its span: sent, not sent, or the error's name."""
+    if result is None:
+        return "not sent"
+    return type(result).__name__ if isinstance(result, BaseException) else "sent"
 
 
 async def _send_all(client: TelegramClient, requests: list[Any]) -> list[Any]:

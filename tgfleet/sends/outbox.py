@@ -31,6 +31,7 @@ from tgfleet.platform import taskmsg
 from tgfleet.platform.celery_app import current_tgfleet_app
 from tgfleet.platform.names import DELIVER, DELIVER_BATCH, SENDS_QUEUE
 from tgfleet.platform.taskmsg import TaskCall
+from tgfleet.platform.tracing import current_traceparent
 from tgfleet.sends.markup import check_markup
 from tgfleet.sends.media import LocalFile, MediaError, parse_media
 
@@ -358,7 +359,7 @@ def queue_many(
 
 
 def _insert(session: Session, values: dict[str, Any]) -> Outbox | None:
-    stmt = insert(Outbox).values(**values)
+    stmt = insert(Outbox).values(**values, trace_parent=current_traceparent())
     if values.get("dedupe_key") is not None:
         stmt = stmt.on_conflict_do_nothing(index_elements=["bot_id", "dedupe_key"])
     return session.execute(stmt.returning(Outbox)).scalar_one_or_none()

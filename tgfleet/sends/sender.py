@@ -30,6 +30,7 @@ from tgfleet.db import (
 from tgfleet.platform.metrics import metrics
 from tgfleet.platform.names import RESOLVE_METRICS, SEND_METRICS
 from tgfleet.platform.settings import Settings
+from tgfleet.platform.tracing import record_span
 from tgfleet.sends import delivery
 from tgfleet.sends.loop import (
     BotClients,
@@ -196,10 +197,13 @@ class Sender:
         wait = self.limiter.acquire(bot_id, chat_id, kind, limits)
         if wait > 0:
             return self._rate_wait(outbox_id, bot_id, chat_id, wait)
+        started = time.time_ns()
         try:
             result = self.loop.run(client(request), SEND_TIMEOUT_S)
         except Exception as exc:  # mapped below; nothing is retried blindly
+            trace_send(row, started, type(exc).__name__)
             return self.send_failed(row, exc, admins, correlation_id)
+        trace_send(row, started, "sent")
         with self.claim_scope(bot_id, correlation_id) as s:
             delivery.mark_sent(s, row, sent_message_id(result, request))
         with self.redis.pipeline(transaction=False) as pipe:
@@ -436,6 +440,17 @@ def _local_file(row: Outbox) -> LocalFile | None:
         return None
     check_readable(spec)
     return spec
+
+
+def trace_send(row: Outbox, started_ns: int, outcome: str) -> None:
+    """The ``tgfleet.send`` span of a row's Telegram call, in the trace of the handling
+    that wrote the row (``tgfleet.platform.tracing``); rows written outside a trace (a
+    broadcast from the CLI) make none."""
+    if row.trace_parent is not None:
+        attributes = {"tgfleet.bot": row.bot_id, "tgfleet.op": row.op, "tgfleet.outcome": outcome}
+        record_span(
+            "tgfleet.send", "client", started_ns, time.time_ns(), row.trace_parent, attributes
+        )
 
 
 def _peer_of(exc: Exception) -> Any:

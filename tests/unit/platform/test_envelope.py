@@ -91,6 +91,17 @@ def test_optional_fields_are_left_out_when_unknown() -> None:
     assert (decoded.chat_id, decoded.msg_id, decoded.prev_id, decoded.lease) == (None,) * 4
 
 
+TRACE = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+
+
+def test_a_trace_parent_travels_with_the_update_and_a_bad_one_is_refused() -> None:
+    payload = encode(42, new_message(), trace_parent=TRACE)
+    assert decode(json.loads(json.dumps(payload))).trace_parent == TRACE
+    assert decode(encode(42, new_message())).trace_parent is None
+    with pytest.raises(EnvelopeError, match="'tp' is not a W3C traceparent"):
+        decode({**payload, "tp": "00-not-a-trace"})
+
+
 @pytest.mark.parametrize(
     ("update", "kind", "key", "chat_id"),
     [
