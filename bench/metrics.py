@@ -5,7 +5,8 @@ Rounds alternate metrics on and off (TGFLEET_METRICS) in one run, on one Postgre
 Redis and simulator. Each round takes a new bot on the echo app: `tgfleet listen` queues
 N updates over 100 private chats with no worker running, then 2 prefork update workers
 handle them; the round's rate is its messages over the span of their processed_at (worker
-start-up excluded), as bench/ingest.py measures (c). During the "on" rounds every
+start-up excluded), as bench/ingest.py measures (c), and the worker's CPU time (its pool
+processes' too) per update, which a busy machine disturbs less. During the "on" rounds every
 endpoint is scraped, and beat's once; `metric_names` are the families scraped.
 
     .venv/bin/python bench/metrics.py [--messages N] [--rounds R]
@@ -17,6 +18,7 @@ Last line: {"overhead_ratio": on/off (median of each; goal >= 0.95), "metric_nam
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import re
 import statistics
@@ -27,6 +29,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+import psutil
 import redis
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -109,14 +112,28 @@ def one_round(
     wait_for(lambda: queued() >= n, 600, "the listener's publishes")
     publish_rate = n / (time.perf_counter() - started)
     worker = group.celery(f"worker-{bot_id}", *worker_args("updates"), extra_env=env)
+    wait_for(lambda: count_rows(settings, bot_id) >= 1, 120, "the first update", poll=0.02)
+    first, cpu_first = count_rows(settings, bot_id), cpu_seconds(worker.process.pid)
     wait_for(lambda: count_rows(settings, bot_id) >= n, 900, "the workers", poll=0.2)
+    cpu_ms = (cpu_seconds(worker.process.pid) - cpu_first) * 1000 / max(1, n - first)
     rate = handled_rate(settings, bot_id)
     if on:
         scraped |= scrape_all(settings, {listener.process.pid, worker.process.pid})
     wait_for(lambda: broker.llen("updates") == 0 and broker.hlen("unacked") == 0, 120, "retries")
     for child in (worker, listener):
         child.stop()
-    return {"rate": rate, "publish_rate": publish_rate}
+    return {"rate": rate, "publish_rate": publish_rate, "cpu_ms": cpu_ms}
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) of a worker and its pool processes so far."""
+    main = psutil.Process(pid)
+    total = 0.0
+    for process in [main, *main.children(recursive=True)]:
+        with contextlib.suppress(psutil.Error):
+            times = process.cpu_times()
+            total += times.user + times.system
+    return total
 
 
 def run(args: argparse.Namespace, home: Path) -> dict[str, Any]:
@@ -143,7 +160,8 @@ def run(args: argparse.Namespace, home: Path) -> dict[str, Any]:
                     rounds[on].append(result)
                     state = "on " if on else "off"
                     print(
-                        f"round {k + 1}: metrics {state} {result['rate']:7.1f} updates/s "
+                        f"round {k + 1}: metrics {state} {result['rate']:7.1f} updates/s, "
+                        f"{result['cpu_ms']:5.2f} ms of worker CPU each "
                         f"(listener publishes {result['publish_rate']:7.1f}/s)",
                         flush=True,
                     )
@@ -156,12 +174,14 @@ def run(args: argparse.Namespace, home: Path) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--messages", type=int, default=2000, help="updates per round")
-    parser.add_argument("--rounds", type=int, default=3, help="rounds with metrics on (and off)")
+    parser.add_argument("--rounds", type=int, default=4, help="rounds with metrics on (and off)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="tgfleet-metrics-") as tmp:
         r = run(args, Path(tmp))
     on = statistics.median(x["rate"] for x in r["rounds"][True])
     off = statistics.median(x["rate"] for x in r["rounds"][False])
+    cpu_on = statistics.median(x["cpu_ms"] for x in r["rounds"][True])
+    cpu_off = statistics.median(x["cpu_ms"] for x in r["rounds"][False])
     publish_on = statistics.median(x["publish_rate"] for x in r["rounds"][True])
     publish_off = statistics.median(x["publish_rate"] for x in r["rounds"][False])
     scraped: set[str] = r["scraped"]
@@ -172,6 +192,7 @@ def main() -> None:
     print(f"update workers, metrics on:  {on:8.1f} updates/s (median)")
     print(f"update workers, metrics off: {off:8.1f} updates/s (median)")
     print(f"overhead_ratio (on / off):   {on / off:8.3f}   (goal >= 0.95)")
+    print(f"worker CPU per update on / off: {cpu_on:.2f} / {cpu_off:.2f} ms")
     print(f"listener publishes on / off: {publish_on / publish_off:8.3f}")
     print(f"families scraped: {len(scraped)}; dashboard and alert names: {len(queried)}")
     print(f"queried but not scraped: {', '.join(missing) or 'none'}")
@@ -181,6 +202,8 @@ def main() -> None:
                 "overhead_ratio": round(on / off, 3),
                 "updates_per_s_on": round(on, 1),
                 "updates_per_s_off": round(off, 1),
+                "cpu_ms_per_update_on": round(cpu_on, 3),
+                "cpu_ms_per_update_off": round(cpu_off, 3),
                 "publish_ratio_on_off": round(publish_on / publish_off, 3),
                 "metric_names": sorted(scraped),
                 "dashboard_exprs_ok": not missing,
