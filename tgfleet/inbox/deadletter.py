@@ -39,6 +39,8 @@ def dead_letter(
 ) -> None:
     """Keep a bad envelope with its reason: in dead_updates, or Redis if it names no bot.
     ``kind`` is the reason's class for ``tgfleet_dead_letters`` (one of DEAD_LETTER_KINDS)."""
+    if kind not in DEAD_LETTER_KINDS:  # a label outside the list would be unbounded
+        raise ValueError(f"dead letter kind {kind!r} is not one of {DEAD_LETTER_KINDS}")
     log.warning("dead-lettering update: %s", reason)
     metrics().dead_letters.labels(kind).inc()
     payload = envelope if isinstance(envelope, dict) else {"raw": repr(envelope)[:10_000]}

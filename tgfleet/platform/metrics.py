@@ -143,8 +143,7 @@ class Metrics:
         # the senders
         self.sends = counter(
             "tgfleet_sends",
-            "Outbox operations a sender finished, by outcome (sent, answered, failed, "
-            "blocked, dead).",
+            "Outbox operations a sender finished, by outcome (sent, failed, blocked, dead).",
             "bot",
             "outcome",
         )
