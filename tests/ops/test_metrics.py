@@ -87,6 +87,17 @@ def test_each_process_serves_metrics_that_count_what_happened(
         sender.process.pid: "sender",
         beat.process.pid: "beat",
     }
+
+    # (a leased bot's counters exist from the start, at 0: the silent-bot alert needs them)
+    def listener_endpoint() -> Endpoint | None:
+        pids = {e.pid: e for e in endpoints(tgfleet_settings)}
+        return pids.get(bot.listener.process.pid)
+
+    wait_until(lambda: listener_endpoint() is not None, "the listener's endpoint")
+    endpoint = listener_endpoint()
+    assert endpoint is not None
+    received = scrape(endpoint)["tgfleet_updates_received"].samples
+    assert [(s.labels, s.value) for s in received] == [({"bot": str(bot.id)}, 0.0)]
     # When a user sends messages and gets every echo back
     ann = tgfleet_user("Ann")
     for n in range(MESSAGES):

@@ -138,7 +138,7 @@ class ListenerProcess:
             assert self.publisher is not None
             listener = BotListener(self.settings, bot, lease, self.publisher)
             self.listeners[bot_id] = listener
-            metrics().lease_held.labels(str(bot_id)).set(1)
+            self._count_from_zero(bot_id)
             try:
                 await listener.start()
             except Exception as exc:
@@ -155,6 +155,15 @@ class ListenerProcess:
             await asyncio.to_thread(self._heartbeat)
         except redis.RedisError as exc:
             log.warning("cannot write heartbeats (%s)", exc)
+
+    @staticmethod
+    def _count_from_zero(bot_id: int) -> None:
+        """The bot's series exist from the lease on, at 0: an alert on a leased bot that
+        receives nothing needs a counter that stays at 0, not one that is missing."""
+        m, label = metrics(), str(bot_id)
+        m.lease_held.labels(label).set(1)
+        m.updates_received.labels(label).inc(0)
+        m.updates_published.labels(label).inc(0)
 
     def _heartbeat(self) -> None:
         if not self.listeners:
