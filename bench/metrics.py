@@ -43,11 +43,10 @@ from tgfleet.db import fleet, upgrade_database  # noqa: E402
 from tgfleet.dev.processes import ProcessGroup, child_environ  # noqa: E402
 from tgfleet.dev.services import DevServices  # noqa: E402
 from tgfleet.listeners.publisher import QueuedEnvelopes  # noqa: E402
-from tgfleet.platform.metrics import endpoints  # noqa: E402
+from tgfleet.ops.metrics import unserved  # noqa: E402
+from tgfleet.platform.metrics import announced  # noqa: E402
 from tgfleet.platform.settings import Settings, load_settings  # noqa: E402
 from tgfleet.simulator import FloodLimits, SimulatorThread  # noqa: E402
-
-SUFFIXES = ("_total", "_bucket", "_count", "_sum", "_created")
 
 
 def scrape(url: str) -> set[str]:
@@ -57,31 +56,17 @@ def scrape(url: str) -> set[str]:
 
 def scrape_all(settings: Settings, pids: set[int], timeout: float = 20.0) -> set[str]:
     """The families served by the processes ``pids``, once each announced its endpoint."""
-    deadline = time.monotonic() + timeout
-    while True:
-        found = [e for e in endpoints(settings) if e.pid in pids]
-        if len(found) == len(pids) or time.monotonic() > deadline:
-            break
-        time.sleep(0.2)
     names: set[str] = set()
-    for endpoint in found:
+    for endpoint in announced(settings, pids, timeout).values():
         names |= scrape(endpoint.url)
     return names
 
 
-def queried_names() -> set[str]:
-    """The tgfleet metrics the dashboard and the alert rules query (samples' names)."""
+def queries() -> list[str]:
+    """What the dashboard and the alert rules query (the rules file whole: its exprs)."""
     dashboard = json.loads((ROOT / "deploy/grafana/dashboards/tgfleet.json").read_text())
     exprs = [t["expr"] for p in dashboard["panels"] for t in p.get("targets", [])]
-    exprs.append((ROOT / "deploy/prometheus/alerts.yml").read_text())
-    return {name for expr in exprs for name in re.findall(r"\btgfleet_[a-z0-9_]+", expr)}
-
-
-def family_of(name: str, families: set[str]) -> str:
-    for suffix in SUFFIXES:
-        if name.endswith(suffix) and name.removesuffix(suffix) in families:
-            return name.removesuffix(suffix)
-    return name
+    return [*exprs, (ROOT / "deploy/prometheus/alerts.yml").read_text()]
 
 
 def one_round(
@@ -185,8 +170,9 @@ def main() -> None:
     publish_on = statistics.median(x["publish_rate"] for x in r["rounds"][True])
     publish_off = statistics.median(x["publish_rate"] for x in r["rounds"][False])
     scraped: set[str] = r["scraped"]
-    queried = queried_names()
-    missing = sorted(q for q in queried if family_of(q, scraped) not in scraped)
+    exprs = queries()
+    queried = {name for expr in exprs for name in re.findall(r"\btgfleet_[a-z0-9_]+", expr)}
+    missing = sorted(unserved(exprs, scraped))
     print()
     print(f"{r['n']} updates a round, {len(r['rounds'][True])} rounds each way (ABBA order)")
     print(f"update workers, metrics on:  {on:8.1f} updates/s (median)")

@@ -4,17 +4,14 @@ tgfleet processes serve (``tests/ops/test_metrics.py`` scrapes them from real on
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 
 import yaml
 
 from tests.support import REPO_ROOT
-from tgfleet.ops.metrics import family_names
+from tgfleet.ops.metrics import family_names, unserved
 
 DEPLOY = REPO_ROOT / "deploy"
-#: What Prometheus adds to a family's name in its samples.
-SUFFIXES = ("_total", "_bucket", "_count", "_sum", "_created")
 
 
 def dashboard_exprs(path: Path = DEPLOY / "grafana/dashboards/tgfleet.json") -> list[str]:
@@ -33,17 +30,7 @@ def rule_exprs(path: Path = DEPLOY / "prometheus/alerts.yml") -> list[str]:
 
 def unknown_metrics(exprs: list[str]) -> set[str]:
     """Names in ``exprs`` that no tgfleet process serves."""
-    served = family_names()
-    unknown = set()
-    for expr in exprs:
-        for name in re.findall(r"\btgfleet_[a-z0-9_]+", expr):
-            family = name
-            for suffix in SUFFIXES:
-                if family.endswith(suffix) and family.removesuffix(suffix) in served:
-                    family = family.removesuffix(suffix)
-            if family not in served:
-                unknown.add(name)
-    return unknown
+    return unserved(exprs, family_names())
 
 
 def test_the_dashboard_queries_served_metrics_in_every_panel_the_issue_names() -> None:

@@ -6,19 +6,18 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 import urllib.request
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.support.waiting import wait_until
 from tgfleet.ops.health import collect_snapshot
 from tgfleet.ops.metrics import family_names
 from tgfleet.platform.beat import LOCK_KEY
-from tgfleet.platform.metrics import Endpoint, endpoints, file_sd
+from tgfleet.platform.metrics import Endpoint, announced, endpoints, file_sd
 from tgfleet.platform.settings import Settings
 from tgfleet.simulator import SimulatorThread
 from tgfleet.testing import BotFactory, UserFactory
@@ -59,14 +58,6 @@ def run_cli(env: dict[str, str], *args: str) -> str:
     return done.stdout
 
 
-def wait_until(check: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.2)
-
-
 def test_each_process_serves_metrics_that_count_what_happened(
     tgfleet_bot: BotFactory,
     tgfleet_user: UserFactory,
@@ -89,14 +80,9 @@ def test_each_process_serves_metrics_that_count_what_happened(
     }
 
     # (a leased bot's counters exist from the start, at 0: the silent-bot alert needs them)
-    def listener_endpoint() -> Endpoint | None:
-        pids = {e.pid: e for e in endpoints(tgfleet_settings)}
-        return pids.get(bot.listener.process.pid)
-
-    wait_until(lambda: listener_endpoint() is not None, "the listener's endpoint")
-    endpoint = listener_endpoint()
-    assert endpoint is not None
-    received = scrape(endpoint)["tgfleet_updates_received"].samples
+    first = announced(tgfleet_settings, [bot.listener.process.pid], 30)
+    assert first, "the listener announced no endpoint"
+    received = scrape(*first.values())["tgfleet_updates_received"].samples
     assert [(s.labels, s.value) for s in received] == [({"bot": str(bot.id)}, 0.0)]
     # When a user sends messages and gets every echo back
     ann = tgfleet_user("Ann")
@@ -105,11 +91,8 @@ def test_each_process_serves_metrics_that_count_what_happened(
         ann.expect_reply(f"hello {n}")
 
     # Then each process announced its endpoint on 127.0.0.1
-    def announced() -> dict[str, Endpoint]:
-        return {roles[e.pid]: e for e in endpoints(tgfleet_settings) if e.pid in roles}
-
-    wait_until(lambda: len(announced()) == len(roles), "every process's endpoint")
-    found = announced()
+    found = {roles[pid]: e for pid, e in announced(tgfleet_settings, roles, 30).items()}
+    assert set(found) == set(roles.values()), found
     assert all(e.url.startswith("http://127.0.0.1:") for e in found.values()), found
     assert {g["labels"]["role"] for g in file_sd(found.values())} == {"listener", "worker", "beat"}
     label = str(bot.id)
@@ -126,6 +109,7 @@ def test_each_process_serves_metrics_that_count_what_happened(
     # and every reply sent, its latency observed (the mark may follow the delivery)
     wait_until(
         lambda: value(scrape(found["sender"]), "tgfleet_sends_total", bot=label) == MESSAGES,
+        30,
         "the sender's counter",
     )
     sends = scrape(found["sender"])

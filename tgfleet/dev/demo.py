@@ -46,7 +46,7 @@ from tgfleet.dev.traffic import NAMES, SimUser, TrafficGenerator, person
 from tgfleet.ops.flower import flower_argv, flower_env, generate_password
 from tgfleet.ops.ping import ping_round_trip
 from tgfleet.platform.celery_app import make_celery
-from tgfleet.platform.metrics import endpoints
+from tgfleet.platform.metrics import announced
 from tgfleet.platform.names import QUEUES, SENDS_QUEUE, UPDATES_QUEUE
 from tgfleet.platform.reachability import unreachable_service
 from tgfleet.platform.settings import Settings, load_settings
@@ -244,13 +244,11 @@ def _metrics_urls(
 ) -> list[tuple[str, str]]:
     """(process, URL) of the demo's processes that serve metrics, once each announced
     its endpoint (or after ``timeout``: those that did)."""
+    if not settings.metrics_enabled:
+        return []
     names = {c.process.pid: c.name for c in group.children if c.name in METRICS_PROCESSES}
-    deadline = time.monotonic() + timeout
-    while True:
-        found = {e.pid: e.url for e in endpoints(settings) if e.pid in names}
-        if len(found) == len(names) or time.monotonic() > deadline or not settings.metrics_enabled:
-            return sorted((names[pid], url) for pid, url in found.items())
-        time.sleep(0.2)
+    found = announced(settings, names, timeout)
+    return sorted((names[pid], endpoint.url) for pid, endpoint in found.items())
 
 
 def _panel(stats: Stats, traffic: TrafficGenerator, flower: str) -> Group:

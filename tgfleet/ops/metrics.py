@@ -11,9 +11,10 @@ the other service still tells.
 
 from __future__ import annotations
 
+import re
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -123,6 +124,29 @@ class ClusterCollector(Collector):
             f["tgfleet_migration_checkpoint_records"].add_metric(labels, records)
         f["tgfleet_problems"].add_metric([], float(len(snap.problems)))
         return list(f.values())
+
+
+#: What Prometheus adds to a family's name in its samples.
+SAMPLE_SUFFIXES = ("_total", "_bucket", "_count", "_sum", "_created")
+
+
+def unserved(exprs: Iterable[str], served: set[str]) -> set[str]:
+    """The ``tgfleet_*`` names in PromQL ``exprs`` (a dashboard's, alert rules') whose
+    family is not in ``served``."""
+    unknown = set()
+    for expr in exprs:
+        for name in re.findall(r"\btgfleet_[a-z0-9_]+", expr):
+            family = next(
+                (
+                    name.removesuffix(suffix)
+                    for suffix in SAMPLE_SUFFIXES
+                    if name.endswith(suffix) and name.removesuffix(suffix) in served
+                ),
+                name,
+            )
+            if family not in served:
+                unknown.add(name)
+    return unknown
 
 
 def family_names() -> set[str]:

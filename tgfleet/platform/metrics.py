@@ -283,6 +283,18 @@ def endpoints(settings: Settings, *, now: float | None = None) -> list[Endpoint]
     return sorted(found, key=lambda e: (e.role, e.node, e.pid))
 
 
+def announced(settings: Settings, pids: Iterable[int], timeout: float) -> dict[int, Endpoint]:
+    """The endpoints of processes ``pids`` by pid, once each announced its own (or after
+    ``timeout`` seconds: those that did)."""
+    wanted = set(pids)
+    deadline = time.monotonic() + timeout
+    while True:
+        found = {e.pid: e for e in endpoints(settings) if e.pid in wanted}
+        if len(found) == len(wanted) or time.monotonic() > deadline:
+            return found
+        time.sleep(0.2)
+
+
 def file_sd(found: Iterable[Endpoint]) -> list[dict[str, Any]]:
     """Prometheus ``file_sd_configs`` groups: one per (role, node)."""
     groups: dict[tuple[str, str], list[str]] = {}
