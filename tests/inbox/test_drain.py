@@ -92,3 +92,37 @@ def test_failing_handler_is_dead_lettered_and_the_chat_goes_on(
     assert query(
         migrated, "SELECT count(*) FROM messages WHERE bot_id = %s AND processed_at IS NULL", bot_id
     ) == [(0,)]
+
+
+def test_a_message_whose_predecessor_never_came_runs_late_with_a_dead_letter(
+    migrated: Settings, bot_id: int
+) -> None:
+    seen: list[str] = []
+
+    def handler(session: Session, inbound: InboundMessage) -> None:
+        seen.append(inbound.text)
+
+    # Given message 2 of a chat, published after message 1, which never reached the inbox
+    deliver(migrated, envelope(bot_id, 2, "second", prev=1), handler)
+    # Then it waits for message 1, and nothing is dead-lettered yet
+    assert seen == []
+    assert query(migrated, "SELECT count(*) FROM dead_updates WHERE bot_id = %s", bot_id) == [(0,)]
+    # When it has waited longer than CHAIN_STALL_S
+    query(
+        migrated,
+        "UPDATE messages SET created_at = created_at - interval '31 seconds' "
+        "WHERE bot_id = %s RETURNING 1",
+        bot_id,
+    )
+    drain_chat(migrated, bot_id, 777, handler)
+    # Then it runs, and a chain_gap dead letter names the message it ran without
+    assert seen == ["second"]
+    (row,) = query(migrated, "SELECT reason, payload FROM dead_updates WHERE bot_id = %s", bot_id)
+    assert row[1] == {
+        "kind": "chain_gap",
+        "chat": 777,
+        "message": 2,
+        "missing": 1,
+        "last_handled": None,
+    }
+    assert "ran without message 1" in row[0]

@@ -29,6 +29,7 @@ DEAD_LETTER_KINDS = (
     "app_unavailable",
     "database_rejected",
     "handler_failed",
+    "chain_gap",
 )
 #: How many orphan dead letters Redis keeps.
 ORPHANS_KEPT = 100_000

@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 #: When another worker holds the chat, look again after this long.
 BUSY_RETRY_S = 1.0
 #: Longest database backoff an updates task asks for.
-DB_BACKOFF_CAP_S = 60.0
+DB_BACKOFF_CAP_S = 10.0
 
 #: bot id -> the handler of its app, or None when the bot is not in the fleet.
 HandlerLookup = Callable[[int], Handler | None]

@@ -35,8 +35,10 @@ from tgfleet.platform.envelope import (
     Envelope,
 )
 
-#: How long a message waits for its predecessor before its handlers run anyway.
-CHAIN_STALL_S = 10.0
+#: How long a message waits for its predecessor before its handlers run anyway (and a
+#: ``chain_gap`` dead letter says so). A message a dead worker held comes back within
+#: about 10 s (``platform/handoff.py``), well inside it.
+CHAIN_STALL_S = 30.0
 
 
 @dataclass

@@ -94,7 +94,12 @@ def make_celery(settings: Settings) -> TgfleetCelery:
         result_backend=settings.result_backend,
         task_ignore_result=settings.result_backend is None,
         # Celery reads the visibility timeout in three places; keep them identical.
-        broker_transport_options={**visibility, "fanout_prefix": True, "fanout_patterns": True},
+        broker_transport_options={
+            **visibility,
+            "fanout_prefix": True,
+            "fanout_patterns": True,
+            "tgfleet_handoff": settings.broker_handoff,  # platform/handoff.py
+        },
         result_backend_transport_options=visibility,
         visibility_timeout=settings.visibility_timeout_s,
         beat_schedule=beat_schedule(settings),

@@ -20,11 +20,12 @@ from collections.abc import Iterable
 
 from celery import Celery
 
+from tgfleet.platform.handoff import reclaim_dead
 from tgfleet.platform.names import UPDATES_QUEUE
 
 log = logging.getLogger(__name__)
 
-#: Queues whose tasks are short and idempotent enough for early redelivery.
+#: Queues whose tasks are short and idempotent enough for redelivery by age.
 REDELIVERABLE_QUEUES = frozenset({UPDATES_QUEUE})
 
 
@@ -37,6 +38,7 @@ def restore_stale_unacked(
     with app.connection_for_write() as connection:
         channel = connection.default_channel
         client = channel.client
+        reclaim_dead(channel, client)  # dead consumers' messages, without waiting
         ceiling = time.time() - older_than_s
         for tag in client.zrangebyscore(channel.unacked_index_key, 0, ceiling):
             raw = client.hget(channel.unacked_key, tag)

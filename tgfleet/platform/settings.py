@@ -125,10 +125,10 @@ class Settings(BaseSettings):
         default=600.0, alias="TGFLEET_SEND_BACKOFF_CAP_S"
     )
     #: A row stays claimed (``sending``) this long before another worker may take it over.
-    send_lease_s: Annotated[float, Field(ge=1)] = Field(default=60.0, alias="TGFLEET_SEND_LEASE_S")
+    send_lease_s: Annotated[float, Field(ge=1)] = Field(default=15.0, alias="TGFLEET_SEND_LEASE_S")
     #: How often a sender process looks for overdue rows (lost tasks, killed workers).
     send_sweep_interval_s: Annotated[float, Field(ge=0.5)] = Field(
-        default=30.0, alias="TGFLEET_SEND_SWEEP_INTERVAL_S"
+        default=5.0, alias="TGFLEET_SEND_SWEEP_INTERVAL_S"
     )
 
     # --- database layout --------------------------------------------------------
@@ -222,6 +222,10 @@ class Settings(BaseSettings):
     redeliver_every_s: Annotated[int, Field(ge=1)] = Field(
         default=60, alias="TGFLEET_REDELIVER_EVERY_S"
     )
+    #: Workers take messages onto in-flight lists and give back what a dead worker held
+    #: (platform/handoff.py; needs Redis >= 6.2); false: kombu's own BRPOP, which loses
+    #: a message taken by a worker killed at that instant.
+    broker_handoff: bool = Field(default=True, alias="TGFLEET_BROKER_HANDOFF")
 
     # --- Prometheus metrics (tgfleet.platform.metrics; docs/operations.md) ------------
     #: Every long-running process (listener, workers, beat) serves /metrics; false: none

@@ -16,6 +16,12 @@ kombu that changes them fails a test instead of losing the guard unseen. Broadca
 ``_deliver_fanout_message``: kombu already drops one that is not JSON, with a warning;
 one that is JSON but no kombu message is set aside here too.
 
+Consuming itself is tgfleet's too: a message is taken off its queue onto the consumer's
+in-flight list in one step and released from it when kombu records it as unacknowledged,
+and what a dead consumer held is given back within seconds (``platform/handoff.py``).
+kombu's ``BRPOP`` took a message into the worker's memory first, and a worker killed in
+that instant lost it (celery/celery#7950).
+
 ``celeryconfig.broker_transport`` names ``Transport``, so every tgfleet process (workers,
 beat, listeners, the CLI) uses it; only consuming differs from kombu's. kombu no longer
 picks the transport from the URL's scheme then, and with it went its reading of
@@ -24,17 +30,21 @@ picks the transport from the URL's scheme then, and with it went its reading of
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import ssl
+import time
 from queue import Empty
 from typing import Any
 from urllib.parse import urlparse
 
 from kombu.transport import redis as kombu_redis
 from kombu.transport.virtual import Channel as VirtualChannel
+from kombu.transport.virtual import QoS as VirtualQoS
 from kombu.utils.encoding import bytes_to_str
 from kombu.utils.json import dumps, loads
 
+from tgfleet.platform import handoff
 from tgfleet.platform.poison import PoisonMessage, log_lost, set_aside
 
 log = logging.getLogger(__name__)
@@ -94,8 +104,107 @@ def message_problem(payload: Any) -> str | None:
     return None
 
 
+class QoS(kombu_redis.QoS):
+    """kombu's Redis QoS; recording a message as unacknowledged also releases it from the
+    consumer's in-flight list and lists it as held (reclaimable queues), in the same
+    ``MULTI``; the acknowledgement drops it from the held set."""
+
+    channel: Channel
+
+    # kombu's QoS.append, with the in-flight release and the held set in its pipeline.
+    def append(self, message: Any, delivery_tag: str) -> None:
+        delivery = message.delivery_info
+        EX, RK = delivery["exchange"], delivery["routing_key"]
+        channel = self.channel
+        with self.pipe_or_acquire() as pipe:
+            pipe.zadd(self.unacked_index_key, {delivery_tag: time.time()}).hset(
+                self.unacked_key, delivery_tag, dumps([message._raw, EX, RK])
+            )
+            if channel._taken is not None:
+                pipe.lrem(handoff.inflight_key(channel.consumer_id), 1, channel._taken)
+            if RK in handoff.RECLAIMABLE_QUEUES:
+                pipe.sadd(handoff.held_key(channel.consumer_id), delivery_tag)
+            pipe.execute()
+            channel._taken = None
+            VirtualQoS.append(self, message, delivery_tag)
+
+    def _remove_from_indices(self, delivery_tag: str, pipe: Any = None) -> Any:
+        with self.pipe_or_acquire(pipe) as pipe:
+            return (
+                pipe.zrem(self.unacked_index_key, delivery_tag)
+                .hdel(self.unacked_key, delivery_tag)
+                .srem(handoff.held_key(self.channel.consumer_id), delivery_tag)
+            )
+
+
 class Channel(kombu_redis.Channel):
-    """kombu's Redis channel; a message it cannot deliver is set aside, not raised."""
+    """kombu's Redis channel; a message it cannot deliver is set aside, not raised; a
+    message is taken with ``handoff.TAKE``, never popped into memory alone."""
+
+    QoS = QoS
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.consumer_id = handoff.new_consumer_id()
+        #: The raw message taken onto the in-flight list and not yet recorded.
+        self._taken: bytes | None = None
+        self._poll_command = "BRPOP"
+        self._wait_next = False
+        self._registered = False
+        self._beat_at = 0.0
+        self._reclaim_at = 0.0
+        super().__init__(*args, **kwargs)
+        options = self.connection.client.transport_options
+        #: False: kombu's own BRPOP (``TGFLEET_BROKER_HANDOFF=false``, or a global key
+        #: prefix, which tgfleet does not set).
+        self._handoff = bool(options.get("tgfleet_handoff", True)) and not self.global_keyprefix
+
+    def handoff_tick(self, client: Any = None) -> None:
+        """Heartbeat; every ``RECLAIM_EVERY_S``, give back what dead consumers held."""
+        now = time.time()
+        with self.conn_or_acquire(client) as redis_client:
+            handoff.heartbeat(redis_client, self.consumer_id, now)
+            self._registered, self._beat_at = True, now
+            if now >= self._reclaim_at:
+                self._reclaim_at = now + handoff.RECLAIM_EVERY_S
+                handoff.reclaim_dead(self, redis_client, now)
+
+    def _brpop_start(self, timeout: float | None = None) -> None:
+        if not self._handoff:
+            super()._brpop_start(timeout)
+            return None
+        if timeout is None:
+            timeout = self.brpop_timeout
+        queues = self._queue_cycle.consume(len(self.active_queues))
+        if not queues:
+            return None
+        if not self._registered or time.time() - self._beat_at > handoff.HEARTBEAT_S:
+            self.handoff_tick()  # registered before the first take; beats without a loop
+        connection = self.client.connection
+        self._in_poll = connection
+        self._brpop_sent_at = time.monotonic()  # type: ignore[assignment]  # (kombu: None)
+        if self._wait_next:
+            self._poll_command = "BLMOVE"
+            key = handoff.wait_key(queues)
+            connection.send_command("BLMOVE", key, key, "RIGHT", "RIGHT", timeout or 0)
+        else:
+            self._poll_command = "EVAL"
+            keys = [self._q_for_pri(queue, pri) for pri in self.priority_steps for queue in queues]
+            inflight = handoff.inflight_key(self.consumer_id)
+            connection.send_command("EVAL", handoff.TAKE, 1 + len(keys), inflight, *keys)
+        return None
+
+    def _release_taken(self) -> None:
+        """Take a message that was not recorded (set aside, or refused by kombu) off the
+        in-flight list; if Redis cannot be told, leave it there under an id that stops
+        beating, for a live consumer to give back."""
+        taken, self._taken = self._taken, None
+        if taken is None:
+            return
+        try:
+            with self.conn_or_acquire() as client:
+                client.lrem(handoff.inflight_key(self.consumer_id), 1, taken)
+        except Exception:
+            self.consumer_id, self._registered = handoff.new_consumer_id(), False
 
     def _set_aside(self, message: PoisonMessage, client: Any = None) -> None:
         try:
@@ -114,8 +223,11 @@ class Channel(kombu_redis.Channel):
             self._set_aside(PoisonMessage.of(raw, exc.reason, queue), client)
             return None
 
-    # kombu's Channel._brpop_read, with ``self._decoded`` for ``loads(bytes_to_str(item))``.
+    # kombu's Channel._brpop_read, with ``self._decoded`` for ``loads(bytes_to_str(item))``,
+    # reading what ``_brpop_start`` sent: a take, or a wait for one.
     def _brpop_read(self, **options: Any) -> bool:
+        if self._handoff:
+            return self._take_read(**options)
         try:
             try:
                 dest__item = self.client.parse_response(self.client.connection, "BRPOP", **options)
@@ -142,6 +254,51 @@ class Channel(kombu_redis.Channel):
             # safe moment to flush any pending streaming re-auth token.
             self._flush_brpop_reauth()
 
+    def _take_read(self, **options: Any) -> bool:
+        command = self._poll_command
+        try:
+            try:
+                reply = self.client.parse_response(self.client.connection, command, **options)
+            except self.connection_errors:
+                self.client.connection.disconnect()
+                raise
+            if command == "BLMOVE":  # a message came, or the wait ended: take next
+                self._wait_next = False
+                raise Empty()
+            if not reply:
+                self._wait_next = True
+                raise Empty()
+            source, item = reply
+            dest = bytes_to_str(source).rsplit(self.sep, 1)[0]
+            self._queue_cycle.rotate(dest)
+            self._taken = item
+            try:
+                message = self._decoded(item, dest)
+                if message is None:
+                    raise Empty()  # set aside; the loop goes on
+                self.connection._deliver(message, dest)
+            finally:
+                self._release_taken()  # a no-op once QoS.append recorded it
+            return True
+        finally:
+            self._in_poll = None  # type: ignore[assignment]  # (kombu sets None)
+            self._flush_brpop_reauth()
+
+    def close(self) -> None:
+        """kombu's close; a consumer leaves the registry first (what it held unacknowledged
+        kombu gives back as it closes)."""
+        if not self.closed and self._registered and self._handoff:
+            if self._in_poll:  # kombu's close reads it too; read it before leaving
+                with contextlib.suppress(Empty):
+                    self._brpop_read()
+            try:
+                with self.conn_or_acquire() as client:
+                    handoff.leave(self, client, self.consumer_id)
+            except Exception:  # Redis is gone: a live consumer reclaims it when it is dead
+                log.debug("consumer %s left without unregistering", self.consumer_id)
+            self._registered = False
+        super().close()
+
     # kombu's Channel._get, with ``self._decoded``: a poison message is set aside and the
     # next one is taken.
     def _get(self, queue: str, timeout: float | None = None) -> dict[str, Any]:
@@ -166,9 +323,27 @@ class Channel(kombu_redis.Channel):
 
 
 class Transport(kombu_redis.Transport):
-    """kombu's Redis transport with ``Channel``."""
+    """kombu's Redis transport with ``Channel``; consuming channels beat and reclaim on
+    the event loop's timer."""
 
     Channel = Channel
+
+    def register_with_event_loop(self, connection: Any, loop: Any) -> None:
+        super().register_with_event_loop(connection, loop)
+        cycle: Any = self.cycle
+        old = getattr(cycle, "_handoff_tref", None)
+        if old is not None:
+            old.cancel()
+        cycle._handoff_tref = loop.call_repeatedly(handoff.HEARTBEAT_S, self._handoff_tick)
+
+    def _handoff_tick(self) -> None:
+        cycle: Any = self.cycle
+        for channel in list(cycle._channels):
+            if channel.active_queues and channel._handoff and not channel.closed:
+                try:
+                    channel.handoff_tick()
+                except Exception as exc:  # Redis away: the consuming side reconnects
+                    log.debug("consumer heartbeat failed: %r", exc)
 
 
 def broker_ssl(url: str) -> dict[str, Any] | None:

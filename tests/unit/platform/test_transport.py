@@ -31,9 +31,15 @@ from tgfleet.platform.transport import (
 #: kombu's code that ``tgfleet.platform.transport`` copies or mirrors, by a hash of its
 #: source. A kombu upgrade that changes one fails here: compare the new source with
 #: ``Channel._brpop_read`` / ``_get`` / ``_deliver_fanout_message`` and
-#: ``message_problem``, carry the change over, then update the hash.
+#: ``message_problem``, and ``Channel._brpop_start`` / ``_take_read`` / ``close`` /
+#: ``QoS.append`` / ``_remove_from_indices`` (the hand-off, ``platform/handoff.py``), carry
+#: the change over, then update the hash.
 KOMBU_PINNED = {
+    kombu_redis.Channel._brpop_start: "06723d707ddf2240",
     kombu_redis.Channel._brpop_read: "c42518699709f2df",
+    kombu_redis.Channel.close: "101e9b9cdad44b88",
+    kombu_redis.Channel._do_restore_message: "8b430df94e45b5b0",
+    kombu_redis.QoS._remove_from_indices: "980a109d54ad9136",
     kombu_redis.Channel._get: "be26a9f1eb4cf8da",
     kombu_redis.Channel._deliver_fanout_message: "06662335a70a5b62",
     kombu_redis.QoS.append: "35c655f6ecc62fe6",
