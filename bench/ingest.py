@@ -3,8 +3,9 @@
 (a) listener publish rate vs bare kombu publishes of the same payloads (goal >= 0.7x);
 (b) update -> committed row latency at 200 msg/s (goal p50 <= 30 ms, p99 <= 200 ms);
 (c) sustained updates/s with 2 worker processes vs celery_baseline's one-INSERT rate
-    (goal >= 0.5x), and vs a "monolith": one Telethon process doing the same handler
-    work inline, in the same run.
+    (goal >= 0.5x), vs a "monolith": one Telethon process doing the same handler work
+    inline, and vs the same workers with kombu's BRPOP in place of the hand-off
+    (``handoff_ratio_brpop``: what not losing a message on the way costs), in one run.
 Brings up its own PostgreSQL, Redis and simulator; the bots run the echo app (one
 inbound row, one outbox row and one event per message). Task events are off.
 
@@ -42,6 +43,7 @@ from tgfleet.dev.services import DevServices  # noqa: E402
 from tgfleet.inbox import drain_chat, record_and_handle  # noqa: E402
 from tgfleet.listeners.publisher import QueuedEnvelopes  # noqa: E402
 from tgfleet.platform.envelope import decode, encode  # noqa: E402
+from tgfleet.platform.handoff import CONSUMERS_KEY  # noqa: E402
 from tgfleet.platform.settings import Settings, load_settings  # noqa: E402
 from tgfleet.platform.telegram import make_client  # noqa: E402
 from tgfleet.simulator import FloodLimits, SimulatorThread  # noqa: E402
@@ -68,17 +70,59 @@ def count_rows(settings: Settings, bot_id: int, processed: bool = True) -> int:
         return int(cur.fetchone()[0])
 
 
-def handled_rate(settings: Settings, bot_id: int) -> float:
+def handled_rate(settings: Settings, bot_id: int, since: Any = None) -> float:
     """Messages handled per second between the first and the last one (worker start-up
-    excluded), from the rows' processed_at."""
+    excluded), from the rows' processed_at; only rows processed after ``since``."""
     with psycopg2.connect(settings.owner_database_url) as conn, conn.cursor() as cur:
         cur.execute(
             "SELECT count(*), extract(epoch FROM max(processed_at) - min(processed_at)) "
-            "FROM messages WHERE bot_id = %s AND direction = 'in' AND processed_at IS NOT NULL",
-            (bot_id,),
+            "FROM messages WHERE bot_id = %s AND direction = 'in' AND processed_at IS NOT NULL "
+            "AND processed_at > coalesce(%s, '-infinity'::timestamptz)",
+            (bot_id, since),
         )
         count, seconds = cur.fetchone()
     return (int(count) - 1) / float(seconds)
+
+
+def database_now(settings: Settings) -> Any:
+    with psycopg2.connect(settings.owner_database_url) as conn, conn.cursor() as cur:
+        cur.execute("SELECT now()")
+        return cur.fetchone()[0]
+
+
+def sustained_rate(
+    settings: Settings,
+    sim: SimulatorThread,
+    broker: redis.Redis,
+    group: ProcessGroup,
+    bot_id: int,
+    users: list[int],
+    n: int,
+    handoff: str,
+) -> float:
+    """(c): N updates queued first, then drained by 2 fresh worker processes whose
+    ``TGFLEET_BROKER_HANDOFF`` is ``handoff``; their handled/s."""
+    broker.delete("updates")
+    before = count_rows(settings, bot_id)
+    for k in range(n):
+        sim.send(users[k % len(users)], bot_id, "work")
+    preloaded = QueuedEnvelopes(broker)
+    wait_for(lambda: preloaded() >= n, 600, "the preload")
+    since = database_now(settings)
+    worker = group.celery(
+        f"worker-handoff-{handoff}",
+        *worker_args("updates"),
+        extra_env={"TGFLEET_BROKER_HANDOFF": handoff},
+    )
+    wait_for(
+        lambda: broker.llen("updates") == 0 and count_rows(settings, bot_id) >= before + n,
+        900,
+        "the workers",
+        poll=0.2,
+    )
+    rate = handled_rate(settings, bot_id, since)
+    worker.stop()
+    return rate
 
 
 def bare_kombu_rate(redis_url: str, payloads: list[dict[str, Any]]) -> float:
@@ -196,27 +240,27 @@ def run(
         decode(payloads[0])
         results["bare_rate"] = bare_kombu_rate(settings.redis_url, payloads)
         # (c) sustained: 2 prefork worker processes drain N queued updates that arrived
-        # interleaved over the chats, as real traffic does
-        broker.delete("updates")
-        for k in range(n):
-            sim.send(users[k % len(users)], bot["id"], "work")
-        preloaded = QueuedEnvelopes(broker)
-        wait_for(lambda: preloaded() >= n, 600, "the preload")
-        started = time.perf_counter()
-        group.celery("worker", *worker_args("updates"))
-        wait_for(
-            lambda: broker.llen("updates") == 0 and count_rows(settings, bot["id"]) >= n,
-            900,
-            "the workers",
-            poll=0.2,
-        )
-        results["sustained_rate"] = handled_rate(settings, bot["id"])
+        # interleaved over the chats, as real traffic does; once as tgfleet runs, then
+        # with kombu's own BRPOP in place of the hand-off (TGFLEET_BROKER_HANDOFF=false),
+        # which shows what the hand-off costs
+        for key, handoff in (("sustained_rate", "true"), ("brpop_rate", "false")):
+            rate = sustained_rate(settings, sim, broker, group, bot["id"], users, n, handoff)
+            results[key] = rate
         # Let (c) settle: updates that found their predecessor still in flight in the
         # other worker were handled by that worker's drain, and their safety-net retries
-        # (CHAIN_STALL_S later) find nothing to do; (b) starts once they have run.
+        # (CHAIN_STALL_S later) find nothing to do; (b) starts once they have run, on
+        # workers as tgfleet runs them, once they consume.
+        consumers = set(broker.zrange(CONSUMERS_KEY, 0, -1))
+        group.celery("worker", *worker_args("updates"))
+        wait_for(
+            lambda: set(broker.zrange(CONSUMERS_KEY, 0, -1)) - consumers,
+            60,
+            "the workers",
+            poll=0.1,
+        )
         wait_for(
             lambda: broker.llen("updates") == 0 and broker.hlen("unacked") == 0,
-            120,
+            180,
             "(c)'s retries",
             poll=0.2,
         )
@@ -300,6 +344,10 @@ def print_results(r: dict[str, Any], n: int) -> None:
     )
     print(f"  (c) sustained with 2 worker processes: {r['sustained_rate']:8.0f} updates/s")
     print(
+        f"      the same with kombu's BRPOP:       {r['brpop_rate']:8.0f} updates/s -> "
+        f"hand-off cost ratio {r['sustained_rate'] / r['brpop_rate']:.2f}"
+    )
+    print(
         f"      celery one-INSERT baseline:        {base_insert:8.0f} tasks/s -> ratio "
         f"{r['sustained_rate'] / base_insert:.2f} (goal >= 0.5)"
     )
@@ -316,6 +364,7 @@ def print_results(r: dict[str, Any], n: int) -> None:
                 "latency_p99_ms": round(p99, 1),
                 "throughput_ratio_celery": round(r["sustained_rate"] / base_insert, 3),
                 "throughput_ratio_monolith": round(r["sustained_rate"] / r["monolith_rate"], 3),
+                "handoff_ratio_brpop": round(r["sustained_rate"] / r["brpop_rate"], 3),
             }
         )
     )

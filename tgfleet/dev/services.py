@@ -104,21 +104,8 @@ class DevServices:
         state = self.load_state()
         stopped: list[str] = []
         if pid_alive(state.pg_pid) and state.pg_bin:
-            demoter = Demoter()
-            demoter.run(
-                [
-                    f"{state.pg_bin}/pg_ctl",
-                    "-D",
-                    str(self._pg_data(state)),
-                    "-m",
-                    "fast",
-                    "-w",
-                    "stop",
-                ],
-                capture_output=True,
-            )
-            _wait_gone(state.pg_pid)
             stopped.append(f"postgresql (pid {state.pg_pid})")
+            self._down_postgres(state)
         if pid_alive(state.redis_pid):
             assert state.redis_pid is not None
             os.kill(state.redis_pid, signal.SIGTERM)
@@ -271,6 +258,13 @@ class DevServices:
             check=True,
         )
 
+    def _down_postgres(self, state: DevState) -> None:
+        Demoter().run(
+            [f"{state.pg_bin}/pg_ctl", "-D", str(self._pg_data(state)), "-m", "fast", "-w", "stop"],
+            capture_output=True,
+        )
+        _wait_gone(state.pg_pid)
+
     # -- Redis ----------------------------------------------------------------------
     def _up_redis(self, state: DevState) -> None:
         if pid_alive(state.redis_pid) and port_open(state.redis_port):
@@ -338,4 +332,16 @@ def restart_redis(services: DevServices, downtime: float = 0.0) -> None:
     state.redis_pid = None
     time.sleep(downtime)
     services._up_redis(state)
+    services.save_state(state)
+
+
+def restart_postgres(services: DevServices, downtime: float = 0.0) -> None:
+    """Stop PostgreSQL (fast: open connections are ended), wait ``downtime`` seconds, and
+    start it again on the same port."""
+    state = services.load_state()
+    if pid_alive(state.pg_pid) and state.pg_bin:
+        services._down_postgres(state)
+    state.pg_pid = None
+    time.sleep(downtime)
+    services._up_postgres(state)
     services.save_state(state)
