@@ -22,8 +22,9 @@ answered within ``--settle`` seconds after the fault), ``duplicate_effects`` (a 
 whose handler wrote its reply twice), ``duplicate_deliveries`` (a user who got one reply
 twice), ``out_of_order`` (a user whose replies came in another order than their
 messages), ``chain_gaps`` (messages that ran without an earlier one of their chat, each a
-dead letter), and ``recovery_s``: from the end of the fault (or the last send, if later)
-to the last reply. ``manual_restarts`` counts processes the supervisor gave up on.
+dead letter), ``recovery_s``: from the end of the fault (or the last send, if later)
+to the last reply, and ``max_delay_s``: the slowest reply, from the user's message.
+``manual_restarts`` counts processes the supervisor gave up on.
 
 Goal (issue #16): 0 lost, 0 duplicates, 0 manual restarts, recovery <= 20 s.
 
@@ -37,6 +38,7 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import signal
 import sys
 import tempfile
@@ -97,6 +99,7 @@ class Run:
     out_of_order: int
     chain_gaps: int
     recovery_s: float
+    max_delay_s: float
 
 
 def wait_for(predicate: Any, timeout: float, what: str, poll: float = 0.2) -> None:
@@ -149,7 +152,7 @@ class Fleet:
             lambda: log_count(self.listeners, "listening for bot") >= BOTS, 180, "the listeners"
         )
         self.sent_at: dict[str, float] = {}
-        self.supervisor_restarts = 0
+        self.restarted: Counter[str] = Counter()
 
     # -- traffic ----------------------------------------------------------------------
     def offer(self, texts: list[str], rate: float) -> float:
@@ -251,10 +254,15 @@ class Fleet:
                 return child
         raise SystemExit(f"bench: the lease holder (pid {pid}) is not one of the listeners")
 
-    def settle_supervision(self) -> None:
-        self.supervisor_restarts += sum(
-            1 for event in self.group.take_events() if event.kind == ProcessEventKind.RESTARTED
-        )
+    def settle_supervision(self) -> list[str]:
+        """The supervisor's restarts since the last call: which process, how it ended."""
+        done = []
+        for event in self.group.take_events():
+            if event.kind == ProcessEventKind.EXITED:
+                done.append(f"{event.name} ({event.how})")
+            elif event.kind == ProcessEventKind.RESTARTED:
+                self.restarted[event.name] += 1
+        return done
 
 
 def one_run(fleet_: Fleet, n: int, fault: str, args: argparse.Namespace) -> Run:
@@ -275,7 +283,9 @@ def one_run(fleet_: Fleet, n: int, fault: str, args: argparse.Namespace) -> Run:
     time.sleep(2.0)  # late duplicates, if any, arrive
     times, order = fleet_.received(texts)
     recorded, handled, duplicate_effects, gaps = fleet_.database_counts(f"r{n}-", start)
-    fleet_.settle_supervision()
+    exits = fleet_.settle_supervision()
+    if exits:
+        print(f"    the supervisor restarted: {', '.join(exits)}")
     rank = {text: k for k, text in enumerate(texts)}
     swapped = [
         got for got in order.values() if [rank[t] for t in got] != sorted(rank[t] for t in got)
@@ -298,6 +308,9 @@ def one_run(fleet_: Fleet, n: int, fault: str, args: argparse.Namespace) -> Run:
         out_of_order=out_of_order,
         chain_gaps=gaps,
         recovery_s=round(max(0.0, last_reply - max(fault_ended, last_send)), 2),
+        max_delay_s=round(
+            max((min(v) - fleet_.sent_at[t] for t, v in times.items()), default=0.0), 2
+        ),
     )
 
 
@@ -309,6 +322,7 @@ def main() -> None:
     parser.add_argument("--faults", default=None, help=f"comma list of {', '.join(FAULTS)}")
     parser.add_argument("--pg-down", type=float, default=30.0, help="PostgreSQL outage, s")
     parser.add_argument("--settle", type=float, default=120.0, help="wait for replies, s")
+    parser.add_argument("--keep-logs", type=Path, default=None, help="copy the logs here")
     args = parser.parse_args()
     schedule = tuple(args.faults.split(",")) if args.faults else SCHEDULE
     runs: list[Run] = []
@@ -334,15 +348,18 @@ def main() -> None:
                         f"dup effects {run.duplicate_effects}, dup deliveries "
                         f"{run.duplicate_deliveries}, out of order {run.out_of_order}, "
                         f"chain gaps {run.chain_gaps}, "
-                        f"recovered in {run.recovery_s:.1f} s",
+                        f"recovered in {run.recovery_s:.1f} s, slowest reply "
+                        f"{run.max_delay_s:.1f} s",
                         flush=True,
                     )
                 given_up = [child.name for child in fleet_.group.given_up()]
-                restarts = fleet_.supervisor_restarts
+                restarted = fleet_.restarted
         finally:
             if fleet_ is not None:
                 fleet_.group.stop()
             services.down()
+            if args.keep_logs is not None:
+                shutil.copytree(home / "logs", args.keep_logs, dirs_exist_ok=True)
     by_fault: dict[str, list[Run]] = defaultdict(list)
     for run in runs:
         by_fault[run.fault].append(run)
@@ -350,9 +367,13 @@ def main() -> None:
     for fault, group in by_fault.items():
         print(
             f"  {fault:9s} {len(group):2d} runs: lost {sum(r.lost for r in group)}, "
-            f"max recovery {max(r.recovery_s for r in group):.1f} s"
+            f"max recovery {max(r.recovery_s for r in group):.1f} s, slowest reply "
+            f"{max(r.max_delay_s for r in group):.1f} s"
         )
-    print(f"supervisor restarts: {restarts}; given up on: {given_up or 'none'}")
+    print(
+        f"supervisor restarts: {sum(restarted.values())} ({dict(restarted)}); "
+        f"given up on: {given_up or 'none'}"
+    )
     summary = {
         "bench": "faults",
         "runs": len(runs),
@@ -366,8 +387,9 @@ def main() -> None:
         "out_of_order": sum(r.out_of_order for r in runs),
         "chain_gaps": sum(r.chain_gaps for r in runs),
         "max_recovery_s": max((r.recovery_s for r in runs), default=0.0),
+        "max_reply_delay_s": max((r.max_delay_s for r in runs), default=0.0),
         "manual_restarts": len(given_up),
-        "supervisor_restarts": restarts,
+        "supervisor_restarts": sum(restarted.values()),
     }
     if os.environ.get("TGFLEET_BENCH_RUNS_JSON"):
         Path(os.environ["TGFLEET_BENCH_RUNS_JSON"]).write_text(

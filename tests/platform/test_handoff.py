@@ -9,6 +9,7 @@ import contextlib
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -19,7 +20,9 @@ import redis
 from tests.support.databases import query
 from tests.support.envelopes import message_envelope
 from tests.support.waiting import wait_until
+from tgfleet.dev.host import port_open
 from tgfleet.dev.processes import Child
+from tgfleet.dev.services import DevServices, restart_redis
 from tgfleet.platform import handoff, taskmsg
 from tgfleet.platform.celery_app import make_celery
 from tgfleet.platform.names import HANDLE_UPDATE, UPDATES_QUEUE
@@ -210,3 +213,48 @@ def test_a_waiting_consumer_takes_a_new_message_at_once(
     # Then it is taken at once, not after the wait's timeout (1 s)
     assert len(received) == 1
     assert received[0] - sent_at < 0.5
+
+
+def test_what_a_consumer_held_when_redis_went_away_is_given_back(
+    migrated: Settings,
+    make_bot: Callable[..., dict[str, Any]],
+    broker: redis.Redis,
+    dev_services: DevServices,
+) -> None:
+    # Given a consumer holding a message unacknowledged
+    bot = make_bot(app="echo")["id"]
+    app = make_celery(migrated)
+    envelope = message_envelope(bot, 9400, 1, "held over a restart")
+    taskmsg.publish(app, [TaskCall(HANDLE_UPDATE, UPDATES_QUEUE, args=[envelope])])
+    received: list[Any] = []
+    connection = app.connection_for_read()
+    consumer = connection.Consumer(
+        app.amqp.queues[UPDATES_QUEUE], callbacks=[lambda _b, m: received.append(m)]
+    )
+    consumer.consume()
+    connection.drain_events(timeout=5)
+    (message,) = received
+    consumer_id = consumer.channel.consumer_id
+    with contextlib.suppress(TimeoutError):  # and waiting for the next one, as a worker does
+        connection.drain_events(timeout=0.2)
+    assert consumer.channel._in_poll
+    # When Redis goes away and the connection is cleaned up as Celery's consumer does
+    # (collect, then close), which cannot give the message back
+    port = int(migrated.redis_url.rsplit(":", 1)[1].split("/")[0])
+    restarting = threading.Thread(target=restart_redis, args=(dev_services, 3.0))
+    restarting.start()
+    wait_until(lambda: not port_open(port), 20, "Redis to stop")
+    with contextlib.suppress(Exception):  # Celery ignores what collect raises
+        connection.collect(socket_timeout=0.25)
+    connection.close()
+    restarting.join()
+    # Then the message is still unacknowledged and held by the gone consumer
+    assert broker.hexists("unacked", message.delivery_tag)
+    assert broker.sismember(handoff.held_key(consumer_id), message.delivery_tag)
+    # And once that consumer counts as dead, reclaiming gives it back to its queue
+    with app.connection_for_write() as live:
+        channel = live.default_channel
+        later = time.time() + handoff.DEAD_AFTER_S + 1
+        assert handoff.reclaim_dead(channel, channel.client, later).held == 1
+    assert broker.llen(UPDATES_QUEUE) == 1
+    assert not broker.hexists("unacked", message.delivery_tag)

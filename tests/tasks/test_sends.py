@@ -28,6 +28,7 @@ from tgfleet.db import (
     fleet,
     session_scope,
 )
+from tgfleet.dev.services import DevServices, restart_redis
 from tgfleet.sends import broadcasts
 from tgfleet.sends.cli import broadcast_line
 from tgfleet.sends.delivery import stars_spent
@@ -480,3 +481,29 @@ def test_a_stale_access_hash_is_dropped_and_the_user_resolved_again(
             )
         ).scalar_one()
     assert stored == w.access_hash(bot["id"], ann["id"]) != stale
+
+
+def test_a_sender_rides_out_a_redis_restart_mid_broadcast(
+    send_world: SendWorld, dev_services: DevServices
+) -> None:
+    w = send_world
+    # Given 3 bots, each sending to 100 users, and one sender working through it
+    bots = [w.add_bot() for _ in range(3)]
+    users = [w.add_user(f"r{i}") for i in range(100)]
+    for bot in bots:
+        w.listener_saw(bot["id"], [u["id"] for u in users])
+    w.queue([(bot["id"], user["id"], f"from {bot['id']}") for bot in bots for user in users])
+    (sender,) = w.start_senders(1)
+    wait_until(lambda: w.statuses()["sent"] >= 30, 60, "the first sends")
+    # When Redis restarts while the sender holds tasks
+    restart_redis(dev_services, downtime=2.0)
+    # Then every message arrives once
+    w.wait_settled(300, timeout=120)
+    assert w.statuses() == Counter({"sent": 300}), w.log_tail()
+    for user in users:
+        assert sorted(w.received(user["id"])) == sorted(f"from {b['id']}" for b in bots)
+    # And the sender served on: kombu's close after the broker went away no longer ends it
+    # (AttributeError: 'NoneType' object has no attribute 'hostname')
+    log = sender.log_path.read_text(errors="replace")
+    assert sender.alive, w.log_tail()
+    assert "Unrecoverable error" not in log

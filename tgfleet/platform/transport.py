@@ -128,6 +128,22 @@ class QoS(kombu_redis.QoS):
             channel._taken = None
             VirtualQoS.append(self, message, delivery_tag)
 
+    def restore_unacked(self, client: Any = None) -> None:
+        """kombu's; not once the connection has dropped its transport (a channel closed
+        again after the broker went away), where kombu raised ``AttributeError: 'NoneType'
+        object has no attribute 'hostname'`` and Celery ended the worker. The messages stay
+        unacknowledged and held: a live consumer gives them back once this one is dead."""
+        if client is None and self.channel.connection.client is None:
+            if self._delivered:
+                log.warning(
+                    "%d unacknowledged message(s) left to be reclaimed: the broker connection "
+                    "is gone",
+                    len(self._delivered),
+                )
+            self._delivered.clear()
+            return
+        super().restore_unacked(client)
+
     def _remove_from_indices(self, delivery_tag: str, pipe: Any = None) -> Any:
         with self.pipe_or_acquire(pipe) as pipe:
             return (
