@@ -5,7 +5,8 @@ On the local services (PostgreSQL, Redis) and the simulator: 5 bots run the echo
 at ``--rate`` 100/s), each expecting its reply, and injects one fault 40% of the way
 through the sends:
 
-- ``worker``: SIGKILL of an update worker (its pool too), the most common run;
+- ``worker``: SIGKILL of an update worker (its pool too), the most common run: one that
+  holds a message unacknowledged at that instant, when one does within 3 s;
 - ``sender``: SIGKILL of the sender;
 - ``listener``: SIGKILL of the listener holding the bots (a second one takes over);
 - ``redis``: Redis stopped and started again;
@@ -46,13 +47,14 @@ import time
 from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
 
 import psycopg2
 import redis
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+
+from e2e import wait_for  # noqa: E402  (bench/, this script's folder)
 
 from tgfleet.db import fleet, upgrade_database  # noqa: E402
 from tgfleet.dev.processes import (  # noqa: E402
@@ -63,6 +65,7 @@ from tgfleet.dev.processes import (  # noqa: E402
 )
 from tgfleet.dev.restarts import RestartPolicy  # noqa: E402
 from tgfleet.dev.services import DevServices, restart_postgres, restart_redis  # noqa: E402
+from tgfleet.platform.handoff import CONSUMERS_KEY, held_key  # noqa: E402
 from tgfleet.platform.lease import LeaseStore  # noqa: E402
 from tgfleet.platform.settings import Settings, load_settings  # noqa: E402
 from tgfleet.simulator import SimulatorThread  # noqa: E402
@@ -100,14 +103,6 @@ class Run:
     chain_gaps: int
     recovery_s: float
     max_delay_s: float
-
-
-def wait_for(predicate: Any, timeout: float, what: str, poll: float = 0.2) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise SystemExit(f"bench: timed out waiting for {what}")
-        time.sleep(poll)
 
 
 def log_count(children: list[Child], needle: str) -> int:
@@ -153,6 +148,8 @@ class Fleet:
         )
         self.sent_at: dict[str, float] = {}
         self.restarted: Counter[str] = Counter()
+        #: Worker kills that took a message the worker held unacknowledged with them.
+        self.killed_holding = 0
 
     # -- traffic ----------------------------------------------------------------------
     def offer(self, texts: list[str], rate: float) -> float:
@@ -224,7 +221,7 @@ class Fleet:
     def inject(self, fault: str, pg_down_s: float) -> float:
         """Inject ``fault``; returns when it ended (time.time())."""
         if fault == "worker":
-            self._kill(self.workers[0])
+            self._kill(self._busy_worker())
         elif fault == "sender":
             self._kill(self.sender)
         elif fault == "listener":
@@ -239,6 +236,26 @@ class Fleet:
 
     def _kill(self, child: Child) -> None:
         os.killpg(child.process.pid, signal.SIGKILL)
+
+    def _busy_worker(self, within_s: float = 3.0) -> Child:
+        """The update worker to kill: one that holds a message unacknowledged right now
+        (its consumer's held set in Redis), so that the kill takes something with it;
+        the first worker if none does within ``within_s``."""
+        client = redis.Redis.from_url(self.settings.redis_url)
+        by_pid = {child.process.pid: child for child in self.workers}
+        deadline = time.monotonic() + within_s
+        try:
+            while time.monotonic() < deadline:
+                for raw in client.zrange(CONSUMERS_KEY, 0, -1):
+                    consumer = raw.decode()
+                    pid = int(consumer.split(":")[1])
+                    if pid in by_pid and client.scard(held_key(consumer)):
+                        self.killed_holding += 1
+                        return by_pid[pid]
+                time.sleep(0.002)
+        finally:
+            client.close()
+        return self.workers[0]
 
     def _lease_holder(self) -> Child:
         client = redis.Redis.from_url(self.settings.redis_url)
@@ -354,6 +371,7 @@ def main() -> None:
                     )
                 given_up = [child.name for child in fleet_.group.given_up()]
                 restarted = fleet_.restarted
+                killed_holding = fleet_.killed_holding
         finally:
             if fleet_ is not None:
                 fleet_.group.stop()
@@ -370,6 +388,8 @@ def main() -> None:
             f"max recovery {max(r.recovery_s for r in group):.1f} s, slowest reply "
             f"{max(r.max_delay_s for r in group):.1f} s"
         )
+    workers_killed = sum(1 for run in runs if run.fault == "worker")
+    print(f"update workers killed while holding a message: {killed_holding} of {workers_killed}")
     print(
         f"supervisor restarts: {sum(restarted.values())} ({dict(restarted)}); "
         f"given up on: {given_up or 'none'}"
@@ -389,6 +409,7 @@ def main() -> None:
         "max_recovery_s": max((r.recovery_s for r in runs), default=0.0),
         "max_reply_delay_s": max((r.max_delay_s for r in runs), default=0.0),
         "manual_restarts": len(given_up),
+        "workers_killed_holding": killed_holding,
         "supervisor_restarts": sum(restarted.values()),
     }
     if os.environ.get("TGFLEET_BENCH_RUNS_JSON"):

@@ -248,6 +248,11 @@ def test_what_a_consumer_held_when_redis_went_away_is_given_back(
         connection.collect(socket_timeout=0.25)
     connection.close()
     restarting.join()
+    # And the task ends afterwards and acknowledges it through a channel whose pools kombu
+    # had dropped as it closed (a pool thread finishing late: kombu raised AttributeError,
+    # 'NoneType' object has no attribute 'hostname', and Celery ended the worker)
+    consumer.channel._disconnect_pools()
+    message.ack()
     # Then the message is still unacknowledged and held by the gone consumer
     assert broker.hexists("unacked", message.delivery_tag)
     assert broker.sismember(handoff.held_key(consumer_id), message.delivery_tag)

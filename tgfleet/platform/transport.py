@@ -128,12 +128,19 @@ class QoS(kombu_redis.QoS):
             channel._taken = None
             VirtualQoS.append(self, message, delivery_tag)
 
+    def _connection_gone(self) -> bool:
+        """True once Celery closed the connection this channel came on (the broker went
+        away): kombu would reconnect from its settings, which are gone, and raise
+        ``AttributeError: 'NoneType' object has no attribute 'hostname'`` (or
+        ``'client'``), which ended the worker."""
+        transport = self.channel.connection
+        return transport is None or transport.client is None
+
     def restore_unacked(self, client: Any = None) -> None:
-        """kombu's; not once the connection has dropped its transport (a channel closed
-        again after the broker went away), where kombu raised ``AttributeError: 'NoneType'
-        object has no attribute 'hostname'`` and Celery ended the worker. The messages stay
-        unacknowledged and held: a live consumer gives them back once this one is dead."""
-        if client is None and self.channel.connection.client is None:
+        """kombu's; not once the connection is gone (a channel closed again after the
+        broker went away). The messages stay unacknowledged and held: a live consumer
+        gives them back once this one is dead."""
+        if client is None and self._connection_gone():
             if self._delivered:
                 log.warning(
                     "%d unacknowledged message(s) left to be reclaimed: the broker connection "
@@ -143,6 +150,25 @@ class QoS(kombu_redis.QoS):
             self._delivered.clear()
             return
         super().restore_unacked(client)
+
+    def ack(self, delivery_tag: str) -> None:
+        """kombu's; a task that ends after its connection is gone (a thread of the pool
+        finishing after Redis went away) cannot be acknowledged: it stays held, is given
+        back once its consumer counts as dead, and its second run finds its work done."""
+        try:
+            super().ack(delivery_tag)
+        except AttributeError:
+            if not self._connection_gone():
+                raise
+            log.info("not acknowledged, connection gone (delivered again): %s", delivery_tag)
+
+    def reject(self, delivery_tag: str, requeue: bool = False) -> None:
+        try:
+            super().reject(delivery_tag, requeue)
+        except AttributeError:
+            if not self._connection_gone():
+                raise
+            log.info("not rejected, connection gone (delivered again): %s", delivery_tag)
 
     def _remove_from_indices(self, delivery_tag: str, pipe: Any = None) -> Any:
         with self.pipe_or_acquire(pipe) as pipe:

@@ -41,6 +41,8 @@ KOMBU_PINNED = {
     kombu_redis.Channel._do_restore_message: "8b430df94e45b5b0",
     kombu_redis.QoS._remove_from_indices: "980a109d54ad9136",
     kombu_redis.QoS.restore_unacked: "8954efef014d546e",
+    kombu_redis.QoS.ack: "1bc15a4ddf541af6",
+    kombu_redis.QoS.reject: "747a02434344d1a6",
     kombu_redis.Channel._get: "be26a9f1eb4cf8da",
     kombu_redis.Channel._deliver_fanout_message: "06662335a70a5b62",
     kombu_redis.QoS.append: "35c655f6ecc62fe6",
