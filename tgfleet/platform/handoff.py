@@ -161,18 +161,17 @@ def _requeue_inflight(channel: RestoringChannel, client: Any, consumer: str) -> 
 
     def move(pipe: Any) -> None:
         nonlocal moved
-        items = pipe.lrange(key, 0, -1)
-        payloads = [(channel._decoded(raw, key, client), raw) for raw in reversed(items)]
+        # oldest first; one that is no message is set aside with its reason by _decoded
+        decoded = [channel._decoded(raw, key, client) for raw in reversed(pipe.lrange(key, 0, -1))]
+        payloads = [payload for payload in decoded if payload is not None]
         pipe.multi()
-        for payload, _raw in payloads:
-            if payload is None:
-                continue  # not a message: set aside with its reason by _decoded
+        for payload in payloads:
             info = payload["properties"]["delivery_info"]
             channel._do_restore_message(
                 payload, info["exchange"], info["routing_key"], pipe, leftmost=False
             )
         pipe.delete(key)
-        moved = sum(1 for payload, _ in payloads if payload is not None)
+        moved = len(payloads)
 
     client.transaction(move, key)
     return moved
