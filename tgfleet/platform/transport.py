@@ -189,9 +189,9 @@ class Channel(kombu_redis.Channel):
         self.consumer_id = handoff.new_consumer_id()
         #: The raw message taken onto the in-flight list and not yet recorded.
         self._taken: bytes | None = None
-        self._poll_command = "BRPOP"
+        #: True: the next poll (and the one in flight) waits for a message, not takes one.
         self._wait_next = False
-        self._registered = False
+        #: When this consumer last wrote its heartbeat; 0: not in the registry.
         self._beat_at = 0.0
         self._reclaim_at = 0.0
         super().__init__(*args, **kwargs)
@@ -205,7 +205,7 @@ class Channel(kombu_redis.Channel):
         now = time.time()
         with self.conn_or_acquire(client) as redis_client:
             handoff.heartbeat(redis_client, self.consumer_id, now)
-            self._registered, self._beat_at = True, now
+            self._beat_at = now
             if now >= self._reclaim_at:
                 self._reclaim_at = now + handoff.RECLAIM_EVERY_S
                 handoff.reclaim_dead(self, redis_client, now)
@@ -219,17 +219,15 @@ class Channel(kombu_redis.Channel):
         queues = self._queue_cycle.consume(len(self.active_queues))
         if not queues:
             return None
-        if not self._registered or time.time() - self._beat_at > handoff.HEARTBEAT_S:
+        if time.time() - self._beat_at > handoff.HEARTBEAT_S:
             self.handoff_tick()  # registered before the first take; beats without a loop
         connection = self.client.connection
         self._in_poll = connection
         self._brpop_sent_at = time.monotonic()  # type: ignore[assignment]  # (kombu: None)
         if self._wait_next:
-            self._poll_command = "BLMOVE"
             key = handoff.wait_key(queues)
             connection.send_command("BLMOVE", key, key, "RIGHT", "RIGHT", timeout or 0)
         else:
-            self._poll_command = "EVAL"
             keys = [self._q_for_pri(queue, pri) for pri in self.priority_steps for queue in queues]
             inflight = handoff.inflight_key(self.consumer_id)
             connection.send_command("EVAL", handoff.TAKE, 1 + len(keys), inflight, *keys)
@@ -246,7 +244,7 @@ class Channel(kombu_redis.Channel):
             with self.conn_or_acquire() as client:
                 client.lrem(handoff.inflight_key(self.consumer_id), 1, taken)
         except Exception:
-            self.consumer_id, self._registered = handoff.new_consumer_id(), False
+            self.consumer_id, self._beat_at = handoff.new_consumer_id(), 0.0
 
     def _set_aside(self, message: PoisonMessage, client: Any = None) -> None:
         try:
@@ -297,7 +295,7 @@ class Channel(kombu_redis.Channel):
             self._flush_brpop_reauth()
 
     def _take_read(self, **options: Any) -> bool:
-        command = self._poll_command
+        command = "BLMOVE" if self._wait_next else "EVAL"  # what _brpop_start sent
         try:
             try:
                 reply = self.client.parse_response(self.client.connection, command, **options)
@@ -329,7 +327,7 @@ class Channel(kombu_redis.Channel):
     def close(self) -> None:
         """kombu's close; a consumer leaves the registry first (what it held unacknowledged
         kombu gives back as it closes)."""
-        if not self.closed and self._registered and self._handoff:
+        if not self.closed and self._beat_at and self._handoff:
             if self._in_poll:  # kombu's close reads it too; read it before leaving
                 with contextlib.suppress(Empty):
                     self._brpop_read()
@@ -338,7 +336,7 @@ class Channel(kombu_redis.Channel):
                     handoff.leave(self, client, self.consumer_id)
             except Exception:  # Redis is gone: a live consumer reclaims it when it is dead
                 log.debug("consumer %s left without unregistering", self.consumer_id)
-            self._registered = False
+            self._beat_at = 0.0
         super().close()
 
     # kombu's Channel._get, with ``self._decoded``: a poison message is set aside and the
