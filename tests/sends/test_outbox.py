@@ -3,6 +3,8 @@ enqueued only after commit, dedupe keys and linked parts."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from hypothesis import given
 from hypothesis import settings as hypothesis_settings
@@ -10,8 +12,9 @@ from hypothesis import strategies as st
 from sqlalchemy import select
 
 from tests.support.sends import queued_tasks
-from tgfleet.db import Outbox, session_scope
+from tgfleet.db import Outbox, OutboxStatus, session_scope
 from tgfleet.platform.settings import Settings
+from tgfleet.sends.media import upload_media
 from tgfleet.sends.outbox import MAX_TEXT, next_part_key, queue_message, split_text, utf16_len
 
 
@@ -30,7 +33,22 @@ def test_queue_message_enqueues_only_after_commit(migrated: Settings, bot_id: in
         row = queue_message(s, bot_id, 42, "hello")
         # Then nothing is enqueued before the commit
         assert queued_tasks(migrated) == []
-    # And exactly one deliver task after it
+    # And, after it, the bot's ready-sends task is woken, which finds the row itself
+    [task] = queued_tasks(migrated)
+    assert task["task"] == "tgfleet.sends.deliver_ready"
+    assert task["kwargs"] == {"bot_id": bot_id}
+    assert row.status is OutboxStatus.QUEUED
+
+
+def test_a_file_to_upload_gets_a_deliver_task_of_its_own(
+    migrated: Settings, bot_id: int, tmp_path: Path
+) -> None:
+    # Given a message with a file to upload (a round sends no uploads)
+    photo = tmp_path / "cat.jpg"
+    photo.write_bytes(b"\xff\xd8 not really a jpeg")
+    with session_scope(migrated, bot_id=bot_id) as s:
+        row = queue_message(s, bot_id, 42, "look", media=upload_media(str(photo), "photo"))
+    # Then it has a deliver task of its own
     [task] = queued_tasks(migrated)
     assert task["task"] == "tgfleet.sends.deliver"
     assert task["kwargs"] == {"outbox_id": row.id, "bot_id": bot_id, "chat_id": 42}
@@ -61,5 +79,5 @@ def test_dedupe_key_and_long_texts(migrated: Settings, bot_id: int) -> None:
     assert "".join(r.text for r in rows) == text and rows[0].id == first.id
     assert {r.parse_mode for r in rows} == {"html"}
     assert [r.next_attempt_at.year for r in rows[1:]] == [9999, 9999]
-    [task] = queued_tasks(migrated)
-    assert task["kwargs"]["outbox_id"] == first.id  # type: ignore[index]
+    [task] = queued_tasks(migrated)  # the ready-sends task, once: the rerun made no row
+    assert task["kwargs"] == {"bot_id": bot_id}

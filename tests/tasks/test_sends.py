@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import redis
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
 from tests.support.databases import is_blocked
 from tests.support.sends import SendWorld
@@ -22,6 +22,7 @@ from tests.support.waiting import wait_until
 from tgfleet.db import (
     BotSession,
     Entity,
+    Outbox,
     OutboxStatus,
     TgUser,
     decrypt_secret,
@@ -32,6 +33,7 @@ from tgfleet.dev.services import DevServices, restart_redis
 from tgfleet.sends import broadcasts
 from tgfleet.sends.cli import broadcast_line
 from tgfleet.sends.delivery import stars_spent
+from tgfleet.sends.outbox import enqueue_deliveries
 from tgfleet.sends.paid import StarsLedger
 
 pytestmark = pytest.mark.timeout(180)
@@ -507,3 +509,41 @@ def test_a_sender_rides_out_a_redis_restart_mid_broadcast(
     log = sender.log_path.read_text(errors="replace")
     assert sender.alive, w.log_tail()
     assert "Unrecoverable error" not in log
+
+
+def test_replies_go_in_rounds_once_each_in_order_behind_a_retrying_one(
+    send_world: SendWorld,
+) -> None:
+    w = send_world
+    bot, users = w.bot_with_users(40)
+    first = users[0]["id"]
+    # Given a reply to the first user that failed once and is retrying in 2 s
+    [held] = w.queue([(bot["id"], first, "first")])
+    with session_scope(w.settings, bot_id=bot["id"]) as s:
+        s.execute(
+            update(Outbox)
+            .where(Outbox.bot_id == bot["id"], Outbox.id == held)
+            .values(status=OutboxStatus.RETRYING, next_attempt_at=func.now() + timedelta(seconds=2))
+        )
+    enqueue_deliveries([(held, bot["id"], first)], countdown=2.0)
+    # And three handler runs' replies to every user, each run committed on its own
+    # (the first user's two follow the retrying one)
+    for n in range(3):
+        w.queue([(bot["id"], u["id"], f"{n}") for u in users if n < 2 or u["id"] != first])
+    # When 2 senders deliver them
+    w.start_senders(2)
+    total = 1 + 3 * len(users) - 1
+    w.wait_settled(total, timeout=90)
+    # Then each arrived once, every user's in the order they were written, the first
+    # user's behind the one that was retrying
+    assert w.statuses() == Counter({"sent": total}), w.log_tail()
+    assert w.received(first) == ["first", "0", "1"]
+    for user in users[1:]:
+        assert w.received(user["id"]) == ["0", "1", "2"]
+    stats = w.sim.stats()
+    assert stats["flood_errors"] == 0
+    assert stats["counters"].get("duplicate_sends", 0) == 0
+    # And the replies went in rounds: fewer rounds than replies
+    metrics = redis.Redis.from_url(w.settings.redis_url).hgetall("tgfleet:metrics:sends")
+    rounds, batched = int(metrics[b"ready_rounds"]), int(metrics[b"batched"])
+    assert batched == total - 1 and rounds < batched / 2, metrics

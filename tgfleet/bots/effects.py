@@ -29,7 +29,9 @@ from tgfleet.sends.outbox import (
     enqueue_after_commit,
     next_part_key,
     outbox_rows,
+    wake_after_commit,
 )
+from tgfleet.sends.wake import PLAIN_SEND
 
 _INSERT_EVENTS = Prepared(
     "tgfleet_effects_events",
@@ -39,7 +41,7 @@ _INSERT_EVENTS = Prepared(
     "FROM jsonb_to_recordset($2) AS r(kind text, user_id bigint, data jsonb)",
 )
 _INSERT_OUTBOX = Prepared(
-    "tgfleet_effects_outbox_ops_v3",
+    "tgfleet_effects_outbox_ops_v4",
     ("bigint", "jsonb", "timestamptz"),
     "INSERT INTO outbox (bot_id, chat_id, text, parse_mode, reply_to, dedupe_key, "
     "broadcast_id, media, op, target_id, reply_markup, options, trace_parent, "
@@ -58,7 +60,7 @@ _INSERT_OUTBOX = Prepared(
     "ORDER BY r.ord "
     "ON CONFLICT (bot_id, dedupe_key) DO NOTHING "
     f"RETURNING id, chat_id, op, next_attempt_at = $3 OR status = '{OutboxStatus.SCHEDULED}' "
-    "AS held",
+    f"AS held, {PLAIN_SEND} AS plain",
 )
 
 
@@ -143,10 +145,14 @@ class Effects:
         return calls
 
     def written(self, session: Session, rows: Sequence[Row[Any]]) -> None:
-        """After ``calls`` ran: enqueue the new outbox rows once ``session`` commits (not a
+        """After ``calls`` ran: once ``session`` commits, wake the bot's ready-sends task
+        for plain sends (``tgfleet.sends.ready``) and enqueue the other new rows (not a
         held part, nor a scheduled send: the scheduler enqueues it on time)."""
-        if self.outbox:
-            enqueue_after_commit(
-                session,
-                [(row.id, self.bot_id, row.chat_id, row.op) for row in rows if not row.held],
-            )
+        if not self.outbox:
+            return
+        due = [row for row in rows if not row.held]
+        if any(row.plain for row in due):
+            wake_after_commit(session, [self.bot_id])
+        others = [(row.id, self.bot_id, row.chat_id, row.op) for row in due if not row.plain]
+        if others:
+            enqueue_after_commit(session, others)

@@ -245,6 +245,13 @@ class Entity(Base):
 
 
 # --- delivery ------------------------------------------------------------------------
+#: The open plain sends (``tgfleet.sends.wake.PLAIN_SEND``, less the upload test, which
+#: an index predicate cannot make): the ready-sends task looks up each chat's first one.
+OPEN_REPLIES = (
+    "status IN ('queued', 'retrying', 'sending') AND op = 'send' AND broadcast_id IS NULL"
+)
+
+
 class Outbox(Base):
     """An outgoing message and its delivery state."""
 
@@ -258,6 +265,13 @@ class Outbox(Base):
             postgresql_where=text("status IN ('queued', 'retrying')"),
         ),
         Index("ix_outbox_bot_id_broadcast_id", "bot_id", "broadcast_id"),
+        Index(
+            "ix_outbox_open_replies",
+            "bot_id",
+            "chat_id",
+            "id",
+            postgresql_where=text(OPEN_REPLIES),
+        ),
         Index(
             "ix_outbox_scheduled",
             "next_attempt_at",

@@ -24,6 +24,8 @@ RECORD_ENTITIES = "tgfleet.updates.record_entities"
 DELIVER = "tgfleet.sends.deliver"
 #: Many plain sends of one bot, each to its own chat, as one task.
 DELIVER_BATCH = "tgfleet.sends.deliver_batch"
+#: A bot's ready replies, in rounds (``tgfleet.sends.ready``).
+DELIVER_READY = "tgfleet.sends.deliver_ready"
 ROLLUP = "tgfleet.analytics.rollup"
 MIGRATION_BATCH = "tgfleet.migration.run_batch"
 PING = "tgfleet.maintenance.ping"
@@ -39,6 +41,7 @@ TASK_QUEUES = {
     RECORD_ENTITIES: UPDATES_QUEUE,
     DELIVER: SENDS_QUEUE,
     DELIVER_BATCH: SENDS_QUEUE,
+    DELIVER_READY: SENDS_QUEUE,
     ROLLUP: ANALYTICS_QUEUE,
     MIGRATION_BATCH: MIGRATION_QUEUE,
     PING: MAINTENANCE_QUEUE,

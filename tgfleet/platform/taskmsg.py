@@ -50,58 +50,65 @@ def publish(app: Celery, calls: Sequence[TaskCall]) -> list[str]:
     """Publish ``calls`` in order, in one Redis round trip; their task ids."""
     if not calls:
         return []
+    pipe = redis_client(str(app.conf.broker_url)).pipeline(transaction=False)
+    ids = []
+    for call in calls:
+        key, payload, task_id = encode(app, call)
+        pipe.lpush(key, payload)
+        ids.append(task_id)
+    pipe.execute()
+    return ids
+
+
+def encode(app: Celery, call: TaskCall) -> tuple[str, bytes, str]:
+    """(the queue's Redis list, the message to ``LPUSH`` onto it, its task id) for
+    ``call``: what ``publish`` sends, for a caller that pushes it itself (in a script)."""
     prefix = (app.conf.broker_transport_options or {}).get("global_keyprefix", "")
     parent = app.current_worker_task
     root_id = parent_id = None
     if parent is not None and parent.request.id is not None:
         root_id = parent.request.root_id or parent.request.id
         parent_id = parent.request.id
-    ids = []
-    pipe = redis_client(str(app.conf.broker_url)).pipeline(transaction=False)
-    for call in calls:
-        task_id = call.task_id or str(uuid.uuid4())
-        message = app.amqp.as_task_v2(
-            task_id,
-            call.name,
-            list(call.args),
-            dict(call.kwargs),
-            countdown=call.countdown,
-            reply_to=app.thread_oid,
-            root_id=root_id,
-            parent_id=parent_id,
-            ignore_result=None,
-            argsrepr=repr(tuple(call.args)),
-            kwargsrepr=repr(call.kwargs),
-        )
-        headers, properties = message.headers, message.properties
-        before_task_publish.send(
-            sender=call.name,
-            body=message.body,
-            exchange="",
-            routing_key=call.queue,
-            headers=headers,
-            properties=properties,
-            declare=[],
-            retry_policy=None,
-        )
-        content_type, encoding, data = dumps(message.body, serializer="json")
-        body = data.encode(encoding) if isinstance(data, str) else data
-        transport_message = {
-            "body": base64.b64encode(body).decode(),
-            "content-encoding": encoding,
-            "content-type": content_type,
-            "headers": headers,
-            "properties": {
-                **properties,
-                "delivery_mode": 2,
-                "delivery_info": {"exchange": "", "routing_key": call.queue},
-                "priority": 0,
-                "body_encoding": "base64",
-                "delivery_tag": str(uuid.uuid4()),
-            },
-        }
-        _, _, payload = dumps(transport_message, serializer="json")
-        pipe.lpush(prefix + call.queue, payload)
-        ids.append(task_id)
-    pipe.execute()
-    return ids
+    task_id = call.task_id or str(uuid.uuid4())
+    message = app.amqp.as_task_v2(
+        task_id,
+        call.name,
+        list(call.args),
+        dict(call.kwargs),
+        countdown=call.countdown,
+        reply_to=app.thread_oid,
+        root_id=root_id,
+        parent_id=parent_id,
+        ignore_result=None,
+        argsrepr=repr(tuple(call.args)),
+        kwargsrepr=repr(call.kwargs),
+    )
+    headers, properties = message.headers, message.properties
+    before_task_publish.send(
+        sender=call.name,
+        body=message.body,
+        exchange="",
+        routing_key=call.queue,
+        headers=headers,
+        properties=properties,
+        declare=[],
+        retry_policy=None,
+    )
+    content_type, encoding, data = dumps(message.body, serializer="json")
+    body = data.encode(encoding) if isinstance(data, str) else data
+    transport_message = {
+        "body": base64.b64encode(body).decode(),
+        "content-encoding": encoding,
+        "content-type": content_type,
+        "headers": headers,
+        "properties": {
+            **properties,
+            "delivery_mode": 2,
+            "delivery_info": {"exchange": "", "routing_key": call.queue},
+            "priority": 0,
+            "body_encoding": "base64",
+            "delivery_tag": str(uuid.uuid4()),
+        },
+    }
+    _, _, payload = dumps(transport_message, serializer="json")
+    return prefix + call.queue, payload.encode() if isinstance(payload, str) else payload, task_id

@@ -185,7 +185,12 @@ def mark_sent_many(session: Session, rows: list[tuple[Outbox, int | None]]) -> N
 def _release_next_parts(session: Session, bot_id: int, keys: list[str]) -> None:
     """The parts that follow the rows with dedupe keys ``keys``, if any, are due now and
     enqueued once ``session`` commits."""
-    from tgfleet.sends.outbox import enqueue_after_commit, next_part_key
+    from tgfleet.sends.outbox import (
+        enqueue_after_commit,
+        is_plain_send,
+        next_part_key,
+        wake_after_commit,
+    )
 
     released = session.execute(
         update(Outbox)
@@ -195,9 +200,13 @@ def _release_next_parts(session: Session, bot_id: int, keys: list[str]) -> None:
             Outbox.status == OutboxStatus.QUEUED,
         )
         .values(next_attempt_at=func.now())
-        .returning(Outbox.id, Outbox.chat_id)
+        .returning(Outbox.id, Outbox.chat_id, Outbox.op, Outbox.broadcast_id, Outbox.media)
     ).all()
-    enqueue_after_commit(session, [(r.id, bot_id, r.chat_id) for r in released])
+    if any(is_plain_send(r) for r in released):
+        wake_after_commit(session, [bot_id])
+    others = [(r.id, bot_id, r.chat_id) for r in released if not is_plain_send(r)]
+    if others:
+        enqueue_after_commit(session, others)
 
 
 def _outbox(found: Row[Any]) -> Outbox:
@@ -224,6 +233,16 @@ def mark_sent(session: Session, row: Outbox, tg_message_id: int | None) -> None:
     _count_sent([row])
     if row.dedupe_key is not None:
         _release_next_parts(session, row.bot_id, [row.dedupe_key])
+    _done(session, row)
+
+
+def _done(session: Session, row: Outbox) -> None:
+    """A plain send delivered on its own (a retry, say) is done: the replies its chat
+    held back behind it are ready, and the bot's ready-sends task is woken for them."""
+    from tgfleet.sends.outbox import is_plain_send, wake_after_commit
+
+    if is_plain_send(row):
+        wake_after_commit(session, [row.bot_id])
 
 
 def fail_later_parts(session: Session, row: Outbox, status: OutboxStatus, reason: str) -> int:
@@ -262,6 +281,7 @@ def mark_failed(
     metrics().sends.labels(str(bot_id), outcome).inc()
     if row is not None:
         fail_later_parts(session, row, OutboxStatus.FAILED, reason)
+        _done(session, row)
 
 
 def defer(
@@ -346,6 +366,7 @@ def mark_dead(
     )
     metrics().sends.labels(str(bot_id), "dead").inc()
     fail_later_parts(session, row, OutboxStatus.DEAD, reason)
+    _done(session, row)
     log.warning("outbox %s (bot %s, chat %s) is dead: %s", row.id, bot_id, row.chat_id, reason)
     if (row.dedupe_key or "").startswith(NOTICE_PREFIX):
         return 0  # never notify about a notice: no loops

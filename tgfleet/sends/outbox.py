@@ -34,6 +34,7 @@ from tgfleet.platform.taskmsg import TaskCall
 from tgfleet.platform.tracing import current_traceparent
 from tgfleet.sends.markup import check_markup
 from tgfleet.sends.media import LocalFile, MediaError, parse_media
+from tgfleet.sends.wake import wake
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +47,7 @@ MAX_DELETE = 100
 PARSE_MODES = ("markdown", "md", "html")
 
 _PENDING_KEY = "tgfleet.outbox.pending"
+_WAKE_KEY = "tgfleet.outbox.wake"
 #: Parts 1.. of a split text carry ``<first part's key>#part<n>``.
 PART_SEPARATOR = "#part"
 #: ``next_attempt_at`` of a part waiting for the one before it (the sweep skips it).
@@ -133,7 +135,10 @@ def queue_message(
         if row is not None:
             rows.append(row)
             if index == 0 and at is None:
-                enqueue_after_commit(session, [(row.id, bot_id, chat_id)])
+                if is_plain_send(row):
+                    wake_after_commit(session, [bot_id])
+                else:
+                    enqueue_after_commit(session, [(row.id, bot_id, chat_id)])
         elif key is not None:
             existing = session.scalars(
                 select(Outbox).where(Outbox.bot_id == bot_id, Outbox.dedupe_key == key)
@@ -383,25 +388,56 @@ def enqueue_after_commit(session: Session, items: Iterable[Delivery]) -> None:
     pending.extend(items)
 
 
+def wake_after_commit(session: Session, bot_ids: Iterable[int]) -> None:
+    """Wake the ready-sends task of ``bot_ids`` (``tgfleet.sends.wake``) once ``session``
+    commits: their plain sends (``wake.PLAIN_SEND``) go in its rounds."""
+    bots: set[int] | None = session.info.get(_WAKE_KEY)
+    if bots is None:
+        bots = session.info[_WAKE_KEY] = set()
+    bots.update(bot_ids)
+
+
+def is_plain_send(row: Any) -> bool:
+    """The row (an ``Outbox``, or a result row with its ``op``, ``broadcast_id`` and
+    ``media``) is what the ready-sends task delivers: ``wake.PLAIN_SEND`` in Python."""
+    return (
+        (row.op or OutboxOp.SEND) == OutboxOp.SEND
+        and row.broadcast_id is None
+        and not (isinstance(row.media, dict) and "upload" in row.media)
+    )
+
+
 # Registered once for every Session: a listener per session costs more than the check.
 @event.listens_for(Session, "after_rollback")
 def _drop_pending(session: Session) -> None:
     pending = session.info.get(_PENDING_KEY)
     if pending:
         pending.clear()
+    bots = session.info.get(_WAKE_KEY)
+    if bots:
+        bots.clear()
 
 
 @event.listens_for(Session, "after_commit")
 def _flush_pending(session: Session) -> None:
     pending: list[Delivery] | None = session.info.get(_PENDING_KEY)
-    if not pending:
-        return
-    items = list(pending)
-    pending.clear()
-    try:
-        enqueue_deliveries(items)
-    except Exception:  # the rows are committed: the sender's sweep will enqueue them
-        log.exception("could not enqueue %d deliveries; the sweep will pick them up", len(items))
+    bots: set[int] | None = session.info.get(_WAKE_KEY)
+    if pending:
+        items = list(pending)
+        pending.clear()
+        try:
+            enqueue_deliveries(items)
+        except Exception:  # the rows are committed: the sender's sweep will enqueue them
+            log.exception(
+                "could not enqueue %d deliveries; the sweep will pick them up", len(items)
+            )
+    if bots:
+        woken = list(bots)
+        bots.clear()
+        try:
+            wake(woken)
+        except Exception:  # the rows are committed: the next wake or the sweep sends them
+            log.exception("could not wake the sends of bots %s; the sweep will", woken)
 
 
 def enqueue_deliveries(items: Iterable[Delivery], countdown: float | None = None) -> None:

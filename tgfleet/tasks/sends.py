@@ -1,5 +1,6 @@
-"""The ``sends`` queue: ``tgfleet.sends.deliver(outbox_id, bot_id)`` for one row, and
-``tgfleet.sends.deliver_batch(bot_id, items)`` for many plain sends of one bot.
+"""The ``sends`` queue: ``tgfleet.sends.deliver(outbox_id, bot_id)`` for one row,
+``tgfleet.sends.deliver_batch(bot_id, items)`` for many plain sends of one bot, and
+``tgfleet.sends.deliver_ready(bot_id)`` for a bot's replies, in rounds.
 
 Run it as ``celery -A tgfleet worker -Q sends -P threads -c 8``: one process hosts one
 asyncio loop thread with every bot's Telethon client (``tgfleet.sends.runtime``); the
@@ -16,16 +17,21 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import redis
 from celery import shared_task
 from celery.signals import worker_process_shutdown, worker_ready, worker_shutdown
+from sqlalchemy.exc import DBAPIError
 
 from celeryconfig import MAX_COUNTDOWN_S
 from tgfleet.platform import taskmsg
 from tgfleet.platform.celery_app import TgfleetTask
-from tgfleet.platform.names import DELIVER, DELIVER_BATCH, SENDS_QUEUE
+from tgfleet.platform.errors import RetryLater
+from tgfleet.platform.names import DELIVER, DELIVER_BATCH, DELIVER_READY, SENDS_QUEUE
 from tgfleet.platform.taskmsg import TaskCall
 from tgfleet.sends.batch import deliver_batch as deliver_round
+from tgfleet.sends.loop import SenderUnavailable
 from tgfleet.sends.pacing import Stage
+from tgfleet.sends.ready import deliver_ready as ready_round
 from tgfleet.sends.runtime import close_sender, get_sender
 
 log = logging.getLogger(__name__)
@@ -114,6 +120,22 @@ def deliver_batch(
             kwargs["broadcast_id"] = outcome.broadcast_id
         return again(self, outcome.countdown, kwargs, f"sent {outcome.sent}, rest")
     return f"sent {outcome.sent}, handed off {outcome.handed_off}"
+
+
+@shared_task(
+    name=DELIVER_READY, bind=True, ignore_result=True, max_retries=None, backoff_cap_s=10.0
+)
+def deliver_ready(self: TgfleetTask, bot_id: int) -> str:
+    """One round of the bot's ready replies (see ``tgfleet.sends.ready``); it comes back
+    as this task while replies are left (their tokens, or wakes that came in meanwhile).
+    A database or Redis failure retries the round with backoff: the replies are rows."""
+    try:
+        outcome = ready_round(get_sender(self.app.settings), int(bot_id), self.request.id)
+    except (DBAPIError, redis.RedisError, SenderUnavailable) as exc:
+        raise RetryLater(f"{type(exc).__name__}: {exc}"[:200], self.backoff(base=0.5)) from None
+    if outcome.again is not None:
+        return again(self, outcome.again, {"bot_id": bot_id}, str(outcome))
+    return str(outcome)
 
 
 def again(task: TgfleetTask, countdown: float, kwargs: dict[str, Any], done: str = "") -> str:

@@ -1,0 +1,90 @@
+"""A bot's replies, delivered in rounds: ``tgfleet.sends.deliver_ready(bot_id)``.
+
+Handlers reply to one user at a time, but a bot with many users writes replies to many
+chats within milliseconds. Each used to be a ``deliver`` task of its own: a task hop, a
+pacer slot, a limiter call and two transactions per message, about 5 ms of a sender's
+CPU. Now a committed reply only wakes its bot (``tgfleet.sends.wake``); the bot's one
+``deliver_ready`` task takes every reply that is ready and sends them as one round of a
+batch (``tgfleet.sends.batch``): one limiter call for the round's tokens, one claim, the
+sends at once on the bot's client, one sent mark. At a few replies a second a round is
+one reply and costs what the ``deliver`` task did; under load the replies that came in
+while a round ran make the next one, and a reply costs a fraction of that.
+
+**Ready** rows are found in the database, not carried in the task: the first open row of
+each chat (``queued``, ``retrying`` or ``sending``; a plain send, ``PLAIN_SEND``), when it
+is ``queued`` and due. A chat whose first open row is retrying, being sent, held (the
+next part of a text), or a file still to upload (a ``deliver`` task of its own) waits:
+replies to one chat go out in the order they were written, also across handler runs, and
+also when the first of them met a fault. When that row is done, its ``deliver`` task
+wakes the bot again.
+
+A round that could not send everything (no tokens yet, or more rows behind the round's
+chats) comes back as the same task after the limiter's wait; one that saw wakes while it
+ran goes again at once; otherwise the task ends and the next reply wakes a new one.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from tgfleet.db.prepared import Prepared, execute
+from tgfleet.sends import wake
+from tgfleet.sends.batch import BatchOutcome, deliver_batch
+from tgfleet.sends.outbox import BATCH_SIZE
+from tgfleet.sends.sender import Sender
+
+log = logging.getLogger(__name__)
+
+#: The open rows' statuses: a chat's first one decides whether the chat waits.
+_OPEN = "status IN ('queued', 'retrying', 'sending')"
+#: (id, chat_id, more) of up to $2 chats' first open rows that are ready, oldest first;
+#: ``more``: the chat has other open rows behind it.
+_READY = Prepared(
+    "tgfleet_outbox_ready_v1",
+    ("bigint", "integer"),
+    "SELECT id, chat_id, open > 1 AS more FROM ("
+    " SELECT DISTINCT ON (chat_id) id, chat_id, status, next_attempt_at, media,"
+    "  count(*) OVER (PARTITION BY chat_id) AS open"
+    f" FROM outbox WHERE bot_id = $1 AND {_OPEN} AND op = 'send' AND broadcast_id IS NULL"
+    " ORDER BY chat_id, id"
+    ") AS first"
+    " WHERE status = 'queued' AND next_attempt_at <= now()"
+    " AND NOT coalesce(media ? 'upload', false)"
+    " ORDER BY id LIMIT $2",
+)
+
+
+@dataclass
+class ReadyOutcome:
+    """What one round did; ``again`` (seconds, or None: done) is when the task comes back."""
+
+    ready: int = 0
+    batch: BatchOutcome | None = None
+    again: float | None = None
+
+    def __str__(self) -> str:
+        sent = self.batch.sent if self.batch is not None else 0
+        tail = "" if self.again is None else f", again in {self.again:.2f}s"
+        return f"ready {self.ready}, sent {sent}{tail}"
+
+
+def deliver_ready(sender: Sender, bot_id: int, correlation_id: str | None = None) -> ReadyOutcome:
+    """One round of the bot's ready replies (see the module docstring)."""
+    wake.start(sender.redis, bot_id)
+    with sender.claim_scope(bot_id, correlation_id) as s:
+        ready = execute(s, _READY, bot_id, BATCH_SIZE)
+    outcome = ReadyOutcome(ready=len(ready))
+    if ready:
+        items = [(int(row.id), int(row.chat_id)) for row in ready]
+        # broadcast_id 0: replies are no broadcast (never paid), no look-up needed
+        outcome.batch = deliver_batch(
+            sender, bot_id, items, reserved=True, correlation_id=correlation_id, broadcast_id=0
+        )
+        if outcome.batch.rest:  # no tokens yet: the limiter says when
+            outcome.again = outcome.batch.countdown
+        elif len(ready) == BATCH_SIZE or any(row.more for row in ready):
+            outcome.again = 0.0
+    if wake.finish(sender.redis, bot_id, outcome.again) and outcome.again is None:
+        outcome.again = 0.0  # replies came in during the round
+    return outcome

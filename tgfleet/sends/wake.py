@@ -1,0 +1,112 @@
+"""Waking a bot's ready-sends task: one ``deliver_ready`` per bot at a time, however many
+replies its handlers write.
+
+A reply is a plain send (``PLAIN_SEND``): a message to a chat, not part of a broadcast,
+with no file to upload. Once its row commits, the writer *wakes* the bot instead of
+publishing a task for the row. One Redis script per commit, for every bot it wrote to:
+
+- no ``deliver_ready`` task pending for the bot (no flag): set the flag and push the task
+  onto the ``sends`` list, in the same script (a flag is never set without its task);
+- one pending (the flag is there): count the wake on the flag (``INCR``) and push
+  nothing. Under load most replies cost this, and no task of their own.
+
+The task (``tgfleet.sends.ready``) sets the count to 0 when a round starts (``start``)
+and, when the round is over, asks ``finish``: a wake came in since the start (count > 0:
+run again, the flag kept), or none (the flag goes, and the next wake pushes a new
+task). Both are atomic in Redis, so a row committed before a wake is either seen by the
+round that follows the wake's count, or wakes a task of its own: none is left behind.
+
+The flag expires after ``FLAG_TTL_S`` (refreshed by every round): a task lost with its
+worker before the transport gives it back (``tgfleet.platform.handoff``) holds the
+bot's replies up for no longer than that, and the sweep (``tgfleet.sends.sweep``) sends
+any row overdue by the lease before then. Two tasks of one bot at once (after an
+expiry) are harmless: each row is claimed once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import redis
+
+from tgfleet.platform import taskmsg
+from tgfleet.platform.celery_app import current_tgfleet_app
+from tgfleet.platform.names import DELIVER_READY, SEND_METRICS, SENDS_QUEUE
+from tgfleet.platform.redis import redis_client
+from tgfleet.platform.taskmsg import TaskCall
+
+#: SQL: an ``outbox`` row the ready-sends task delivers (its rows' table alias: none).
+PLAIN_SEND = "op = 'send' AND broadcast_id IS NULL AND NOT coalesce(media ? 'upload', false)"
+FLAG_PREFIX = "tgfleet:sends:ready:"
+FLAG_TTL_S = 30.0
+
+#: KEYS: flags; ARGV: the flags' TTL (ms), then per flag its queue key and message.
+_WAKE = """
+local pushed = 0
+for i, flag in ipairs(KEYS) do
+    if redis.call('SET', flag, '0', 'NX', 'PX', ARGV[1]) then
+        redis.call('LPUSH', ARGV[2 * i], ARGV[2 * i + 1])
+        pushed = pushed + 1
+    else
+        redis.call('INCR', flag)
+    end
+end
+return pushed
+"""
+#: KEYS[1]: the flag, KEYS[2]: the sends' metrics. ARGV[1]: the flag's TTL (ms) when the
+#: round comes back anyway, else 0; ARGV[2]: its TTL otherwise. 1: run again (flag kept);
+#: 0: no wake came in since ``start`` (the flag is gone).
+_FINISH = """
+redis.call('HINCRBY', KEYS[2], 'ready_rounds', 1)
+if tonumber(ARGV[1]) > 0 then
+    redis.call('SET', KEYS[1], '0', 'PX', ARGV[1])
+    return 1
+end
+local count = redis.call('GET', KEYS[1])
+if count and tonumber(count) > 0 then
+    redis.call('PEXPIRE', KEYS[1], ARGV[2])
+    return 1
+end
+redis.call('DEL', KEYS[1])
+return 0
+"""
+
+
+def flag_key(bot_id: int) -> str:
+    return f"{FLAG_PREFIX}{bot_id}"
+
+
+def wake(bot_ids: Iterable[int]) -> int:
+    """Wake the ready-sends task of each of ``bot_ids``; how many tasks were pushed."""
+    bots = sorted(set(bot_ids))
+    if not bots:
+        return 0
+    app = current_tgfleet_app()
+    calls = [TaskCall(DELIVER_READY, SENDS_QUEUE, kwargs={"bot_id": bot}) for bot in bots]
+    if not taskmsg.supports(app):  # no flag without Redis: a task per wake
+        for call in calls:
+            app.send_task(call.name, kwargs=call.kwargs, queue=call.queue)
+        return len(calls)
+    args: list[str | bytes | int] = [int(FLAG_TTL_S * 1000)]
+    for call in calls:
+        key, payload, _ = taskmsg.encode(app, call)
+        args += [key, payload]
+    client = redis_client(str(app.conf.broker_url))
+    keys = [flag_key(bot) for bot in bots]
+    return int(client.eval(_WAKE, len(keys), *keys, *args))
+
+
+def start(client: redis.Redis, bot_id: int) -> None:
+    """A round of the bot's task begins: the wakes so far are its to see; the flag is
+    (re)set for ``FLAG_TTL_S``."""
+    client.set(flag_key(bot_id), 0, px=int(FLAG_TTL_S * 1000))
+
+
+def finish(client: redis.Redis, bot_id: int, again_in: float | None = None) -> bool:
+    """A round is over (counted in ``tgfleet:metrics:sends`` ``ready_rounds``). With
+    ``again_in`` (seconds) it comes back then, and its flag outlives the wait; else True
+    if a wake came in during it (run again at once, flag kept), False if none (the flag
+    is gone: the next wake pushes a new task)."""
+    ttl_ms = int(FLAG_TTL_S * 1000)
+    again_ms = 0 if again_in is None else int(again_in * 1000) + ttl_ms
+    return bool(client.eval(_FINISH, 2, flag_key(bot_id), SEND_METRICS, again_ms, ttl_ms))
