@@ -22,6 +22,7 @@ EXPECTED_TASKS = {
     "tgfleet.analytics.rollup": "analytics",
     "tgfleet.sends.deliver": "sends",
     "tgfleet.sends.deliver_batch": "sends",
+    "tgfleet.sends.deliver_ready": "sends",
     "tgfleet.updates.handle": "updates",
     "tgfleet.updates.handle_batch": "updates",
     "tgfleet.updates.record_entities": "updates",

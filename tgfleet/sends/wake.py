@@ -25,7 +25,9 @@ expiry) are harmless: each row is claimed once.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
+from typing import Any
 
 import redis
 
@@ -40,6 +42,19 @@ PLAIN_SEND = "op = 'send' AND broadcast_id IS NULL AND NOT coalesce(media ? 'upl
 FLAG_PREFIX = "tgfleet:sends:ready:"
 FLAG_TTL_S = 30.0
 
+#: KEYS: flags. Counts a wake on each flag that is there; per flag, 1 if it was.
+_COUNT = """
+local counted = {}
+for i, flag in ipairs(KEYS) do
+    if redis.call('EXISTS', flag) == 1 then
+        redis.call('INCR', flag)
+        counted[i] = 1
+    else
+        counted[i] = 0
+    end
+end
+return counted
+"""
 #: KEYS: flags; ARGV: the flags' TTL (ms), then per flag its queue key and message.
 _WAKE = """
 local pushed = 0
@@ -77,23 +92,31 @@ def flag_key(bot_id: int) -> str:
 
 
 def wake(bot_ids: Iterable[int]) -> int:
-    """Wake the ready-sends task of each of ``bot_ids``; how many tasks were pushed."""
+    """Wake the ready-sends task of each of ``bot_ids``; how many tasks were pushed.
+
+    A bot with a task pending costs one script that counts the wake (the usual case under
+    load); only the others' task messages are built, and pushed by a second script (a
+    task may have ended between the two: that script counts a wake on a flag set since)."""
     bots = sorted(set(bot_ids))
     if not bots:
         return 0
     app = current_tgfleet_app()
-    calls = [TaskCall(DELIVER_READY, SENDS_QUEUE, kwargs={"bot_id": bot}) for bot in bots]
     if not taskmsg.supports(app):  # no flag without Redis: a task per wake
-        for call in calls:
-            app.send_task(call.name, kwargs=call.kwargs, queue=call.queue)
-        return len(calls)
+        for bot in bots:
+            app.send_task(DELIVER_READY, kwargs={"bot_id": bot}, queue=SENDS_QUEUE)
+        return len(bots)
+    client = redis_client(str(app.conf.broker_url))
+    scripts = _scripts(client)
+    counted = scripts.count(keys=[flag_key(bot) for bot in bots])
+    idle = [bot for bot, done in zip(bots, counted, strict=True) if not done]
+    if not idle:
+        return 0
     args: list[str | bytes | int] = [int(FLAG_TTL_S * 1000)]
-    for call in calls:
+    for bot in idle:
+        call = TaskCall(DELIVER_READY, SENDS_QUEUE, kwargs={"bot_id": bot})
         key, payload, _ = taskmsg.encode(app, call)
         args += [key, payload]
-    client = redis_client(str(app.conf.broker_url))
-    keys = [flag_key(bot) for bot in bots]
-    return int(client.eval(_WAKE, len(keys), *keys, *args))
+    return int(scripts.wake(keys=[flag_key(bot) for bot in idle], args=args))
 
 
 def start(client: redis.Redis, bot_id: int) -> None:
@@ -109,4 +132,19 @@ def finish(client: redis.Redis, bot_id: int, again_in: float | None = None) -> b
     is gone: the next wake pushes a new task)."""
     ttl_ms = int(FLAG_TTL_S * 1000)
     again_ms = 0 if again_in is None else int(again_in * 1000) + ttl_ms
-    return bool(client.eval(_FINISH, 2, flag_key(bot_id), SEND_METRICS, again_ms, ttl_ms))
+    keys = [flag_key(bot_id), SEND_METRICS]
+    return bool(_scripts(client).finish(keys=keys, args=[again_ms, ttl_ms]))
+
+
+class _Scripts:
+    """The scripts, registered with one client (sent by hash once loaded)."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self.count: Any = client.register_script(_COUNT)
+        self.wake: Any = client.register_script(_WAKE)
+        self.finish: Any = client.register_script(_FINISH)
+
+
+@functools.lru_cache(maxsize=16)
+def _scripts(client: redis.Redis) -> _Scripts:
+    return _Scripts(client)
