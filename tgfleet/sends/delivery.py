@@ -237,8 +237,9 @@ def mark_sent(session: Session, row: Outbox, tg_message_id: int | None) -> None:
 
 
 def _done(session: Session, row: Outbox) -> None:
-    """A plain send delivered on its own (a retry, say) is done: the replies its chat
-    held back behind it are ready, and the bot's ready-sends task is woken for them."""
+    """A plain send is done (sent on the one-row path, a retry say, or failed, or dead):
+    the replies its chat held back behind it are ready, and the bot's ready-sends task is
+    woken for them (``tgfleet.sends.ready``)."""
     from tgfleet.sends.outbox import is_plain_send, wake_after_commit
 
     if is_plain_send(row):
@@ -426,20 +427,29 @@ def overdue(
     bot_ids: list[int],
     extra_s: float = 0.0,
     limit: int = 1000,
-) -> list[tuple[int, int]]:
-    """Rows whose task was lost (killed worker, failed enqueue): (outbox_id, bot_id).
+) -> tuple[list[tuple[int, int]], list[int]]:
+    """Rows whose task was lost (killed worker, failed enqueue): ((outbox_id, bot_id) of
+    the rows that need a ``deliver`` task, the bots whose ready-sends task is overdue).
 
-    Each becomes ``retrying``, due now: the next sweep leaves it alone for ``send_lease_s``
-    while its new task is on its way. Run with ``role="admin"`` (every bot).
+    Each of the first becomes ``retrying``, due now: the next sweep leaves it alone for
+    ``send_lease_s`` while its new task is on its way. A queued plain send (a reply) is
+    left as it is: its bot's ready-sends task sends it in its chat's order (a ``deliver``
+    task of its own could overtake the replies before it). Run with ``role="admin"``.
     """
-    ids = (
-        select(Outbox.bot_id, Outbox.id)
+    from tgfleet.sends.outbox import is_plain_send
+
+    found = session.execute(
+        select(
+            Outbox.bot_id, Outbox.id, Outbox.status, Outbox.op, Outbox.broadcast_id, Outbox.media
+        )
         .where(_overdue_condition(settings, extra_s), Outbox.bot_id.in_(bot_ids))
         .order_by(Outbox.next_attempt_at)
         .limit(limit)
         .with_for_update(skip_locked=True)
-    )
-    rows = [(r.id, r.bot_id) for r in session.execute(ids)]
+    ).all()
+    waiting = [r.status == OutboxStatus.QUEUED and is_plain_send(r) for r in found]
+    replies = {r.bot_id for r, reply in zip(found, waiting, strict=True) if reply}
+    rows = [(r.id, r.bot_id) for r, reply in zip(found, waiting, strict=True) if not reply]
     for outbox_id, bot_id in rows:
         # A stale ``sending`` claim is released here (its worker is gone).
         session.execute(
@@ -447,4 +457,4 @@ def overdue(
             .where(Outbox.bot_id == bot_id, Outbox.id == outbox_id)
             .values(status=OutboxStatus.RETRYING, next_attempt_at=func.now())
         )
-    return rows
+    return rows, sorted(replies)

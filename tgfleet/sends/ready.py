@@ -63,10 +63,9 @@ class ReadyOutcome:
     batch: BatchOutcome | None = None
     again: float | None = None
 
-    def __str__(self) -> str:
-        sent = self.batch.sent if self.batch is not None else 0
-        tail = "" if self.again is None else f", again in {self.again:.2f}s"
-        return f"ready {self.ready}, sent {sent}{tail}"
+    @property
+    def sent(self) -> int:
+        return self.batch.sent if self.batch is not None else 0
 
 
 def deliver_ready(sender: Sender, bot_id: int, correlation_id: str | None = None) -> ReadyOutcome:

@@ -1,4 +1,5 @@
-"""The sweep: outbox rows whose ``deliver`` task was lost are enqueued again.
+"""The sweep: outbox rows whose ``deliver`` task was lost are enqueued again (a bot's
+overdue replies: its ready-sends task is pushed again, ``tgfleet.sends.ready``).
 
 A worker killed with -9 keeps its unacknowledged messages until Redis' visibility
 timeout, hours later. Each sender process therefore sweeps, at most once per
@@ -16,7 +17,7 @@ import time
 from tgfleet.db import session_scope
 from tgfleet.platform.names import SEND_METRICS, SENDS_QUEUE
 from tgfleet.platform.periodic import PeriodicThread
-from tgfleet.sends import delivery
+from tgfleet.sends import delivery, wake
 from tgfleet.sends.outbox import enqueue_deliveries
 from tgfleet.sends.sender import Sender
 
@@ -51,7 +52,9 @@ class QueueDelay:
 
 
 def sweep_overdue(sender: Sender, queue_delay: QueueDelay | None = None) -> int:
-    """Re-enqueue rows whose task was lost; at most one sweep per interval cluster-wide.
+    """Re-enqueue rows whose task was lost, and push the ready-sends task of bots whose
+    replies are overdue; at most one sweep per interval cluster-wide. Returns how many
+    rows and bots that was.
 
     A row counts as lost when it is overdue by more than the lease plus twice the time a
     task now spends in the queue, so a busy queue (never empty) is not mistaken for loss.
@@ -68,11 +71,14 @@ def sweep_overdue(sender: Sender, queue_delay: QueueDelay | None = None) -> int:
         # A bot with slots booked ahead has tasks waiting for them: its rows are late,
         # not lost (bot-slot waits are not written to the rows, to spare the database).
         idle = [b for b in candidates if sender.pacer.booked_ahead(b) < grace]
-        rows = delivery.overdue(s, sender.settings, idle, delay) if idle else []
+        rows, replies = delivery.overdue(s, sender.settings, idle, delay) if idle else ([], [])
     if rows:
         log.warning("sweep: %d outbox rows had lost their task; enqueued again", len(rows))
         enqueue_deliveries(rows)
-    return len(rows)
+    if replies:
+        log.warning("sweep: replies of bots %s were overdue; their sends task runs again", replies)
+        wake.kick(replies)
+    return len(rows) + len(replies)
 
 
 class Sweeper(PeriodicThread):

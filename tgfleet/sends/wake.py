@@ -119,6 +119,18 @@ def wake(bot_ids: Iterable[int]) -> int:
     return int(scripts.wake(keys=[flag_key(bot) for bot in idle], args=args))
 
 
+def kick(bot_ids: Iterable[int]) -> int:
+    """Push a ready-sends task for each of ``bot_ids`` whatever its flag says: for the
+    sweep, when a bot's replies are overdue (a task lost with its worker can leave its
+    flag behind for up to ``FLAG_TTL_S``)."""
+    bots = sorted(set(bot_ids))
+    if bots:
+        app = current_tgfleet_app()
+        if taskmsg.supports(app):
+            redis_client(str(app.conf.broker_url)).delete(*(flag_key(bot) for bot in bots))
+    return wake(bots)
+
+
 def start(client: redis.Redis, bot_id: int) -> None:
     """A round of the bot's task begins: the wakes so far are its to see; the flag is
     (re)set for ``FLAG_TTL_S``."""

@@ -133,9 +133,10 @@ def deliver_ready(self: TgfleetTask, bot_id: int) -> str:
         outcome = ready_round(get_sender(self.app.settings), int(bot_id), self.request.id)
     except (DBAPIError, redis.RedisError, SenderUnavailable) as exc:
         raise RetryLater(f"{type(exc).__name__}: {exc}"[:200], self.backoff(base=0.5)) from None
+    done = f"ready {outcome.ready}, sent {outcome.sent}"
     if outcome.again is not None:
-        return again(self, outcome.again, {"bot_id": bot_id}, str(outcome))
-    return str(outcome)
+        return again(self, outcome.again, {"bot_id": bot_id}, done)
+    return done
 
 
 def again(task: TgfleetTask, countdown: float, kwargs: dict[str, Any], done: str = "") -> str:
