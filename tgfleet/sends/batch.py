@@ -37,10 +37,11 @@ import asyncio
 import logging
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from sqlalchemy.orm import Session
 from telethon import TelegramClient, errors
 
 from tgfleet.db import Outbox
@@ -104,7 +105,7 @@ def deliver_batch(
     items = list(items)
     config = sender.bot_config(bot_id)
     if config is None:  # each row's own task fails it with the reason
-        return _hand_off(bot_id, items)
+        return hand_off(bot_id, items)
     limits, admins = config
     budget = sender.paid_budget(bot_id)
     if budget is not None and broadcast_id is None:
@@ -118,8 +119,8 @@ def deliver_batch(
     try:  # connected before tokens are taken: they are spent on the wire at once
         client = sender.clients.get(bot_id)
     except (SenderUnavailable, OSError, TimeoutError, errors.RPCError):
-        return _hand_off(bot_id, items)  # counted against each row's attempts there
-    chats = [(chat_id, ChatKind.PRIVATE if chat_id > 0 else ChatKind.GROUP) for _, chat_id in items]
+        return hand_off(bot_id, items)  # counted against each row's attempts there
+    chats = chat_kinds(items)
     paid_round = None
     rate = limits.bot_per_s * SAFETY
     if budget is not None and broadcast_id and sender.stars.usable(bot_id, broadcast_id, budget):
@@ -135,17 +136,30 @@ def deliver_batch(
     outcome = BatchOutcome(rest=[i for i, ok in zip(items, grant.granted, strict=True) if not ok])
     outcome.broadcast_id = broadcast_id
     if granted:
-        _send_round(sender, client, bot_id, granted, admins, correlation_id, outcome, paid_round)
-    if outcome.rest:
-        if grant.bot_wait > 0:  # the bot's bucket ran dry: back when it holds a round
-            wanted = min(len(outcome.rest), max(1.0, rate * ROUND_S))
-            outcome.countdown = grant.bot_wait + (wanted - 1) / rate
-        else:  # only chats were short of tokens (or Telegram wants Stars: at once)
-            outcome.countdown = grant.chat_wait
-        outcome.countdown = max(outcome.countdown, sender.limiter.paused_for(bot_id))
-        if outcome.countdown > POSTPONE_AFTER_S:  # beyond the bot's booked time, maybe
-            _postpone(sender, bot_id, outcome)
+        send_round(sender, client, bot_id, granted, admins, correlation_id, outcome, paid_round)
+    come_back(sender, bot_id, grant, rate, outcome)
     return outcome
+
+
+def chat_kinds(items: Sequence[Item]) -> list[tuple[int, ChatKind]]:
+    """(chat_id, kind) of each item, for the limiter: users are private chats."""
+    return [(chat_id, ChatKind.PRIVATE if chat_id > 0 else ChatKind.GROUP) for _, chat_id in items]
+
+
+def come_back(
+    sender: Sender, bot_id: int, grant: Grant | PaidGrant, rate: float, outcome: BatchOutcome
+) -> None:
+    """When what the round left (``outcome.rest``) is sent again: ``outcome.countdown``."""
+    if not outcome.rest:
+        return
+    if grant.bot_wait > 0:  # the bot's bucket ran dry: back when it holds a round
+        wanted = min(len(outcome.rest), max(1.0, rate * ROUND_S))
+        outcome.countdown = grant.bot_wait + (wanted - 1) / rate
+    else:  # only chats were short of tokens (or Telegram wants Stars: at once)
+        outcome.countdown = grant.chat_wait
+    outcome.countdown = max(outcome.countdown, sender.limiter.paused_for(bot_id))
+    if outcome.countdown > POSTPONE_AFTER_S:  # beyond the bot's booked time, maybe
+        _postpone(sender, bot_id, outcome)
 
 
 def _postpone(sender: Sender, bot_id: int, outcome: BatchOutcome) -> None:
@@ -156,7 +170,7 @@ def _postpone(sender: Sender, bot_id: int, outcome: BatchOutcome) -> None:
         delivery.postpone(s, bot_id, [i for i, _ in outcome.rest], outcome.countdown)
 
 
-def _send_round(
+def send_round(
     sender: Sender,
     client: TelegramClient,
     bot_id: int,
@@ -165,12 +179,18 @@ def _send_round(
     correlation_id: str | None,
     outcome: BatchOutcome,
     paid_round: PaidRound | None = None,
+    claim: Callable[[Session], list[Outbox]] | None = None,
 ) -> None:
-    """Claim, resolve, send and mark the rows that have their tokens."""
+    """Claim, resolve, send and mark the rows that have their tokens (``granted``; or
+    what ``claim`` claims in the round's first transaction, which then finds the rows)."""
     failed: list[tuple[Outbox, Outcome]] = []
     ready: list[tuple[Outbox, Any, str]] = []
     with sender.claim_scope(bot_id, correlation_id) as s:
-        rows = delivery.claim_many(s, sender.settings, bot_id, [i for i, _ in granted])
+        if claim is None:
+            rows = delivery.claim_many(s, sender.settings, bot_id, [i for i, _ in granted])
+        else:
+            rows = claim(s)
+            granted = [(row.id, row.chat_id) for row in rows]
         stored = prefetch_peers(s, bot_id, [row.chat_id for row in rows], sender.peers)
         for row in rows:
             try:
@@ -201,7 +221,7 @@ def _send_round(
         open_ids = set(delivery.still_claimable(s, bot_id, missed)) if missed else set()
     others = [item for item in granted if item[0] in open_ids]
     if others:
-        outcome.handed_off += _hand_off(bot_id, others).handed_off
+        outcome.handed_off += hand_off(bot_id, others).handed_off
     results: list[Any] = []
     started = time.time_ns()
     if ready:
@@ -288,7 +308,7 @@ async def _send_all(client: TelegramClient, requests: list[Any]) -> list[Any]:
     return [first, *rest]
 
 
-def _hand_off(bot_id: int, items: list[Item]) -> BatchOutcome:
+def hand_off(bot_id: int, items: list[Item]) -> BatchOutcome:
     """Give rows to one-row ``deliver`` tasks, which handle every case there is."""
     calls = [
         TaskCall(DELIVER, SENDS_QUEUE, kwargs={"outbox_id": i, "bot_id": bot_id, "chat_id": c})

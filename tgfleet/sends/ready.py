@@ -26,12 +26,18 @@ ran goes again at once; otherwise the task ends and the next reply wakes a new o
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from sqlalchemy.orm import Session
+from telethon import errors
+
+from tgfleet.db import Outbox
 from tgfleet.db.prepared import Prepared, execute
-from tgfleet.sends import wake
-from tgfleet.sends.batch import BatchOutcome, deliver_batch
+from tgfleet.sends import delivery, wake
+from tgfleet.sends.batch import BatchOutcome, chat_kinds, come_back, hand_off, send_round
+from tgfleet.sends.loop import SenderUnavailable
 from tgfleet.sends.outbox import BATCH_SIZE
+from tgfleet.sends.ratelimit import SAFETY, Grant
 from tgfleet.sends.sender import Sender
 
 log = logging.getLogger(__name__)
@@ -60,30 +66,67 @@ class ReadyOutcome:
     """What one round did; ``again`` (seconds, or None: done) is when the task comes back."""
 
     ready: int = 0
-    batch: BatchOutcome | None = None
+    batch: BatchOutcome = field(default_factory=lambda: BatchOutcome(broadcast_id=0))
     again: float | None = None
 
     @property
     def sent(self) -> int:
-        return self.batch.sent if self.batch is not None else 0
+        return self.batch.sent
 
 
 def deliver_ready(sender: Sender, bot_id: int, correlation_id: str | None = None) -> ReadyOutcome:
-    """One round of the bot's ready replies (see the module docstring)."""
+    """One round of the bot's ready replies (see the module docstring): in its first
+    transaction the ready rows are found, their tokens taken (one limiter call) and the
+    granted ones claimed; then they are sent at once and marked (``batch.send_round``)."""
     wake.start(sender.redis, bot_id)
-    with sender.claim_scope(bot_id, correlation_id) as s:
+    outcome = ReadyOutcome()
+    config = sender.bot_config(bot_id)
+    if config is None:  # the bot is gone, and its rows with it
+        wake.finish(sender.redis, bot_id)
+        return outcome
+    limits, admins = config
+    try:  # connected before tokens are taken: they are spent on the wire at once
+        client = sender.clients.get(bot_id)
+    except (SenderUnavailable, OSError, TimeoutError, errors.RPCError):
+        _hand_off_ready(sender, bot_id, correlation_id, outcome)
+        return outcome
+    grants: list[Grant] = []
+    more = False
+
+    def claim(s: Session) -> list[Outbox]:
+        nonlocal more
         ready = execute(s, _READY, bot_id, BATCH_SIZE)
-    outcome = ReadyOutcome(ready=len(ready))
-    if ready:
+        outcome.ready = len(ready)
+        more = len(ready) == BATCH_SIZE or any(row.more for row in ready)
         items = [(int(row.id), int(row.chat_id)) for row in ready]
-        # broadcast_id 0: replies are no broadcast (never paid), no look-up needed
-        outcome.batch = deliver_batch(
-            sender, bot_id, items, reserved=True, correlation_id=correlation_id, broadcast_id=0
-        )
-        if outcome.batch.rest:  # no tokens yet: the limiter says when
-            outcome.again = outcome.batch.countdown
-        elif len(ready) == BATCH_SIZE or any(row.more for row in ready):
-            outcome.again = 0.0
+        if not items:
+            return []
+        grant = sender.limiter.acquire_many(bot_id, chat_kinds(items), limits)
+        grants.append(grant)
+        granted = [item[0] for item, ok in zip(items, grant.granted, strict=True) if ok]
+        outcome.batch.rest = [item for item, ok in zip(items, grant.granted, strict=True) if not ok]
+        return delivery.claim_many(s, sender.settings, bot_id, granted) if granted else []
+
+    send_round(sender, client, bot_id, [], admins, correlation_id, outcome.batch, claim=claim)
+    if grants:
+        come_back(sender, bot_id, grants[0], limits.bot_per_s * SAFETY, outcome.batch)
+    if outcome.batch.rest:  # no tokens yet: the limiter says when
+        outcome.again = outcome.batch.countdown
+    elif more:
+        outcome.again = 0.0
     if wake.finish(sender.redis, bot_id, outcome.again) and outcome.again is None:
         outcome.again = 0.0  # replies came in during the round
     return outcome
+
+
+def _hand_off_ready(
+    sender: Sender, bot_id: int, correlation_id: str | None, outcome: ReadyOutcome
+) -> None:
+    """The bot's client cannot connect: its ready rows go to ``deliver`` tasks, which
+    count the failure against each row's attempts (and give up in the end)."""
+    with sender.claim_scope(bot_id, correlation_id) as s:
+        ready = execute(s, _READY, bot_id, BATCH_SIZE)
+    outcome.ready = len(ready)
+    items = [(int(row.id), int(row.chat_id)) for row in ready]
+    outcome.batch.handed_off = hand_off(bot_id, items).handed_off
+    wake.finish(sender.redis, bot_id)

@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session
 from telethon import utils
 from telethon.tl import types
 
-from tgfleet.db import Entity, PeerType, TgUser
+from tgfleet.db import PeerType, TgUser
 from tgfleet.db.entities import remember_entity
 from tgfleet.db.prepared import Prepared, execute
 from tgfleet.platform.errors import TgfleetError
@@ -108,6 +108,15 @@ _STORED_PEER = Prepared(
     "WHERE bot_id = $1 AND peer_type = $2::peer_type AND peer_id = $3",
 )
 
+#: The stored access hashes of many users of one bot ($2: their ids), for a batch.
+_STORED_USERS = Prepared(
+    "tgfleet_stored_users",
+    ("bigint", "bigint[]"),
+    f"SELECT peer_id, access_hash FROM entities WHERE bot_id = $1 "
+    f"AND peer_type = '{PeerType.USER.value}' AND peer_id = ANY($2) "
+    "AND access_hash IS NOT NULL",
+)
+
 
 def _make_peer(kind: PeerType, peer_id: int, access_hash: int) -> InputPeer:
     if kind is PeerType.USER:
@@ -126,17 +135,10 @@ def prefetch_peers(
     missing = [c for c in chat_ids if c > 0 and cache.get(bot_id, c) is None]
     if not missing:
         return set()
-    found = session.execute(
-        select(Entity.peer_id, Entity.access_hash).where(
-            Entity.bot_id == bot_id,
-            Entity.peer_type == PeerType.USER,
-            Entity.peer_id.in_(missing),
-            Entity.access_hash.is_not(None),
-        )
-    ).all()
-    for peer_id, access_hash in found:
-        cache.put(bot_id, peer_id, types.InputPeerUser(peer_id, access_hash))
-    return {peer_id for peer_id, _ in found}
+    found = execute(session, _STORED_USERS, bot_id, missing)
+    for row in found:
+        cache.put(bot_id, row.peer_id, types.InputPeerUser(row.peer_id, row.access_hash))
+    return {row.peer_id for row in found}
 
 
 def resolve_input_peer(
