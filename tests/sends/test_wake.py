@@ -29,23 +29,21 @@ def test_many_wakes_push_one_task_per_bot(migrated: Settings, bot_id: int) -> No
 
 def test_a_wake_during_a_round_makes_it_go_again(migrated: Settings, bot_id: int) -> None:
     client = redis.Redis.from_url(migrated.redis_url)
-    # Given a task that started a round
-    wake.wake([bot_id])
-    wake.start(client, bot_id)
-    # When a reply wakes the bot during the round
+    # Given a task pushed for the bot
+    assert wake.wake([bot_id]) == 1
+    # When a reply wakes the bot while the task runs its round
     assert wake.wake([bot_id]) == 0
     # Then the round's end says go again, and keeps the flag (no second task)
     assert wake.finish(client, bot_id) is True
     assert len(queued_tasks(migrated)) == 1
     # And a round that comes back later keeps the flag past its wait
-    wake.start(client, bot_id)
     assert wake.finish(client, bot_id, again_in=40.0) is True
     assert client.pttl(wake.flag_key(bot_id)) > 40_000
-    # And a round with no wake during it ends the task: the next wake pushes a new one
-    wake.start(client, bot_id)
+    # And a round with no wake since the one before ends the task: the next wake pushes
+    # a new one
     assert wake.finish(client, bot_id) is False
-    assert client.hget("tgfleet:metrics:sends", "ready_rounds") is not None
     assert client.exists(wake.flag_key(bot_id)) == 0
+    assert client.hget("tgfleet:metrics:sends", "ready_rounds") is not None
     assert wake.wake([bot_id]) == 1
     assert len(queued_tasks(migrated)) == 2
     client.delete(wake.flag_key(bot_id))

@@ -78,7 +78,6 @@ def deliver_ready(sender: Sender, bot_id: int, correlation_id: str | None = None
     """One round of the bot's ready replies (see the module docstring): in its first
     transaction the ready rows are found, their tokens taken (one limiter call) and the
     granted ones claimed; then they are sent at once and marked (``batch.send_round``)."""
-    wake.start(sender.redis, bot_id)
     outcome = ReadyOutcome()
     config = sender.bot_config(bot_id)
     if config is None:  # the bot is gone, and its rows with it

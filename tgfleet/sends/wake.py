@@ -10,22 +10,25 @@ publishing a task for the row. One Redis script per commit, for every bot it wro
 - one pending (the flag is there): count the wake on the flag (``INCR``) and push
   nothing. Under load most replies cost this, and no task of their own.
 
-The task (``tgfleet.sends.ready``) sets the count to 0 when a round starts (``start``)
-and, when the round is over, asks ``finish``: a wake came in since the start (count > 0:
-run again, the flag kept), or none (the flag goes, and the next wake pushes a new
-task). Both are atomic in Redis, so a row committed before a wake is either seen by the
-round that follows the wake's count, or wakes a task of its own: none is left behind.
+When the task's round is over it asks ``finish``: did a wake come in since the round
+before (count > 0: the count goes back to 0 and the task runs again, the flag kept), or
+none (the flag goes, and the next wake pushes a new task)? Both are atomic in Redis. A
+row committed before its wake is seen by any round that starts after the wake; if the
+wake came before ``finish``, another round follows; if after, the wake pushed a task
+of its own. None is left behind.
 
-The flag expires after ``FLAG_TTL_S`` (refreshed by every round): a task lost with its
-worker before the transport gives it back (``tgfleet.platform.handoff``) holds the
-bot's replies up for no longer than that, and the sweep (``tgfleet.sends.sweep``) sends
-any row overdue by the lease before then. Two tasks of one bot at once (after an
-expiry) are harmless: each row is claimed once.
+The flag expires after ``FLAG_TTL_S`` (set again by each wake that pushes a task and by
+each round that comes back later): a task lost with its worker before the transport
+gives it back (``tgfleet.platform.handoff``) holds the bot's replies up for no longer than
+that, and the sweep (``tgfleet.sends.sweep``) pushes a new task for replies overdue by the
+lease before then. Two tasks of one bot at once (after an expiry) are harmless: each row
+is claimed once.
 """
 
 from __future__ import annotations
 
 import functools
+import time
 from collections.abc import Iterable
 from typing import Any
 
@@ -55,22 +58,24 @@ for i, flag in ipairs(KEYS) do
 end
 return counted
 """
-#: KEYS: flags; ARGV: the flags' TTL (ms), then per flag its queue key and message.
+#: KEYS: flags; ARGV: the flags' TTL (ms), then per flag its queue key and message. Per
+#: flag, 1 if it pushed the task.
 _WAKE = """
-local pushed = 0
+local pushed = {}
 for i, flag in ipairs(KEYS) do
     if redis.call('SET', flag, '0', 'NX', 'PX', ARGV[1]) then
         redis.call('LPUSH', ARGV[2 * i], ARGV[2 * i + 1])
-        pushed = pushed + 1
+        pushed[i] = 1
     else
         redis.call('INCR', flag)
+        pushed[i] = 0
     end
 end
 return pushed
 """
 #: KEYS[1]: the flag, KEYS[2]: the sends' metrics. ARGV[1]: the flag's TTL (ms) when the
-#: round comes back anyway, else 0; ARGV[2]: its TTL otherwise. 1: run again (flag kept);
-#: 0: no wake came in since ``start`` (the flag is gone).
+#: round comes back anyway, else 0; ARGV[2]: its TTL otherwise. 1: run again (flag kept,
+#: count 0); 0: no wake came in since the round before (the flag is gone).
 _FINISH = """
 redis.call('HINCRBY', KEYS[2], 'ready_rounds', 1)
 if tonumber(ARGV[1]) > 0 then
@@ -79,12 +84,16 @@ if tonumber(ARGV[1]) > 0 then
 end
 local count = redis.call('GET', KEYS[1])
 if count and tonumber(count) > 0 then
-    redis.call('PEXPIRE', KEYS[1], ARGV[2])
+    redis.call('SET', KEYS[1], '0', 'PX', ARGV[2])
     return 1
 end
 redis.call('DEL', KEYS[1])
 return 0
 """
+#: A wake that found its bot's task pending less than this long ago counts first (one
+#: script, no task message built); otherwise it builds the message and sets the flag.
+BUSY_S = 1.0
+_busy: dict[int, float] = {}
 
 
 def flag_key(bot_id: int) -> str:
@@ -94,9 +103,10 @@ def flag_key(bot_id: int) -> str:
 def wake(bot_ids: Iterable[int]) -> int:
     """Wake the ready-sends task of each of ``bot_ids``; how many tasks were pushed.
 
-    A bot with a task pending costs one script that counts the wake (the usual case under
-    load); only the others' task messages are built, and pushed by a second script (a
-    task may have ended between the two: that script counts a wake on a flag set since)."""
+    One script for all of them. A bot this process found with a task pending in the last
+    ``BUSY_S`` is counted first, without building a task message (the usual case under
+    load); the others' messages are built and go in the script that sets their flags (it
+    counts a wake on a flag set since, as the counting one does)."""
     bots = sorted(set(bot_ids))
     if not bots:
         return 0
@@ -105,10 +115,16 @@ def wake(bot_ids: Iterable[int]) -> int:
         for bot in bots:
             app.send_task(DELIVER_READY, kwargs={"bot_id": bot}, queue=SENDS_QUEUE)
         return len(bots)
-    client = redis_client(str(app.conf.broker_url))
-    scripts = _scripts(client)
-    counted = scripts.count(keys=[flag_key(bot) for bot in bots])
-    idle = [bot for bot, done in zip(bots, counted, strict=True) if not done]
+    scripts = _scripts(redis_client(str(app.conf.broker_url)))
+    now = time.monotonic()
+    busy = [bot for bot in bots if now - _busy.get(bot, -BUSY_S) < BUSY_S]
+    idle = [bot for bot in bots if bot not in busy]
+    if busy:
+        for bot, counted in zip(busy, scripts.count(keys=[flag_key(b) for b in busy]), strict=True):
+            if counted:
+                _busy[bot] = now
+            else:
+                idle.append(bot)
     if not idle:
         return 0
     args: list[str | bytes | int] = [int(FLAG_TTL_S * 1000)]
@@ -116,7 +132,13 @@ def wake(bot_ids: Iterable[int]) -> int:
         call = TaskCall(DELIVER_READY, SENDS_QUEUE, kwargs={"bot_id": bot})
         key, payload, _ = taskmsg.encode(app, call)
         args += [key, payload]
-    return int(scripts.wake(keys=[flag_key(bot) for bot in idle], args=args))
+    pushed = [int(p) for p in scripts.wake(keys=[flag_key(b) for b in idle], args=args)]
+    for bot, was_pushed in zip(idle, pushed, strict=True):
+        if was_pushed:  # the task it pushed will most likely be done by the next wake
+            _busy.pop(bot, None)
+        else:
+            _busy[bot] = now
+    return sum(pushed)
 
 
 def kick(bot_ids: Iterable[int]) -> int:
@@ -129,12 +151,6 @@ def kick(bot_ids: Iterable[int]) -> int:
         if taskmsg.supports(app):
             redis_client(str(app.conf.broker_url)).delete(*(flag_key(bot) for bot in bots))
     return wake(bots)
-
-
-def start(client: redis.Redis, bot_id: int) -> None:
-    """A round of the bot's task begins: the wakes so far are its to see; the flag is
-    (re)set for ``FLAG_TTL_S``."""
-    client.set(flag_key(bot_id), 0, px=int(FLAG_TTL_S * 1000))
 
 
 def finish(client: redis.Redis, bot_id: int, again_in: float | None = None) -> bool:
