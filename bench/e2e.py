@@ -35,6 +35,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import redis
+
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
@@ -216,6 +218,12 @@ def run(home: Path, steps: list[float], step_s: float, durable: bool) -> list[St
             flood = sim.stats()["flood_errors"]
             if flood:
                 print(f"  the simulator answered {flood} FLOOD_WAIT")
+            sends = redis.Redis.from_url(env["REDIS_URL"]).hgetall("tgfleet:metrics:sends")
+            rounds, batched = int(sends.get(b"ready_rounds", 0)), int(sends.get(b"batched", 0))
+            print(
+                f"  {batched} replies went in {rounds} rounds of the bots' ready-sends tasks "
+                f"({batched / max(rounds, 1):.2f} a round, over every step)"
+            )
             return results
     finally:
         if group is not None:
