@@ -1,13 +1,22 @@
-"""Delivery's bookkeeping on real PostgreSQL: a stable random_id per row, and claims that
-are won once until their lease expires."""
+"""Delivery's bookkeeping on real PostgreSQL: a stable random_id per row, claims that
+are won once until their lease expires, and what the sweep counts as lost."""
 
 from __future__ import annotations
 
-from sqlalchemy import insert, select
+from datetime import timedelta
+
+from sqlalchemy import func, insert, select, update
 
 from tgfleet.db import Outbox, OutboxStatus, session_scope
 from tgfleet.platform.settings import Settings
-from tgfleet.sends.delivery import claim, claim_many, mark_sent, mark_sent_many, random_id_for
+from tgfleet.sends.delivery import (
+    claim,
+    claim_many,
+    mark_sent,
+    mark_sent_many,
+    overdue,
+    random_id_for,
+)
 from tgfleet.sends.outbox import answer_row, edit_row, queue_message
 
 
@@ -99,3 +108,44 @@ def test_a_batch_claims_its_plain_sends_once_and_marks_them_sent_in_one_go(
     assert second.status is OutboxStatus.QUEUED and second.next_attempt_at.year < 9999
     assert stored[upload].status is OutboxStatus.QUEUED
     assert stored[edit].status is OutboxStatus.QUEUED
+
+
+def test_the_sweep_sees_a_lost_reply_not_one_waiting_behind_its_chat_s_first(
+    migrated: Settings, bot_id: int
+) -> None:
+    def an_hour_overdue(chat: int, text: str) -> int:
+        with session_scope(migrated, bot_id=bot_id) as s:
+            outbox_id = queue_message(s, bot_id, chat, text).id
+            s.execute(
+                update(Outbox)
+                .where(Outbox.bot_id == bot_id, Outbox.id == outbox_id)
+                .values(next_attempt_at=func.now() - timedelta(hours=1))
+            )
+        return outbox_id
+
+    def sweep() -> tuple[list[tuple[int, int]], list[int]]:
+        with session_scope(migrated, role="admin") as s:
+            return overdue(s, migrated, [bot_id])
+
+    # Given two replies to chat 42 an hour overdue, the first of them retrying
+    first, second = an_hour_overdue(42, "first"), an_hour_overdue(42, "second")
+    with session_scope(migrated, bot_id=bot_id) as s:
+        s.execute(
+            update(Outbox)
+            .where(Outbox.bot_id == bot_id, Outbox.id == first)
+            .values(status=OutboxStatus.RETRYING)
+        )
+    # When the sweep looks for what was lost
+    # Then the retrying one gets a deliver task, and the second is not lost: it waits
+    assert sweep() == ([(first, bot_id)], [])
+    # And a reply to chat 43 that lost its task is its bot's ready-sends task's again
+    other = an_hour_overdue(43, "other")
+    assert sweep() == ([], [bot_id])
+    with session_scope(migrated, bot_id=bot_id) as s:
+        found = s.execute(select(Outbox.id, Outbox.status).where(Outbox.bot_id == bot_id))
+        status = {outbox_id: value for outbox_id, value in found}
+    assert status == {
+        first: OutboxStatus.RETRYING,
+        second: OutboxStatus.QUEUED,
+        other: OutboxStatus.QUEUED,
+    }

@@ -23,7 +23,7 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Row, and_, func, inspect, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from tgfleet.db import Bot, Event, Outbox, OutboxOp, OutboxStatus, TgUser
 from tgfleet.db.prepared import Prepared, execute
@@ -40,6 +40,8 @@ BLOCKED_REASON = "the user blocked the bot"
 #: What a later part of a text (or a later reply of one handler run) fails with.
 EARLIER_FAILED = "an earlier part of this text (or a message it followed) failed"
 _CLAIMABLE = (OutboxStatus.QUEUED, OutboxStatus.RETRYING)
+#: A reply in one of these is still to go: the ones after it to its chat wait for it.
+_OPEN = (*_CLAIMABLE, OutboxStatus.SENDING)
 #: (attribute, column) of every column of ``outbox``: the claim returns the whole row,
 #: which the request is built from.
 _FIELDS = tuple((prop.key, prop.columns[0].name) for prop in inspect(Outbox).column_attrs)
@@ -434,21 +436,35 @@ def overdue(
     Each of the first becomes ``retrying``, due now: the next sweep leaves it alone for
     ``send_lease_s`` while its new task is on its way. A queued plain send (a reply) is
     left as it is: its bot's ready-sends task sends it in its chat's order (a ``deliver``
-    task of its own could overtake the replies before it). Run with ``role="admin"``.
+    task of its own could overtake the replies before it), and one behind an earlier open
+    reply to its chat is not overdue at all: it waits for that one (retried, say).
+    Run with ``role="admin"``.
     """
     from tgfleet.sends.outbox import is_plain_send
 
-    found = session.execute(
-        select(
-            Outbox.bot_id, Outbox.id, Outbox.status, Outbox.op, Outbox.broadcast_id, Outbox.media
+    earlier = aliased(Outbox)
+    behind = (
+        select(earlier.id)
+        .where(
+            earlier.bot_id == Outbox.bot_id,
+            earlier.chat_id == Outbox.chat_id,
+            earlier.id < Outbox.id,
+            earlier.status.in_(_OPEN),
+            earlier.op == OutboxOp.SEND,
+            earlier.broadcast_id.is_(None),
         )
+        .exists()
+    )
+    found = session.execute(
+        select(Outbox.bot_id, Outbox.id, Outbox.status, Outbox.op, Outbox.broadcast_id)
+        .add_columns(Outbox.media, behind.label("behind"))
         .where(_overdue_condition(settings, extra_s), Outbox.bot_id.in_(bot_ids))
         .order_by(Outbox.next_attempt_at)
         .limit(limit)
-        .with_for_update(skip_locked=True)
+        .with_for_update(of=Outbox, skip_locked=True)
     ).all()
     waiting = [r.status == OutboxStatus.QUEUED and is_plain_send(r) for r in found]
-    replies = {r.bot_id for r, reply in zip(found, waiting, strict=True) if reply}
+    replies = {r.bot_id for r, reply in zip(found, waiting, strict=True) if reply and not r.behind}
     rows = [(r.id, r.bot_id) for r, reply in zip(found, waiting, strict=True) if not reply]
     for outbox_id, bot_id in rows:
         # A stale ``sending`` claim is released here (its worker is gone).
