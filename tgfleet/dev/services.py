@@ -24,6 +24,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import redis
 from cryptography.fernet import Fernet
 
 from tgfleet.dev.host import (
@@ -309,11 +310,23 @@ class DevServices:
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             pid_text = pidfile.read_text().strip() if pidfile.exists() else ""
-            if pid_text.isdigit() and port_open(state.redis_port):
+            if pid_text.isdigit() and port_open(state.redis_port) and _redis_ready(state):
                 state.redis_pid = int(pid_text)
                 return
             time.sleep(0.05)
         raise ServiceError(f"redis-server did not answer on port {state.redis_port}")
+
+
+def _redis_ready(state: DevState) -> bool:
+    """Redis answers commands: its port opens before it has loaded its append-only file
+    (until then every command gets LOADING), which takes a while on a busy machine."""
+    client = redis.Redis(host="127.0.0.1", port=state.redis_port, socket_timeout=2)
+    try:
+        return bool(client.ping())
+    except redis.RedisError:
+        return False
+    finally:
+        client.close()
 
 
 def _wait_gone(pid: int | None, timeout: float = 20.0) -> None:
