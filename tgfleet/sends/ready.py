@@ -32,6 +32,7 @@ from sqlalchemy.orm import Session
 from telethon import errors
 
 from tgfleet.db import Outbox
+from tgfleet.db.models import OPEN_REPLIES
 from tgfleet.db.prepared import Prepared, execute
 from tgfleet.sends import delivery, wake
 from tgfleet.sends.batch import BatchOutcome, chat_kinds, come_back, hand_off, send_round
@@ -42,17 +43,16 @@ from tgfleet.sends.sender import Sender
 
 log = logging.getLogger(__name__)
 
-#: The open rows' statuses: a chat's first one decides whether the chat waits.
-_OPEN = "status IN ('queued', 'retrying', 'sending')"
-#: (id, chat_id, more) of up to $2 chats' first open rows that are ready, oldest first;
-#: ``more``: the chat has other open rows behind it.
+#: (id, chat_id, more) of up to $2 chats' first open replies (``OPEN_REPLIES``, the
+#: predicate of the index it reads) that are ready, oldest first; ``more``: the chat has
+#: other open rows behind it.
 _READY = Prepared(
     "tgfleet_outbox_ready_v1",
     ("bigint", "integer"),
     "SELECT id, chat_id, open > 1 AS more FROM ("
     " SELECT DISTINCT ON (chat_id) id, chat_id, status, next_attempt_at, media,"
     "  count(*) OVER (PARTITION BY chat_id) AS open"
-    f" FROM outbox WHERE bot_id = $1 AND {_OPEN} AND op = 'send' AND broadcast_id IS NULL"
+    f" FROM outbox WHERE bot_id = $1 AND {OPEN_REPLIES}"
     " ORDER BY chat_id, id"
     ") AS first"
     " WHERE status = 'queued' AND next_attempt_at <= now()"
