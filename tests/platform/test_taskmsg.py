@@ -105,3 +105,22 @@ def test_a_task_sent_again_keeps_its_id(settings: Settings, broker: redis.Redis)
     message, _ = _decoded(mine[0])
     broker.lrem("sends", 1, mine[0])
     assert message["headers"]["id"] == message["properties"]["correlation_id"] == task_id
+
+
+def test_big_arguments_are_cut_in_the_headers_not_in_the_body(
+    settings: Settings, broker: redis.Redis
+) -> None:
+    # Given a task whose argument is far bigger than Celery's repr limit (an update)
+    app = make_celery(settings)
+    update = {"text": "x" * 5000}
+    call = TaskCall("tgfleet.maintenance.ping", "taskmsg-big", args=[update], kwargs=update)
+    (task_id,) = taskmsg.publish(app, [call])
+    # When the message is read back
+    message, body = _decoded(broker.rpop("taskmsg-big"))  # type: ignore[arg-type]
+    # Then its reprs are cut as send_task cuts them, and the body carries it whole
+    headers = message["headers"]
+    assert headers["id"] == task_id
+    assert len(headers["argsrepr"]) <= app.amqp.argsrepr_maxsize
+    assert len(headers["kwargsrepr"]) <= app.amqp.kwargsrepr_maxsize
+    assert headers["argsrepr"].startswith("({'text': 'xxx") and headers["argsrepr"].endswith("...")
+    assert body[0] == [update] and body[1] == update

@@ -80,8 +80,8 @@ def encode(app: Celery, call: TaskCall) -> tuple[str, bytes, str]:
         root_id=root_id,
         parent_id=parent_id,
         ignore_result=None,
-        argsrepr=repr(tuple(call.args)),
-        kwargsrepr=repr(call.kwargs),
+        argsrepr=_cut(repr(tuple(call.args)), app.amqp.argsrepr_maxsize),
+        kwargsrepr=_cut(repr(call.kwargs), app.amqp.kwargsrepr_maxsize),
     )
     headers, properties = message.headers, message.properties
     before_task_publish.send(
@@ -112,3 +112,9 @@ def encode(app: Celery, call: TaskCall) -> tuple[str, bytes, str]:
     }
     _, _, payload = dumps(transport_message, serializer="json")
     return prefix + call.queue, payload.encode() if isinstance(payload, str) else payload, task_id
+
+
+def _cut(text: str, limit: int) -> str:
+    """``text`` cut to ``limit`` characters, as ``send_task`` cuts its reprs (the
+    arguments themselves travel in the body; the repr is for monitors and logs)."""
+    return text if len(text) <= limit else text[: max(limit - 3, 0)] + "..."
