@@ -126,3 +126,34 @@ def test_a_message_whose_predecessor_never_came_runs_late_with_a_dead_letter(
         "last_handled": None,
     }
     assert "ran without message 1" in row[0]
+
+
+def test_a_gap_is_dead_lettered_even_when_the_late_message_s_handler_fails(
+    migrated: Settings, bot_id: int
+) -> None:
+    def handler(session: Session, inbound: InboundMessage) -> None:
+        raise RuntimeError("handler bug")
+
+    # Given message 2 of a chat whose message 1 never came, waiting past CHAIN_STALL_S
+    deliver(migrated, envelope(bot_id, 2, "second", prev=1), handler)
+    query(
+        migrated,
+        "UPDATE messages SET created_at = created_at - interval '31 seconds' "
+        "WHERE bot_id = %s RETURNING 1",
+        bot_id,
+    )
+    # When it runs and its handler raises (its transaction rolls back)
+    drain_chat(migrated, bot_id, 777, handler)
+    # Then both are dead-lettered: the gap it ran after, and its own failure
+    dead = query(
+        migrated,
+        "SELECT coalesce(payload->>'kind', 'handler'), reason FROM dead_updates "
+        "WHERE bot_id = %s ORDER BY id",
+        bot_id,
+    )
+    assert [kind for kind, _ in dead] == ["chain_gap", "handler"]
+    assert "ran without message 1" in dead[0][1]
+    assert dead[1][1] == "handler error: RuntimeError('handler bug')"
+    assert query(
+        migrated, "SELECT count(*) FROM messages WHERE bot_id = %s AND processed_at IS NULL", bot_id
+    ) == [(0,)]

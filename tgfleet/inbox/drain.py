@@ -30,17 +30,19 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session
 from telethon.tl import types
 
-from tgfleet.db import DeadUpdate, Message, MessageDirection, session_scope
+from tgfleet.db import Message, MessageDirection, session_scope
 from tgfleet.db.entities import upsert_entities
 from tgfleet.db.prepared import execute, execute_batch
 from tgfleet.db.session import context_sent_with
 from tgfleet.inbox.failures import (
     HANDLER_RETRY_LIMIT,
+    ChainGap,
     HandlerFailed,
     HandlerRaised,
     HandlerRetry,
     mark_dead,
     mark_retry,
+    record_gap,
     retry_of,
 )
 from tgfleet.inbox.record import (
@@ -58,7 +60,6 @@ from tgfleet.inbox.record import (
 )
 from tgfleet.platform.envelope import Envelope, classify
 from tgfleet.platform.errors import RetryLater
-from tgfleet.platform.metrics import metrics
 from tgfleet.platform.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -250,7 +251,9 @@ def _handle_first(
         return Step("empty")
     row, more = rows[0], len(rows) > 1
     last = row.last_processed_message_id
-    gap = row.prev is not None and (last is None or row.prev > last)
+    gap = None
+    if row.prev is not None and (last is None or row.prev > last):
+        gap = ChainGap(chat_id, int(row.tg_message_id or 0), row.prev, last)
     if gap and row.created_at > datetime.now(UTC) - timedelta(seconds=CHAIN_STALL_S):
         return Step("wait")
     retried = retry_of(row)
@@ -281,7 +284,7 @@ def _handle_first(
                 raise HandlerRetry(chat_id, tg_message_id, key, error, attempts) from None
             reason = f"handler asked to retry {attempts} times, gave up: {error.reason}"[:500]
             raise HandlerFailed(
-                chat_id, tg_message_id, error, key, raised.on_dead, reason
+                chat_id, tg_message_id, error, key, raised.on_dead, reason, gap
             ) from None
         log.error(
             "handler failed on %s %s of chat %s",
@@ -290,40 +293,15 @@ def _handle_first(
             chat_id,
             exc_info=error,
         )
-        raise HandlerFailed(chat_id, tg_message_id, error, key, raised.on_dead) from error
+        raise HandlerFailed(chat_id, tg_message_id, error, key, raised.on_dead, gap=gap) from error
     if gap:
-        _record_gap(session, bot_id, chat_id, row, last)
+        record_gap(session, bot_id, gap)
     mark = (MARK_PROCESSED, (bot_id, chat_id, row.id, row.created_at, tg_message_id))
     if effects is None:
         execute_batch(session, [mark])
     else:
         effects.written(session, execute_batch(session, effects.calls([mark])))
     return Step("ok", more)
-
-
-def _record_gap(session: Session, bot_id: int, chat_id: int, row: Any, last: int | None) -> None:
-    """The dead letter of a chat's chain gap: ``row`` ran without its predecessor."""
-    reason = (
-        f"message {row.tg_message_id} of chat {chat_id} ran without message {row.prev}, "
-        f"which came before it and was not recorded within {CHAIN_STALL_S:.0f}s "
-        f"(last handled: {last}): it was dead-lettered, or lost before it reached the inbox"
-    )
-    log.error("chain gap: %s", reason)
-    metrics().dead_letters.labels("chain_gap").inc()
-    session.add(
-        DeadUpdate(
-            bot_id=bot_id,
-            dedupe_key=None,
-            reason=reason,
-            payload={
-                "kind": "chain_gap",
-                "chat": chat_id,
-                "message": int(row.tg_message_id or 0),
-                "missing": row.prev,
-                "last_handled": last,
-            },
-        )
-    )
 
 
 def is_key_processed(session: Session, bot_id: int, chat_id: int, key: str) -> bool:

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import time
 import traceback
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import text
@@ -23,6 +25,7 @@ from telethon.extensions import BinaryReader
 from tgfleet.db import DeadUpdate
 from tgfleet.db.prepared import Call, execute_batch
 from tgfleet.inbox.record import (
+    CHAIN_STALL_S,
     MARK_PROCESSED,
     NEW_CONVERSATION,
     HandlerEffects,
@@ -31,6 +34,8 @@ from tgfleet.inbox.record import (
 from tgfleet.platform.envelope import KIND_BOT_STOPPED
 from tgfleet.platform.errors import RetryLater
 from tgfleet.platform.metrics import metrics
+
+log = logging.getLogger(__name__)
 
 #: How many times a handler may ask to run an update again (RetryLater) before the
 #: update is dead-lettered; a bot's ``settings["handler_retry_limit"]`` overrides it.
@@ -54,9 +59,21 @@ class HandlerRaised(Exception):
         self.retry_limit = retry_limit
 
 
+@dataclass(frozen=True)
+class ChainGap:
+    """Message ``message`` of chat ``chat_id`` runs without ``missing``, the message the
+    listener published before it (its ``prev``), which was not recorded in time."""
+
+    chat_id: int
+    message: int
+    missing: int
+    last_handled: int | None
+
+
 class HandlerFailed(Exception):
     """A handler raised: the transaction is rolled back and the message dead-lettered
-    (and ``on_dead`` written with the dead letter)."""
+    (and ``on_dead`` written with the dead letter). ``gap``: the message ran without its
+    predecessor, whose dead letter the rollback took with it."""
 
     def __init__(
         self,
@@ -66,6 +83,7 @@ class HandlerFailed(Exception):
         key: str | None = None,
         on_dead: HandlerEffects | None = None,
         reason: str | None = None,
+        gap: ChainGap | None = None,
     ) -> None:
         super().__init__(reason or f"handler error: {error!r:.300}")
         self.chat_id = chat_id
@@ -74,6 +92,7 @@ class HandlerFailed(Exception):
         self.key = key
         self.reason = reason or f"handler error: {error!r:.300}"
         self.on_dead = on_dead
+        self.gap = gap
         lines = traceback.format_exception(type(error), error, error.__traceback__, limit=8)
         self.traceback = "".join(lines)[-4000:]
 
@@ -156,10 +175,13 @@ def mark_retry(session: Session, bot_id: int, retry: HandlerRetry) -> None:
 
 def mark_dead(session: Session, bot_id: int, failure: HandlerFailed) -> None:
     """With the chat lock held: dead-letter the failed message and mark it processed,
-    writing the failure's ``on_dead`` effects with it."""
+    writing the failure's ``on_dead`` effects with it (and the dead letter of the chain
+    gap it ran after, if it did)."""
     row = _waiting_row(session, bot_id, failure.chat_id, failure.tg_message_id, failure.key)
     if row is None:
         return
+    if failure.gap is not None:
+        record_gap(session, bot_id, failure.gap)
     metrics().dead_letters.labels("handler_failed").inc()
     which = failure.key or str(failure.tg_message_id)
     if row.kind == KIND_BOT_STOPPED:  # the block stands even if a handler of it failed
@@ -186,3 +208,29 @@ def mark_dead(session: Session, bot_id: int, failure: HandlerFailed) -> None:
         execute_batch(session, marks)
     else:
         failure.on_dead.written(session, execute_batch(session, failure.on_dead.calls(marks)))
+
+
+def record_gap(session: Session, bot_id: int, gap: ChainGap) -> None:
+    """The dead letter of a chat's chain gap, in ``session``'s transaction."""
+    reason = (
+        f"message {gap.message} of chat {gap.chat_id} ran without message {gap.missing}, "
+        f"which came before it and was not recorded within {CHAIN_STALL_S:.0f}s "
+        f"(last handled: {gap.last_handled}): it was dead-lettered, or lost before it "
+        "reached the inbox"
+    )
+    log.error("chain gap: %s", reason)
+    metrics().dead_letters.labels("chain_gap").inc()
+    session.add(
+        DeadUpdate(
+            bot_id=bot_id,
+            dedupe_key=None,
+            reason=reason,
+            payload={
+                "kind": "chain_gap",
+                "chat": gap.chat_id,
+                "message": gap.message,
+                "missing": gap.missing,
+                "last_handled": gap.last_handled,
+            },
+        )
+    )
