@@ -6,16 +6,19 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 import urllib.request
 from pathlib import Path
 
 import pytest
+from prometheus_client import CollectorRegistry
 from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.waiting import wait_until
 from tgfleet.ops.health import collect_snapshot
 from tgfleet.ops.metrics import family_names
+from tgfleet.platform import metrics as metrics_module
 from tgfleet.platform.beat import LOCK_KEY
 from tgfleet.platform.metrics import Endpoint, announced, endpoints, file_sd
 from tgfleet.platform.settings import Settings
@@ -158,3 +161,19 @@ def test_a_process_with_metrics_off_serves_none(
     wait_for_log(beat, LOCK_KEY, 60)
     # Then it announced no endpoint
     assert beat.process.pid not in {e.pid for e in endpoints(tgfleet_settings)}
+
+
+def test_the_endpoint_serves_its_registry_and_stops_at_once() -> None:
+    # Given a registry served on a free local port
+    registry = CollectorRegistry()
+    metrics_module.Metrics(registry).updates_received.labels("7").inc()
+    server = metrics_module._serve("127.0.0.1", 0, registry)
+    # Then a scrape reads it
+    url = f"http://127.0.0.1:{server.server_port}/metrics"
+    with urllib.request.urlopen(url, timeout=5) as response:
+        assert 'tgfleet_updates_received_total{bot="7"} 1.0' in response.read().decode()
+    # And stopping it takes a poll of SERVE_POLL_S, not socketserver's half second
+    started = time.monotonic()
+    server.shutdown()
+    server.server_close()
+    assert time.monotonic() - started < 0.3

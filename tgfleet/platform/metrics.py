@@ -31,11 +31,13 @@ import os
 import shutil
 import socket
 import tempfile
+import threading
 import time
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Protocol
+from wsgiref.simple_server import WSGIRequestHandler, make_server
 
 from prometheus_client import (
     CollectorRegistry,
@@ -43,9 +45,10 @@ from prometheus_client import (
     Gauge,
     Histogram,
     disable_created_metrics,
-    start_http_server,
+    make_wsgi_app,
 )
 from prometheus_client import values as prometheus_values
+from prometheus_client.exposition import ThreadingWSGIServer
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
@@ -241,7 +244,7 @@ def serve(
         _current = Metrics(registry)
     for collector in collectors:
         registry.register(collector)
-    server, _ = start_http_server(settings.metrics_port, settings.metrics_host, registry)
+    server = _serve(settings.metrics_host, settings.metrics_port, registry)
     host = settings.metrics_host
     if host in ("0.0.0.0", "::", ""):
         host = socket.gethostname()
@@ -254,6 +257,32 @@ def serve(
     _served = _Served(endpoint, server, announcer, pool_dir)
     log.info("metrics of this %s at %s", role, endpoint.url)
     return endpoint
+
+
+#: How often the endpoint's thread looks for a stop (``socketserver``'s default, 0.5 s,
+#: was the most of what stopping a worker took).
+SERVE_POLL_S = 0.05
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:  # a line per scrape otherwise
+        pass
+
+
+def _serve(host: str, port: int, registry: CollectorRegistry) -> ThreadingWSGIServer:
+    """``registry`` over HTTP on ``host:port`` (0: any free port) from a daemon thread:
+    prometheus_client's ``start_http_server``, with a shutdown that takes SERVE_POLL_S."""
+    family = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM)[0][0]
+
+    class Server(ThreadingWSGIServer):
+        address_family = family
+
+    server = make_server(host, port, make_wsgi_app(registry), Server, _QuietHandler)
+    thread = threading.Thread(
+        target=server.serve_forever, args=(SERVE_POLL_S,), name="tgfleet-metrics", daemon=True
+    )
+    thread.start()
+    return server
 
 
 def stop() -> None:
