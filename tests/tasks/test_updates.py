@@ -24,7 +24,9 @@ from tests.support.waiting import log_tail, wait_until
 from tgfleet.dev.processes import Child
 from tgfleet.dev.services import DevServices, restart_redis
 from tgfleet.inbox import chat_lock_key
+from tgfleet.listeners.publisher import QueuedEnvelopes
 from tgfleet.platform.celery_app import make_celery
+from tgfleet.platform.envelope import Envelope, decode
 from tgfleet.platform.names import HANDLE_UPDATE_BATCH, ORPHAN_DEAD_LETTERS
 from tgfleet.platform.settings import Settings
 
@@ -164,6 +166,45 @@ def test_second_listener_takes_over_and_catches_up(
     wait_until(lambda: len(inbound(sim_settings, [bot])) == 6, 60, "the missed messages")
     texts = sorted(r[3] for r in inbound(sim_settings, [bot]))
     assert texts == sorted(["before"] + [f"during {n}" for n in range(5)])
+
+
+def test_a_listener_that_takes_over_goes_on_with_each_chat_s_order_chain(
+    sim_settings: Settings,
+    simulator: Any,
+    make_bot: Callable[..., dict[str, Any]],
+    start_listener: Callable[..., Child],
+    start_worker: Callable[..., Child],
+    sim_env: dict[str, str],
+) -> None:
+    # Given a listener that published a chat's message, which no worker has taken yet
+    bot = make_bot(app="echo")["id"]
+    user = simulator.create_user("Di")["id"]
+    queued = QueuedEnvelopes(redis.Redis.from_url(sim_settings.redis_url))
+    queued()
+
+    def of_bot() -> list[Envelope]:
+        queued()
+        return [e for e in map(decode, queued.envelopes) if e.bot_id == bot]
+
+    first = start_listener([bot])
+    listening(first, [bot])
+    simulator.send(user, bot, "one")
+    (one,) = wait_until(of_bot, 30, "the first envelope")
+    # When that listener stops and another one takes the bot over
+    first.process.send_signal(signal.SIGTERM)
+    first.process.wait(timeout=30)
+    second = start_listener([bot])
+    listening(second, [bot])
+    simulator.send(user, bot, "two")
+    # Then the chat's first message from the new listener names the old one's last
+    _, two = wait_until(lambda: of_bot() if len(of_bot()) == 2 else None, 30, "the second")
+    assert one.prev_id is None and one.msg_id is not None
+    assert (two.chat_id, two.prev_id) == (one.chat_id, one.msg_id)
+    # And the workers handle them in that order, with no gap
+    start_worker(queues="updates", concurrency=2, extra_env=sim_env)
+    wait_until(lambda: len(replies(sim_settings, [bot]).get((bot, user), [])) == 2, 60, "replies")
+    assert replies(sim_settings, [bot])[(bot, user)] == ["one", "two"]
+    assert query(sim_settings, "SELECT count(*) FROM dead_updates WHERE bot_id = %s", bot) == [(0,)]
 
 
 def test_a_listener_without_a_session_logs_in_then_catches_up(

@@ -129,6 +129,10 @@ class UpdateState(Base):
     qts: Mapped[int] = mapped_column(BigInteger, server_default="0")
     date: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     seq: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    #: Chat id -> [the last inbound message id published for it, unix time], for the
+    #: chats published to in the last ``CHAIN_KEEP_S``: where a listener that takes over
+    #: goes on with each chat's order chain (``prev``).
+    chains: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     updated_at: Mapped[datetime] = updated_column()
 
 

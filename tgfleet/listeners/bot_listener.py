@@ -35,6 +35,12 @@ log = logging.getLogger(__name__)
 NODE_ROLE = "listener"
 #: Update state is saved this long after a publish (batching the next ones).
 SAVE_DELAY_S = 0.5
+#: How long a chat's chain tail (its last published message) is saved with the state for
+#: a listener that takes over: four times the inbox's CHAIN_STALL_S, after which that
+#: message has run or its successor stopped waiting for it.
+CHAIN_KEEP_S = 120.0
+#: Most chain tails saved (the chats published to last).
+CHAIN_TAILS_MAX = 10_000
 
 
 class DifferenceStates(MessageBox):
@@ -85,6 +91,11 @@ class BotListener:
         self.node = fleet.node_name(NODE_ROLE)
         #: Last inbound message id published per chat: the order chain for workers.
         self._prev: dict[int, int] = {}
+        #: Chat -> (last inbound message id, unix time) of the publishes done (Redis took
+        #: them), oldest first: saved with the update state (``CHAIN_KEEP_S``).
+        self._tails: dict[int, tuple[int, float]] = {}
+        #: The tails the listener before this one saved, for each chat's first message.
+        self._inherited: dict[int, int] = {}
         self._published: SavedState | None = None
         self._saved: SavedState | None = None
         self._save_task: asyncio.Task[None] | None = None
@@ -122,6 +133,9 @@ class BotListener:
         settings, bot_id = self.settings, self.bot_id
         session = await asyncio.to_thread(fleet.load_session, settings, bot_id, self.node)
         state = await asyncio.to_thread(fleet.load_update_state, settings, bot_id)
+        tails = await asyncio.to_thread(fleet.load_chain_tails, settings, bot_id, CHAIN_KEEP_S)
+        self._tails = {**tails, **self._tails}
+        self._inherited = {chat: message for chat, (message, _) in tails.items()}
         client = make_client(
             settings, session, receive_updates=True, catch_up=True, sequential_updates=True
         )
@@ -224,7 +238,11 @@ class BotListener:
         # is a press, a block or a membership change (the order chain, ``prev``).
         kind, _, chat_id, msg_id = classify(update)
         chain = chat_id if kind in ORDERED_KINDS else None  # the chat whose order it takes
-        prev = None if chain is None else self._prev.get(chain)
+        prev = None
+        if chain is not None:
+            prev = self._prev.get(chain)
+            if prev is None:
+                prev = self._inherited_tail(chain, msg_id)
         with span("tgfleet.publish", "producer", attributes={"tgfleet.bot": self.bot_id}):
             envelope = encode(
                 self.bot_id,
@@ -237,6 +255,8 @@ class BotListener:
 
             def published() -> None:
                 self._advance(pts, date, qts, after)
+                if chain is not None and msg_id is not None:
+                    self._tail(chain, msg_id)
                 metrics().updates_published.labels(bot).inc()
 
             await self.publisher.publish(envelope, published)
@@ -244,6 +264,34 @@ class BotListener:
             self._prev[chain] = msg_id
         self.updates += 1
         self.last_update_at = time.time()
+
+    def _inherited_tail(self, chat_id: int, msg_id: int | None) -> int | None:
+        """The last message of ``chat_id`` the listener before this one published (saved
+        with the state this one started from), if it came before ``msg_id``: the old
+        listener's messages may still be on their way to the workers, and the chat's
+        first message from this one waits for it as the old one's next would have."""
+        tail = self._inherited.pop(chat_id, None)
+        if tail is None or msg_id is None or tail >= msg_id:
+            return None
+        return tail
+
+    def _tail(self, chat_id: int, msg_id: int) -> None:
+        """``msg_id`` was published for ``chat_id``: the chat's tail, newest last."""
+        tails = self._tails
+        tails.pop(chat_id, None)
+        tails[chat_id] = (msg_id, time.time())
+        if len(tails) > CHAIN_TAILS_MAX:
+            del tails[next(iter(tails))]
+
+    def _recent_tails(self) -> dict[int, tuple[int, float]]:
+        """The tails of the last CHAIN_KEEP_S (older ones are dropped): what is saved."""
+        tails, oldest = self._tails, time.time() - CHAIN_KEEP_S
+        while tails:
+            chat_id = next(iter(tails))
+            if tails[chat_id][1] >= oldest:
+                break
+            del tails[chat_id]
+        return dict(tails)
 
     def _advance(
         self,
@@ -289,7 +337,10 @@ class BotListener:
         """Persist the published state if it moved (called periodically and at stop)."""
         state = self._published
         if state is not None and state != self._saved:
-            await asyncio.to_thread(fleet.save_update_state, self.settings, self.bot_id, state)
+            tails = self._recent_tails()
+            await asyncio.to_thread(
+                fleet.save_update_state, self.settings, self.bot_id, state, tails
+            )
             self._saved = state
 
     async def stop(self) -> None:
