@@ -5,7 +5,7 @@ Revises: 0107
 Create Date: 2026-12-07
 
 ``update_state.chains`` maps a chat to the last inbound message id the listener published
-for it (and when), for the chats of the last two minutes, saved in the same statement as
+for it (and when), for the chats of the last minute, saved in the same statement as
 the state it belongs to. A listener that takes a bot over reads it, so the first message
 it publishes for such a chat names its predecessor (``prev``) and waits for it, as the
 old listener's next message would have. A nullable column without a default: adding it

@@ -36,11 +36,11 @@ NODE_ROLE = "listener"
 #: Update state is saved this long after a publish (batching the next ones).
 SAVE_DELAY_S = 0.5
 #: How long a chat's chain tail (its last published message) is saved with the state for
-#: a listener that takes over: four times the inbox's CHAIN_STALL_S, after which that
-#: message has run or its successor stopped waiting for it.
-CHAIN_KEEP_S = 120.0
-#: Most chain tails saved (the chats published to last).
-CHAIN_TAILS_MAX = 10_000
+#: a listener that takes over: twice the inbox's CHAIN_STALL_S, after which that message
+#: has run or its successor stopped waiting for it.
+CHAIN_KEEP_S = 60.0
+#: Most chain tails saved (the chats published to last): a save writes them all.
+CHAIN_TAILS_MAX = 5_000
 
 
 class DifferenceStates(MessageBox):
