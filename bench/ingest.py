@@ -3,9 +3,12 @@
 (a) listener publish rate vs bare kombu publishes of the same payloads (goal >= 0.7x);
 (b) update -> committed row latency at 200 msg/s (goal p50 <= 30 ms, p99 <= 200 ms);
 (c) sustained updates/s with 2 worker processes vs celery_baseline's one-INSERT rate
-    (goal >= 0.5x), vs a "monolith": one Telethon process doing the same handler work
+    (goal >= 1.0x), vs a "monolith": one Telethon process doing the same handler work
     inline, and vs the same workers with kombu's BRPOP in place of the hand-off
     (``handoff_ratio_brpop``: what not losing a message on the way costs), in one run.
+    This shared machine's speed swings from minute to minute, so the sustained rate and
+    the baseline are measured side by side, ``PAIRS`` times; ``throughput_ratio_celery``
+    is the mean of the pairs' ratios (each printed).
 Brings up its own PostgreSQL, Redis and simulator; the bots run the echo app (one
 inbound row, one outbox row and one event per message). Task events are off.
 
@@ -50,6 +53,9 @@ from tgfleet.simulator import FloodLimits, SimulatorThread  # noqa: E402
 
 #: Private chats the benchmark's traffic is spread over (one user per chat).
 CHATS = 100
+#: How many times (c) measures the sustained rate and the baseline, one right after the
+#: other.
+PAIRS = 2
 
 
 def wait_for(predicate: Any, timeout: float, what: str, poll: float = 0.005) -> None:
@@ -243,9 +249,15 @@ def run(
         # interleaved over the chats, as real traffic does; once as tgfleet runs, then
         # with kombu's own BRPOP in place of the hand-off (TGFLEET_BROKER_HANDOFF=false),
         # which shows what the hand-off costs
-        for key, handoff in (("sustained_rate", "true"), ("brpop_rate", "false")):
-            rate = sustained_rate(settings, sim, broker, group, bot["id"], users, n, handoff)
-            results[key] = rate
+        results["pairs"] = []
+        for pair in range(PAIRS):
+            rate = sustained_rate(settings, sim, broker, group, bot["id"], users, n, "true")
+            baseline = run_baseline(env, tmp / f"baseline-{pair}", 3000)
+            results["pairs"].append((rate, baseline["insert"]))
+        results["sustained_rate"] = statistics.mean(rate for rate, _ in results["pairs"])
+        results["brpop_rate"] = sustained_rate(
+            settings, sim, broker, group, bot["id"], users, n, "false"
+        )
         # Let (c) settle: updates that found their predecessor still in flight in the
         # other worker were handled by that worker's drain, and their safety-net retries
         # (CHAIN_STALL_S later) find nothing to do; (b) starts once they have run, on
@@ -269,7 +281,6 @@ def run(
             sim, settings, broker, bot["id"], users, rate=200.0, seconds=latency_s
         )
     results["monolith_rate"] = monolith_rate(settings, sim, min(n, 2000))
-    results["baseline"] = run_baseline(env, tmp, 3000)
     broker.close()
     return results
 
@@ -327,7 +338,7 @@ def print_results(r: dict[str, Any], n: int) -> None:
     lat = sorted(r["latencies_ms"])
     p50 = statistics.median(lat)
     p99 = lat[min(len(lat) - 1, int(len(lat) * 0.99))]
-    base_insert = r["baseline"]["insert"]
+    celery_ratio = statistics.mean(rate / base for rate, base in r["pairs"])
     publish_ratio = r["listener_rate"] / r["bare_rate"]
     print(f"ingest benchmark ({n} messages, echo app, task events off, {os.cpu_count()} cores)")
     print(
@@ -342,14 +353,15 @@ def print_results(r: dict[str, Any], n: int) -> None:
         f"  (b) latency at 200 msg/s, Telegram -> committed row ({len(lat)} messages): "
         f"p50 {p50:.1f} ms, p99 {p99:.1f} ms (goal <= 30 / 200)"
     )
-    print(f"  (c) sustained with 2 worker processes: {r['sustained_rate']:8.0f} updates/s")
+    for rate, base in r["pairs"]:
+        print(
+            f"  (c) sustained with 2 worker processes: {rate:8.0f} updates/s; right after, "
+            f"celery one-INSERT baseline {base:.0f} tasks/s -> ratio {rate / base:.2f}"
+        )
+    print(f"      mean ratio to the baseline: {celery_ratio:.2f} (goal >= 1.0)")
     print(
         f"      the same with kombu's BRPOP:       {r['brpop_rate']:8.0f} updates/s -> "
         f"hand-off cost ratio {r['sustained_rate'] / r['brpop_rate']:.2f}"
-    )
-    print(
-        f"      celery one-INSERT baseline:        {base_insert:8.0f} tasks/s -> ratio "
-        f"{r['sustained_rate'] / base_insert:.2f} (goal >= 0.5)"
     )
     print(
         f"      monolith (one Telethon process):   {r['monolith_rate']:8.0f} updates/s -> "
@@ -362,7 +374,7 @@ def print_results(r: dict[str, Any], n: int) -> None:
                 "publish_ratio": round(publish_ratio, 3),
                 "latency_p50_ms": round(p50, 1),
                 "latency_p99_ms": round(p99, 1),
-                "throughput_ratio_celery": round(r["sustained_rate"] / base_insert, 3),
+                "throughput_ratio_celery": round(celery_ratio, 3),
                 "throughput_ratio_monolith": round(r["sustained_rate"] / r["monolith_rate"], 3),
                 "handoff_ratio_brpop": round(r["sustained_rate"] / r["brpop_rate"], 3),
             }

@@ -37,6 +37,16 @@ def deliver(settings: Settings, env: Envelope, handler: Callable[..., None]) -> 
     drain_chat(settings, env.bot_id, env.chat_id, handler, first=first)
 
 
+def stall(settings: Settings, bot_id: int) -> None:
+    """Make the bot's inbound messages older than CHAIN_STALL_S."""
+    query(
+        settings,
+        "UPDATE messages SET created_at = created_at - interval '31 seconds' "
+        "WHERE bot_id = %s RETURNING 1",
+        bot_id,
+    )
+
+
 def test_replays_change_nothing_and_handlers_run_once(migrated: Settings, bot_id: int) -> None:
     seen: list[str] = []
 
@@ -108,12 +118,7 @@ def test_a_message_whose_predecessor_never_came_runs_late_with_a_dead_letter(
     assert seen == []
     assert query(migrated, "SELECT count(*) FROM dead_updates WHERE bot_id = %s", bot_id) == [(0,)]
     # When it has waited longer than CHAIN_STALL_S
-    query(
-        migrated,
-        "UPDATE messages SET created_at = created_at - interval '31 seconds' "
-        "WHERE bot_id = %s RETURNING 1",
-        bot_id,
-    )
+    stall(migrated, bot_id)
     drain_chat(migrated, bot_id, 777, handler)
     # Then it runs, and a chain_gap dead letter names the message it ran without
     assert seen == ["second"]
@@ -136,12 +141,7 @@ def test_a_gap_is_dead_lettered_even_when_the_late_message_s_handler_fails(
 
     # Given message 2 of a chat whose message 1 never came, waiting past CHAIN_STALL_S
     deliver(migrated, envelope(bot_id, 2, "second", prev=1), handler)
-    query(
-        migrated,
-        "UPDATE messages SET created_at = created_at - interval '31 seconds' "
-        "WHERE bot_id = %s RETURNING 1",
-        bot_id,
-    )
+    stall(migrated, bot_id)
     # When it runs and its handler raises (its transaction rolls back)
     drain_chat(migrated, bot_id, 777, handler)
     # Then both are dead-lettered: the gap it ran after, and its own failure
