@@ -272,12 +272,14 @@ class _QuietHandler(WSGIRequestHandler):
 def _serve(host: str, port: int, registry: CollectorRegistry) -> ThreadingWSGIServer:
     """``registry`` over HTTP on ``host:port`` (0: any free port) from a daemon thread:
     prometheus_client's ``start_http_server``, with a shutdown that takes SERVE_POLL_S."""
-    family = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM)[0][0]
+    # (as prometheus_client picks the address family and address)
+    info = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    family, _, _, _, address = info[0]
 
     class Server(ThreadingWSGIServer):
         address_family = family
 
-    server = make_server(host, port, make_wsgi_app(registry), Server, _QuietHandler)
+    server = make_server(str(address[0]), port, make_wsgi_app(registry), Server, _QuietHandler)
     thread = threading.Thread(
         target=server.serve_forever, args=(SERVE_POLL_S,), name="tgfleet-metrics", daemon=True
     )
