@@ -228,7 +228,7 @@ def test_the_runtime_routes_on_the_state_the_drain_read_and_batches_the_change()
         message("Ann"),
         state="Registration:name",
         state_data={},
-        state_expires_at=NOW + timedelta(days=1),
+        state_expires_at=datetime.now(UTC) + timedelta(days=1),  # the runtime reads the clock
     )
     # When the runtime runs the app on their reply
     replies, effects = run(inbound)
