@@ -92,10 +92,9 @@ class BotListener:
         #: Last inbound message id published per chat: the order chain for workers.
         self._prev: dict[int, int] = {}
         #: Chat -> (last inbound message id, unix time) of the publishes done (Redis took
-        #: them), oldest first: saved with the update state (``CHAIN_KEEP_S``).
+        #: them), oldest first, starting from the ones the listener before this one saved:
+        #: saved with the update state (``CHAIN_KEEP_S``).
         self._tails: dict[int, tuple[int, float]] = {}
-        #: The tails the listener before this one saved, for each chat's first message.
-        self._inherited: dict[int, int] = {}
         self._published: SavedState | None = None
         self._saved: SavedState | None = None
         self._save_task: asyncio.Task[None] | None = None
@@ -135,7 +134,6 @@ class BotListener:
         state = await asyncio.to_thread(fleet.load_update_state, settings, bot_id)
         tails = await asyncio.to_thread(fleet.load_chain_tails, settings, bot_id, CHAIN_KEEP_S)
         self._tails = {**tails, **self._tails}
-        self._inherited = {chat: message for chat, (message, _) in tails.items()}
         client = make_client(
             settings, session, receive_updates=True, catch_up=True, sequential_updates=True
         )
@@ -270,10 +268,10 @@ class BotListener:
         with the state this one started from), if it came before ``msg_id``: the old
         listener's messages may still be on their way to the workers, and the chat's
         first message from this one waits for it as the old one's next would have."""
-        tail = self._inherited.pop(chat_id, None)
-        if tail is None or msg_id is None or tail >= msg_id:
+        tail = self._tails.get(chat_id)  # (a chat this one published for has a ``prev``)
+        if tail is None or msg_id is None or tail[0] >= msg_id:
             return None
-        return tail
+        return tail[0]
 
     def _tail(self, chat_id: int, msg_id: int) -> None:
         """``msg_id`` was published for ``chat_id``: the chat's tail, newest last."""

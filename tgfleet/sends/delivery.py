@@ -21,11 +21,12 @@ import struct
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Row, and_, func, inspect, or_, select, update
+from sqlalchemy import ColumnElement, Row, and_, func, inspect, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session, aliased
 
 from tgfleet.db import Bot, Event, Outbox, OutboxOp, OutboxStatus, TgUser
+from tgfleet.db.models import OPEN_REPLIES
 from tgfleet.db.prepared import Prepared, execute
 from tgfleet.platform.metrics import metrics
 from tgfleet.platform.settings import Settings
@@ -40,8 +41,6 @@ BLOCKED_REASON = "the user blocked the bot"
 #: What a later part of a text (or a later reply of one handler run) fails with.
 EARLIER_FAILED = "an earlier part of this text (or a message it followed) failed"
 _CLAIMABLE = (OutboxStatus.QUEUED, OutboxStatus.RETRYING)
-#: A reply in one of these is still to go: the ones after it to its chat wait for it.
-_OPEN = (*_CLAIMABLE, OutboxStatus.SENDING)
 #: (attribute, column) of every column of ``outbox``: the claim returns the whole row,
 #: which the request is built from.
 _FIELDS = tuple((prop.key, prop.columns[0].name) for prop in inspect(Outbox).column_attrs)
@@ -449,9 +448,7 @@ def overdue(
             earlier.bot_id == Outbox.bot_id,
             earlier.chat_id == Outbox.chat_id,
             earlier.id < Outbox.id,
-            earlier.status.in_(_OPEN),
-            earlier.op == OutboxOp.SEND,
-            earlier.broadcast_id.is_(None),
+            text(OPEN_REPLIES),  # (its bare column names are the subquery's own rows')
         )
         .exists()
     )
