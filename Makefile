@@ -26,9 +26,12 @@ venv: $(DEV_STAMP)
 demo: $(DEMO_STAMP)
 	$(BIN)/tgfleet demo $(DEMO_ARGS)
 
-# Everything, on real PostgreSQL, Redis, Celery workers and the simulator.
+# Everything, on real PostgreSQL, Redis, Celery workers and the simulator. TEST_JOBS
+# pytest processes, each with services of its own, take whole test files in turn
+# (TEST_JOBS=0: one process).
+TEST_JOBS ?= 2
 test: $(DEV_STAMP)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_JOBS) --dist loadfile $(PYTEST_ARGS)
 
 # The unit layer alone: pure logic, no services, seconds.
 test-unit: $(DEV_STAMP)

@@ -1,4 +1,5 @@
-"""Shared fixtures: one real PostgreSQL + Redis pair for the whole test session, the
+"""Shared fixtures: one real PostgreSQL + Redis pair for the whole test session (for
+each pytest process: ``make test`` runs two, each with services of its own), the
 Telegram simulator, and real child processes (workers, beat, listeners) on them.
 
 The services are tgfleet's own embedded dev services (``tgfleet.dev.services``),
