@@ -190,7 +190,13 @@ def test_messages_celery_cannot_run_as_tasks_are_set_aside(
     for message in (not_a_call, unknown):
         broker.lpush(UPDATES_QUEUE, json.dumps(message))
     db = broker.connection_pool.connection_kwargs.get("db", 0)
-    assert broker.publish(f"/{db}.celery.pidbox", b"[1, 2]") >= 1
+    # (the worker can log "ready." before its subscription to broadcasts reaches Redis,
+    # and a broadcast nobody hears is lost: it goes again until the worker hears one)
+    wait_until(
+        lambda: broker.publish(f"/{db}.celery.pidbox", b"[1, 2]") >= 1,
+        30,
+        "the worker to hear a broadcast",
+    )
     app.send_task(HANDLE_UPDATE, args=[message_envelope(bot, 7202, 1, "after")])
     # Then the valid envelope is handled, and the bad messages are set aside
     wait_handled(migrated, bot, {"after"}, worker)
