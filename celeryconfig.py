@@ -30,6 +30,7 @@ include = (
     "tgfleet.tasks.analytics",
     "tgfleet.tasks.migration",
     "tgfleet.tasks.telemetry",
+    "tgfleet.tasks.database",
 )
 
 # A message no worker can run (not decodable, not a task, arguments the task does not

@@ -23,7 +23,9 @@ from tgfleet.db import (
     session_scope,
     token_fingerprint,
 )
+from tgfleet.db import session as db_session
 from tgfleet.db.prepared import Prepared, execute
+from tgfleet.db.session import expect_threads
 from tgfleet.platform.settings import Settings
 
 FUZZ_TRANSACTIONS = 1_000
@@ -101,6 +103,45 @@ def test_engine_is_cached_per_process_and_replaced_after_fork(db_settings: Setti
     # and the parent's pooled connections still work
     with session_scope(engine, role="admin") as session:
         assert session.execute(text("SELECT 1")).scalar() == 1
+
+
+def _backends_of_threads_at_once(engine: Engine, threads: int) -> set[int]:
+    """The PostgreSQL backends of ``threads`` threads that each hold a transaction at
+    the same moment."""
+    barrier = threading.Barrier(threads)
+    pids: list[int] = []
+
+    def work() -> None:
+        with session_scope(engine, role="admin") as session:
+            pids.append(session.execute(text("SELECT pg_backend_pid()")).scalar_one())
+            barrier.wait(10)
+
+    workers = [threading.Thread(target=work) for _ in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(20)
+    assert len(pids) == threads
+    return set(pids)
+
+
+def test_a_process_of_8_threads_keeps_a_connection_for_each(
+    db_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(db_session, "_expected_threads", 0)  # process-wide: restored after
+    # Given a pool of the default size (5): 8 threads at once open 8 connections, and
+    # when they are done it closes the 3 past its size, so the next 8 open 3 again
+    small = get_engine(db_settings)
+    first = _backends_of_threads_at_once(small, 8)
+    assert len(_backends_of_threads_at_once(small, 8) - first) == 3
+    # When the process says it runs 8 threads (a sender worker's threads pool does, as
+    # it starts)
+    expect_threads(8)
+    engine = get_engine(db_settings)
+    # Then 8 threads at once, twice, use the same 8 connections: none is opened anew
+    first = _backends_of_threads_at_once(engine, 8)
+    assert _backends_of_threads_at_once(engine, 8) == first
+    assert engine.pool.size() == 12  # type: ignore[attr-defined]
 
 
 def test_secrets_round_trip_and_wrong_key_fails_cleanly(db_settings: Settings) -> None:

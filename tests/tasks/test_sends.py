@@ -51,7 +51,7 @@ def test_fleet_batch_is_delivered_exactly_once_without_flood_waits(send_world: S
     # which keeps a chat's messages in order) and 2 sender processes deliver them
     items = [(bots[i % 3]["id"], users[(i // 3) % 100]["id"], f"msg {i}") for i in range(600)]
     w.queue(items)
-    w.start_senders(2)
+    senders = w.start_senders(2)
     w.wait_settled(600, timeout=90)
     # Then every row is sent, each message arrived exactly once, and Telegram never
     # had to answer FLOOD_WAIT
@@ -69,6 +69,11 @@ def test_fleet_batch_is_delivered_exactly_once_without_flood_waits(send_world: S
     # limiter, these 600 were refused about 470 times; through the pacer, about 140)
     metrics = redis.Redis.from_url(w.settings.redis_url).hgetall("tgfleet:metrics:sends")
     assert int(metrics.get(b"limiter_refusals", 0)) < 300, metrics
+    # And each sender's database pool kept a connection for each of its 8 threads and
+    # the few beside them (tests/db/test_session.py shows what keeping them saves)
+    for sender in senders:
+        log = sender.log_path.read_text(errors="replace")
+        assert "database pool: 12 connections kept for 8 threads" in log, w.log_tail()
 
 
 def test_a_broadcast_goes_in_batches_exactly_once_without_flood_waits(

@@ -11,6 +11,11 @@
 * A pooled connection is pinged before use only when it sat idle for more than
   ``PING_IDLE_S``: a busy worker does not pay a round trip per transaction, and a
   connection that PostgreSQL dropped while idle is replaced before it is used.
+* A pool keeps a connection for each thread that may use one at once: ``pool_size``
+  (``TGFLEET_DB_POOL_SIZE``, or ``DEFAULT_POOL_SIZE``, or a worker's threads plus
+  ``POOL_SPARE`` once ``expect_threads`` was told them). A connection past that is
+  closed when it comes back, and the next one costs PostgreSQL a new backend: a fork, a
+  login and a cold catalogue cache.
 """
 
 from __future__ import annotations
@@ -63,6 +68,13 @@ _CONTEXT_PREFIX = "SELECT set_config('role', "
 PREPARE_ENABLED = "tgfleet.prepare"
 #: A pooled connection idle for longer than this is pinged before it is handed out.
 PING_IDLE_S = 5.0
+#: Connections a pool keeps when neither TGFLEET_DB_POOL_SIZE nor ``expect_threads``
+#: says more (a prefork pool process runs one task at a time).
+DEFAULT_POOL_SIZE = 5
+#: Connections kept besides a worker's pool threads: a sender's event loop, its sweep
+#: and its scheduler use the database too.
+POOL_SPARE = 4
+_expected_threads = 0
 
 
 def sqlalchemy_url(url: str) -> str:
@@ -76,7 +88,7 @@ def sqlalchemy_url(url: str) -> str:
 def make_engine(
     url: str,
     *,
-    pool_size: int = 5,
+    pool_size: int = DEFAULT_POOL_SIZE,
     role_prefix: str = DEFAULT_ROLE_PREFIX,
     prepare: bool = True,
 ) -> Engine:
@@ -121,16 +133,37 @@ def _ping_if_idle(dbapi_connection: Any, record: Any, proxy: object) -> None:
         raise exc.DisconnectionError(f"pooled connection is gone: {error}") from error
 
 
+def expect_threads(count: int) -> None:
+    """This process runs ``count`` threads that may each hold a connection at once (a
+    Celery worker's threads pool): engines made from now on keep one for each, plus
+    ``POOL_SPARE``, unless TGFLEET_DB_POOL_SIZE says otherwise."""
+    global _expected_threads
+    if count < 1:
+        raise ValueError(f"expect_threads needs a positive count, not {count!r}")
+    _expected_threads = count
+
+
+def pool_size(settings: Settings) -> int:
+    """How many connections this process's engines keep (and may open as many again
+    beyond, for a moment)."""
+    if settings.db_pool_size is not None:
+        return settings.db_pool_size
+    if _expected_threads:
+        return max(DEFAULT_POOL_SIZE, _expected_threads + POOL_SPARE)
+    return DEFAULT_POOL_SIZE
+
+
 def get_engine(settings: Settings, *, owner: bool = False) -> Engine:
     """This process's engine for the app URL (or the owner URL), made on first use."""
     url = settings.owner_database_url if owner else settings.database_url
-    key = (url, settings.db_pool_size, settings.db_prepare, os.getpid())
+    size = pool_size(settings)
+    key = (url, size, settings.db_prepare, os.getpid())
     with _engines_lock:
         engine = _engines.get(key)
         if engine is None:
             engine = make_engine(
                 url,
-                pool_size=settings.db_pool_size,
+                pool_size=size,
                 role_prefix=settings.db_role_prefix,
                 prepare=settings.db_prepare,
             )

@@ -150,8 +150,10 @@ class Settings(BaseSettings):
     retention_months_audit: Annotated[int, Field(ge=1)] = Field(
         default=36, alias="TGFLEET_RETENTION_MONTHS_AUDIT"
     )
-    db_pool_size: Annotated[int, Field(ge=1, le=200)] = Field(
-        default=5, alias="TGFLEET_DB_POOL_SIZE"
+    #: Connections each process keeps (None: 5, or a threads-pool worker's threads + 4;
+    #: ``tgfleet.db.session.pool_size``).
+    db_pool_size: Annotated[int | None, Field(ge=1, le=200)] = Field(
+        default=None, alias="TGFLEET_DB_POOL_SIZE"
     )
     #: Server-side prepared statements on the hot paths; false behind a pooler in
     #: transaction mode (PgBouncer), which hands each transaction another connection.
