@@ -23,7 +23,7 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Row, and_, func, inspect, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy.orm import Session, aliased, instrumentation
 
 from tgfleet.db import Bot, Event, Outbox, OutboxOp, OutboxStatus, TgUser
 from tgfleet.db.models import OPEN_REPLIES
@@ -210,9 +210,20 @@ def _release_next_parts(session: Session, bot_id: int, keys: list[str]) -> None:
         enqueue_after_commit(session, others)
 
 
+#: An Outbox without its __init__, as the ORM makes the rows it loads.
+_new_outbox = instrumentation.manager_of_class(Outbox).new_instance
+_KEYS = tuple(key for key, _ in _FIELDS)
+
+
 def _outbox(found: Row[Any]) -> Outbox:
-    row = Outbox(**{key: value for (key, _), value in zip(_FIELDS, found, strict=True)})
-    row.status = OutboxStatus(row.status)
+    """A claimed row as an Outbox attached to no session. Its values go straight into
+    the instance's dict, as the ORM's own loading does: ``Outbox(**values)`` ran an
+    attribute event per column, 35 us a row against 3, and made a fifth of a sender's
+    CPU with the limits off."""
+    row = _new_outbox()
+    values = row.__dict__
+    values.update(zip(_KEYS, found, strict=True))
+    values["status"] = OutboxStatus(values["status"])
     return row
 
 
@@ -222,10 +233,14 @@ def _count_sent(rows: list[Outbox]) -> None:
     now = datetime.now(UTC)
     bot = str(rows[0].bot_id)
     m.sends.labels(bot, "sent").inc(len(rows))
+    latency: dict[str, Any] = {}  # each kind's series, looked up once a batch
     for row in rows:
         if row.created_at is not None:
             kind = "broadcast" if row.broadcast_id else "reply"
-            m.send_latency.labels(bot, kind).observe((now - row.created_at).total_seconds())
+            series = latency.get(kind)
+            if series is None:
+                series = latency[kind] = m.send_latency.labels(bot, kind)
+            series.observe((now - row.created_at).total_seconds())
 
 
 def mark_sent(session: Session, row: Outbox, tg_message_id: int | None) -> None:
