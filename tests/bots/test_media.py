@@ -180,10 +180,13 @@ def test_a_handler_that_asks_to_retry_runs_again_later_and_its_chat_waits(
     # may arrive in either order: the handling order is in the outbox and the inbox)
     handled = query(
         settings,
-        "SELECT text FROM messages WHERE bot_id = %s AND direction = 'in' ORDER BY processed_at",
+        "SELECT text, tg_message_id, payload ->> 'prev', payload -> 'retry', processed_at "
+        "FROM messages WHERE bot_id = %s AND direction = 'in' ORDER BY processed_at",
         bot,
     )
-    assert [row[0] for row in handled] == [f"/flaky {counter}", "next"]
+    # (on failure: each message's id, the one the listener published before it, its
+    # retry mark and when it was handled)
+    assert [row[0] for row in handled] == [f"/flaky {counter}", "next"], handled
     replies = query(settings, "SELECT text FROM outbox WHERE bot_id = %s ORDER BY id", bot)
     assert [row[0] for row in replies] == ["attempt 3 queued", "echo: next"]
     assert dead_updates(settings, bot) == []
