@@ -20,6 +20,7 @@ from tests.support.databases import is_blocked
 from tests.support.sends import SendWorld
 from tests.support.waiting import wait_until
 from tgfleet.db import (
+    Bot,
     BotSession,
     Entity,
     Outbox,
@@ -168,8 +169,14 @@ def test_a_broadcast_paused_mid_way_resumes_once_each_and_a_cancelled_one_stops(
     send_world: SendWorld,
 ) -> None:
     w = send_world
-    # Given a bot whose listener saw 150 users, and a broadcast to all of them under way
+    # Given a bot whose listener saw 150 users, and a broadcast to all of them under way,
+    # at 10 messages a second (15 s: at 30/s it could end before the pause command had
+    # started, which under load took seconds)
     bot, users = w.bot_with_users(150)
+    with session_scope(w.settings, role="admin") as s:
+        s.execute(
+            update(Bot).where(Bot.id == bot["id"]).values(settings={"limits": {"bot_per_s": 10}})
+        )
     w.queue([(bot["id"], u["id"], "news") for u in users], broadcast_id=31)
     w.start_senders(1)
     wait_until(lambda: w.statuses()["sent"] >= 20, 30, "20 sent", poll=0.05)
