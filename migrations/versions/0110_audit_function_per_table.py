@@ -146,9 +146,12 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    # The function and the triggers as 0109 left them: its upgrade makes both again.
+    previous = context.script.get_revision("0109")
+    if previous is None:
+        raise RuntimeError("migration 0109 is missing: going back from 0110 needs it")
+    previous.module.upgrade()
     op.execute(set_owner_role_sql(migration_settings(context.config).db_role_prefix))
-    for table, args in AUDITED.items():
-        quoted = ", ".join(f"'{value}'" for value in (table, *args))
-        _trigger(table, f"audit_row_change({quoted})")
+    for table in AUDITED:
         op.execute(f"DROP FUNCTION {function_name(table)}()")
     op.execute(RESET_ROLE_SQL)

@@ -149,7 +149,7 @@ def pool_size(settings: Settings) -> int:
     if settings.db_pool_size is not None:
         return settings.db_pool_size
     if _expected_threads:
-        return max(DEFAULT_POOL_SIZE, _expected_threads + POOL_SPARE)
+        return _expected_threads + POOL_SPARE
     return DEFAULT_POOL_SIZE
 
 
